@@ -1,0 +1,7 @@
+//! drsn: fault diagnosis with Deep Residual Shrinkage Networks.
+
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod nn;
+pub mod registry;

@@ -1,0 +1,24 @@
+//! Networks only: spec, layers, shrinkage, residual units, the model and its weights.
+//! Nothing here knows about files other than weights, HTTP or SQL.
+
+mod layers;
+mod model;
+mod network;
+mod shrink;
+mod spec;
+mod unit;
+
+pub use model::Model;
+pub use network::{BlockDiagnostics, Forward, Network};
+pub use shrink::{soft_threshold, ShrinkDiagnostics};
+pub use spec::{Arch, Dim, ModelSpec, StageSpec, StemSpec, PRESETS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    #[error("invalid model spec: {0}")]
+    Spec(String),
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("weights: {0}")]
+    Weights(String),
+}

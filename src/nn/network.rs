@@ -1,0 +1,106 @@
+//! The whole network, `Conv -> units -> BN -> ReLU -> GAP -> FC`, built from a [`ModelSpec`].
+
+use tch::nn::Path;
+use tch::Tensor;
+
+use super::layers::{global_average, Conv, Dense, Norm, HE_NORMAL};
+use super::shrink::ShrinkDiagnostics;
+use super::spec::ModelSpec;
+use super::unit::ResidualUnit;
+
+/// Diagnostics of one named shrinkage unit for a batch.
+#[derive(Debug)]
+pub struct BlockDiagnostics {
+    /// The unit's variable path, e.g. `units.4`.
+    pub name: String,
+    pub stage: usize,
+    pub diagnostics: ShrinkDiagnostics,
+}
+
+/// What one forward pass yields.
+#[derive(Debug)]
+pub struct Forward {
+    /// Unnormalised class scores, `N x classes` (what the loss takes).
+    pub logits: Tensor,
+    /// One entry per shrinkage unit, in order, when diagnostics were asked for.
+    pub blocks: Vec<BlockDiagnostics>,
+}
+
+impl Forward {
+    pub fn probabilities(&self) -> Tensor {
+        self.logits.softmax(-1, tch::Kind::Float)
+    }
+}
+
+#[derive(Debug)]
+pub struct Network {
+    stem: Conv,
+    units: Vec<(usize, ResidualUnit)>,
+    head_bn: Norm,
+    head_fc: Dense,
+}
+
+impl Network {
+    /// Builds the network's variables under `p` with explicit, stable names:
+    /// `stem.conv`, `units.{i}.{bn1,conv1,bn2,conv2,shrink.{fc1,bn,fc2}}`, `head.{bn,fc}`.
+    pub fn new(p: &Path, spec: &ModelSpec) -> Self {
+        let spatial = spec.dim.spatial();
+        let stem = Conv::new(
+            p / "stem" / "conv",
+            spatial,
+            spec.in_channels,
+            spec.stem.channels,
+            spec.stem.kernel,
+            spec.stem.stride,
+        );
+        let mut units = Vec::with_capacity(spec.unit_count());
+        let mut width = spec.stem.channels;
+        for (stage_idx, stage) in spec.stages.iter().enumerate() {
+            for u in 0..stage.units {
+                let stride = if u == 0 { stage.stride } else { 1 };
+                let unit = ResidualUnit::new(
+                    p / "units" / units.len(),
+                    spec.arch,
+                    spatial,
+                    width,
+                    stage.channels,
+                    spec.kernel,
+                    stride,
+                );
+                units.push((stage_idx, unit));
+                width = stage.channels;
+            }
+        }
+        Network {
+            stem,
+            units,
+            head_bn: Norm::new(p / "head" / "bn", width),
+            head_fc: Dense::new(p / "head" / "fc", width, spec.classes, HE_NORMAL),
+        }
+    }
+
+    /// Runs the network; `train` selects batch statistics and updates the running ones.
+    pub fn forward_t(&self, xs: &Tensor, train: bool, diagnostics: bool) -> Forward {
+        let mut h = self.stem.forward(xs);
+        let mut blocks = Vec::new();
+        for (i, (stage, unit)) in self.units.iter().enumerate() {
+            let (out, diag) = unit.forward_t(&h, train, diagnostics);
+            if let Some(diagnostics) = diag {
+                blocks.push(BlockDiagnostics { name: format!("units.{i}"), stage: *stage, diagnostics });
+            }
+            h = out;
+        }
+        let h = global_average(&self.head_bn.forward_t(&h, train).relu());
+        Forward { logits: self.head_fc.forward(&h), blocks }
+    }
+
+    /// Every convolution and dense kernel: the seed puts L2 1e-4 on each, and on nothing else.
+    pub fn kernels(&self) -> Vec<&Tensor> {
+        let mut k = vec![self.stem.kernel()];
+        for (_, unit) in &self.units {
+            k.extend(unit.kernels());
+        }
+        k.push(self.head_fc.kernel());
+        k
+    }
+}

@@ -1,0 +1,103 @@
+//! The model card: everything the service needs to feed a model the way it was trained,
+//! and everything an engineer needs to know where it came from.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::data::Normalization;
+use crate::nn::ModelSpec;
+
+/// File names inside a model folder.
+pub const CARD_FILE: &str = "card.json";
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelCard {
+    pub name: String,
+    pub version: u32,
+    pub spec: ModelSpec,
+    /// Class names, index `i` is output `i`.
+    pub classes: Vec<String>,
+    /// Sampling rate in Hz the model expects (1-D models); recordings at another rate
+    /// are resampled to it.
+    #[serde(default)]
+    pub sample_rate: Option<u32>,
+    /// Window length in samples (1-D) and the stride used to cut training windows.
+    #[serde(default)]
+    pub window: Option<WindowInfo>,
+    /// Applied to every window or image before the network sees it.
+    pub normalization: Normalization,
+    /// What the model was trained on, free-form.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// Held-out metrics from training, free-form (accuracy, per-class, noise sweep...).
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// Hex SHA-256 of `weights.safetensors`.
+    pub weights_sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WindowInfo {
+    pub length: usize,
+    pub train_stride: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: not a valid model card: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ModelCard {
+    /// Reads `card.json` from a model folder and checks it against its weights file.
+    pub fn read(dir: &Path) -> Result<Self, CardError> {
+        let path = dir.join(CARD_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| CardError::Io { path: path.display().to_string(), source })?;
+        let card: ModelCard = serde_json::from_str(&text)
+            .map_err(|source| CardError::Parse { path: path.display().to_string(), source })?;
+        card.spec.validate().map_err(|e| CardError::Invalid(format!("{}: {e}", path.display())))?;
+        if card.classes.len() as i64 != card.spec.classes {
+            return Err(CardError::Invalid(format!(
+                "{}: {} class names for a spec with {} classes",
+                path.display(),
+                card.classes.len(),
+                card.spec.classes
+            )));
+        }
+        let actual = sha256_file(&dir.join(WEIGHTS_FILE))?;
+        if actual != card.weights_sha256 {
+            return Err(CardError::Invalid(format!(
+                "{}: weights checksum {actual} does not match the card's {}",
+                dir.join(WEIGHTS_FILE).display(),
+                card.weights_sha256
+            )));
+        }
+        Ok(card)
+    }
+
+    /// Writes the card as pretty JSON into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), CardError> {
+        let path = dir.join(CARD_FILE);
+        let text = serde_json::to_string_pretty(self).expect("cards serialise");
+        std::fs::write(&path, text + "\n")
+            .map_err(|source| CardError::Io { path: path.display().to_string(), source })
+    }
+}
+
+/// Hex SHA-256 of a file's contents.
+pub fn sha256_file(path: &Path) -> Result<String, CardError> {
+    let bytes = std::fs::read(path)
+        .map_err(|source| CardError::Io { path: path.display().to_string(), source })?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
