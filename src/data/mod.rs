@@ -11,3 +11,56 @@ pub fn shared_data_root() -> std::path::PathBuf {
         .map(Into::into)
         .unwrap_or_else(|| std::path::PathBuf::from("../shared/data"))
 }
+
+/// A decoded recording: one `Vec` per channel, all the same length.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recording {
+    /// Samples per second, when the file says (WAV, manifest); `None` when unknown.
+    pub sample_rate: Option<u32>,
+    pub channels: Vec<Vec<f32>>,
+}
+
+/// Labelled samples, row-major: sample `i` is `values[i * n..(i + 1) * n]` with
+/// `n = sample_shape.iter().product()`; `sample_shape` is `[C, L]` or `[C, H, W]`.
+/// Values are raw (not normalised): noise is added before normalisation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Samples {
+    pub values: Vec<f32>,
+    pub sample_shape: Vec<usize>,
+    pub labels: Vec<i64>,
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Values in one sample.
+    pub fn sample_len(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    pub fn sample(&self, i: usize) -> &[f32] {
+        let n = self.sample_len();
+        &self.values[i * n..(i + 1) * n]
+    }
+}
+
+/// A data set ready for training, split without leakage between the parts.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    /// Class names; label `i` is `classes[i]`.
+    pub classes: Vec<String>,
+    /// The rate every recording was brought to (1-D data).
+    pub sample_rate: Option<u32>,
+    pub train: Samples,
+    pub validation: Samples,
+    pub test: Samples,
+    /// What was read and how it was split (files, counts per class and split, seed), for
+    /// the model card and for reports.
+    pub description: serde_json::Value,
+}
