@@ -1,8 +1,10 @@
 //! Everything between files on disk and tensors: decoding, windowing, resampling,
 //! normalisation, noise and splits. Nothing here knows about HTTP or SQL.
 
+pub mod noise;
 mod normalize;
 
+pub use noise::NoiseKind;
 pub use normalize::Normalization;
 
 /// The folder holding the real data sets (CWRU, MNIST): `DRSN_SHARED_DATA` or `../shared/data`.
