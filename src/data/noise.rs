@@ -35,7 +35,8 @@ pub const SEED_PIXEL_AMPLITUDE: f32 = 0.5;
 
 impl NoiseKind {
     /// The kinds of the paper's protocol, which are added at an SNR.
-    pub const SNR_KINDS: [NoiseKind; 3] = [NoiseKind::Gaussian, NoiseKind::Laplacian, NoiseKind::Pink];
+    pub const SNR_KINDS: [NoiseKind; 3] =
+        [NoiseKind::Gaussian, NoiseKind::Laplacian, NoiseKind::Pink];
 
     /// Whether the amount of this noise is set by an SNR (all but the seed's pixel noise).
     pub fn uses_snr(self) -> bool {
@@ -91,7 +92,11 @@ pub fn draw(kind: NoiseKind, len: usize, rng: &mut impl Rng) -> Vec<f64> {
         NoiseKind::Laplacian => (0..len)
             .map(|_| {
                 let e: f64 = Exp1.sample(rng);
-                if rng.random::<bool>() { e } else { -e }
+                if rng.random::<bool>() {
+                    e
+                } else {
+                    -e
+                }
             })
             .collect(),
         NoiseKind::Pink => pink(len, rng),
@@ -107,8 +112,9 @@ thread_local! {
 /// Pink noise: white Gaussian noise whose spectrum is shaped by 1/sqrt(f), so that its
 /// power spectral density falls as 1/f. The DC bin is removed.
 fn pink(len: usize, rng: &mut impl Rng) -> Vec<f64> {
-    let mut buf: Vec<Complex<f64>> =
-        (0..len).map(|_| Complex::new(StandardNormal.sample(rng), 0.0)).collect();
+    let mut buf: Vec<Complex<f64>> = (0..len)
+        .map(|_| Complex::new(StandardNormal.sample(rng), 0.0))
+        .collect();
     PLANNER.with(|planner| {
         let mut planner = planner.borrow_mut();
         planner.plan_fft_forward(len).process(&mut buf);
@@ -116,7 +122,11 @@ fn pink(len: usize, rng: &mut impl Rng) -> Vec<f64> {
         // spectrum Hermitian, so the inverse transform is real.
         for (k, c) in buf.iter_mut().enumerate() {
             let f = k.min(len - k);
-            *c = if f == 0 { Complex::new(0.0, 0.0) } else { *c / (f as f64).sqrt() };
+            *c = if f == 0 {
+                Complex::new(0.0, 0.0)
+            } else {
+                *c / (f as f64).sqrt()
+            };
         }
         planner.plan_fft_inverse(len).process(&mut buf);
     });
@@ -198,7 +208,10 @@ mod tests {
                 let mut noisy = clean.clone();
                 add_noise(&mut noisy, kind, snr, &mut rng);
                 let measured = measured_snr_db(&clean, &noisy);
-                assert!((measured - snr).abs() < 0.2, "{kind} at {snr} dB measured {measured} dB");
+                assert!(
+                    (measured - snr).abs() < 0.2,
+                    "{kind} at {snr} dB measured {measured} dB"
+                );
             }
         }
     }
@@ -230,18 +243,24 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let mut psd = vec![0.0f64; len / 2];
         for _ in 0..64 {
-            let mut buf: Vec<Complex<f64>> =
-                draw(kind, len, &mut rng).into_iter().map(|v| Complex::new(v, 0.0)).collect();
+            let mut buf: Vec<Complex<f64>> = draw(kind, len, &mut rng)
+                .into_iter()
+                .map(|v| Complex::new(v, 0.0))
+                .collect();
             FftPlanner::new().plan_fft_forward(len).process(&mut buf);
             for (p, c) in psd.iter_mut().zip(&buf) {
                 *p += c.norm_sqr();
             }
         }
         // Least squares over bins 1..len/2 (DC excluded).
-        let pts: Vec<(f64, f64)> =
-            (1..len / 2).map(|k| ((k as f64).ln(), psd[k].ln())).collect();
+        let pts: Vec<(f64, f64)> = (1..len / 2)
+            .map(|k| ((k as f64).ln(), psd[k].ln()))
+            .collect();
         let n = pts.len() as f64;
-        let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
+        let (mx, my) = (
+            pts.iter().map(|p| p.0).sum::<f64>() / n,
+            pts.iter().map(|p| p.1).sum::<f64>() / n,
+        );
         let sxy: f64 = pts.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
         let sxx: f64 = pts.iter().map(|(x, _)| (x - mx).powi(2)).sum();
         sxy / sxx
@@ -279,18 +298,32 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(9);
         let mut img = vec![0.25f32; 28 * 28];
         add_noise(&mut img, NoiseKind::UniformPixel, -5.0, &mut rng);
-        assert!(img.iter().all(|&v| (0.25..0.75).contains(&v)), "values leave [0.25, 0.75)");
+        assert!(
+            img.iter().all(|&v| (0.25..0.75).contains(&v)),
+            "values leave [0.25, 0.75)"
+        );
         let mean = img.iter().map(|&v| v as f64).sum::<f64>() / img.len() as f64;
-        assert!((mean - 0.5).abs() < 0.02, "mean {mean}, expected 0.25 + 0.5 * 0.5");
+        assert!(
+            (mean - 0.5).abs() < 0.02,
+            "mean {mean}, expected 0.25 + 0.5 * 0.5"
+        );
     }
 
     #[test]
     fn noise_kinds_parse_and_serialise_in_kebab_case() {
-        for kind in [NoiseKind::Gaussian, NoiseKind::Laplacian, NoiseKind::Pink, NoiseKind::UniformPixel] {
+        for kind in [
+            NoiseKind::Gaussian,
+            NoiseKind::Laplacian,
+            NoiseKind::Pink,
+            NoiseKind::UniformPixel,
+        ] {
             let text = kind.to_string();
             assert_eq!(text.parse::<NoiseKind>().unwrap(), kind);
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{text}\""));
         }
-        assert!("white".parse::<NoiseKind>().unwrap_err().contains("gaussian"));
+        assert!("white"
+            .parse::<NoiseKind>()
+            .unwrap_err()
+            .contains("gaussian"));
     }
 }

@@ -13,7 +13,9 @@ mod trainer;
 mod tests;
 
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
-pub use evaluate::{evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow};
+pub use evaluate::{
+    evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
+};
 pub use progress::{CancelToken, EpochMetrics, Progress, StepProgress};
 pub use trainer::{check_samples, init_model, train, TrainReport};
 
