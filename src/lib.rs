@@ -3,6 +3,10 @@
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod engine;
+pub mod http;
 pub mod nn;
 pub mod registry;
+pub mod server;
+pub mod telemetry;
 pub mod train;
