@@ -5,3 +5,4 @@ pub mod data;
 pub mod device;
 pub mod nn;
 pub mod registry;
+pub mod store;
