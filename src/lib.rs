@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod datasets;
 pub mod device;
 pub mod nn;
 pub mod registry;

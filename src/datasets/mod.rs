@@ -1,0 +1,8 @@
+//! Datasets on disk: user paths resolved inside the data root, and files uploaded over
+//! HTTP stored under `<data-root>/datasets/<name>/<label>/<file>`.
+
+pub mod archive;
+pub mod paths;
+
+pub use archive::{ArchiveError, Extracted, Limits};
+pub use paths::{canonical_root, check_name, resolve_inside, PathError};
