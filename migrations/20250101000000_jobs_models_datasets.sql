@@ -33,12 +33,15 @@ CREATE INDEX jobs_by_created ON jobs (created_at);
 CREATE TABLE job_epochs (
     job_id          TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     epoch           INTEGER NOT NULL CHECK (epoch >= 1),
-    train_loss      REAL NOT NULL,
+    -- Mean cross-entropy over the epoch's training steps.
+    loss            REAL NOT NULL,
     train_accuracy  REAL NOT NULL,
-    val_loss        REAL,
+    -- NULL when the dataset has no validation part.
     val_accuracy    REAL,
-    learning_rate   REAL NOT NULL,
-    seconds         REAL NOT NULL,
+    lr              REAL NOT NULL,
+    -- Best epoch so far by validation accuracy (its weights are the ones kept).
+    best            INTEGER NOT NULL CHECK (best IN (0, 1)),
+    elapsed_s       REAL NOT NULL,
     recorded_at     TEXT NOT NULL,
     PRIMARY KEY (job_id, epoch)
 );

@@ -97,12 +97,12 @@ pub struct EpochRow {
     #[serde(skip)]
     pub job_id: String,
     pub epoch: i64,
-    pub train_loss: f64,
+    pub loss: f64,
     pub train_accuracy: f64,
-    pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
-    pub learning_rate: f64,
-    pub seconds: f64,
+    pub lr: f64,
+    pub best: bool,
+    pub elapsed_s: f64,
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -222,17 +222,17 @@ impl Store {
     pub async fn record_epoch(&self, row: &EpochRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT OR REPLACE INTO job_epochs
-             (job_id, epoch, train_loss, train_accuracy, val_loss, val_accuracy, learning_rate, seconds, recorded_at)
+             (job_id, epoch, loss, train_accuracy, val_accuracy, lr, best, elapsed_s, recorded_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&row.job_id)
         .bind(row.epoch)
-        .bind(row.train_loss)
+        .bind(row.loss)
         .bind(row.train_accuracy)
-        .bind(row.val_loss)
         .bind(row.val_accuracy)
-        .bind(row.learning_rate)
-        .bind(row.seconds)
+        .bind(row.lr)
+        .bind(row.best)
+        .bind(row.elapsed_s)
         .bind(row.recorded_at)
         .execute(&self.pool)
         .await?;

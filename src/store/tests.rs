@@ -35,12 +35,12 @@ async fn a_job_moves_from_queued_to_succeeded_with_progress_and_epochs() {
         let e = EpochRow {
             job_id: "a".into(),
             epoch,
-            train_loss: 1.0 / epoch as f64,
+            loss: 1.0 / epoch as f64,
             train_accuracy: 0.5,
-            val_loss: Some(0.9),
             val_accuracy: Some(0.6),
-            learning_rate: 1e-3,
-            seconds: 2.0,
+            lr: 1e-3,
+            best: epoch == 2,
+            elapsed_s: 2.0 * epoch as f64,
             recorded_at: chrono::Utc::now(),
         };
         store.record_epoch(&e).await.unwrap();
@@ -52,7 +52,7 @@ async fn a_job_moves_from_queued_to_succeeded_with_progress_and_epochs() {
     assert!(done.finished_at.is_some() && done.error.is_none());
     let epochs = store.epochs("a").await.unwrap();
     assert_eq!(epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(epochs[1].train_loss, 0.5);
+    assert_eq!((epochs[1].loss, epochs[1].best, epochs[0].best), (0.5, true, false));
     // A finished job ignores late progress and a second finish.
     store.update_progress("a", &Progress { epoch: 2, ..p }).await.unwrap();
     assert_eq!(store.job("a").await.unwrap().unwrap().epoch, Some(1));
