@@ -1,9 +1,29 @@
 //! Everything between files on disk and tensors: decoding, windowing, resampling,
 //! normalisation, noise and splits. Nothing here knows about HTTP or SQL.
 
+mod csv;
+mod error;
+mod idx;
+mod image;
+mod mat;
 mod normalize;
+mod npy;
+mod recording;
+mod resample;
+mod wav;
+mod window;
 
+pub use csv::decode_csv;
+pub use error::DataError;
+pub use idx::{read_idx_images, read_idx_labels};
+pub use image::decode_image;
+pub use mat::DEFAULT_VARIABLE;
 pub use normalize::Normalization;
+pub use npy::decode_npy;
+pub use recording::{decode_f32_le, decode_recording, read_recording, ReadOptions};
+pub use resample::resample;
+pub use wav::decode_wav;
+pub use window::windows;
 
 /// The folder holding the real data sets (CWRU, MNIST): `DRSN_SHARED_DATA` or `../shared/data`.
 pub fn shared_data_root() -> std::path::PathBuf {
