@@ -7,3 +7,4 @@ pub mod device;
 pub mod nn;
 pub mod registry;
 pub mod store;
+pub mod train;
