@@ -205,6 +205,7 @@ fn resampling_48k_to_12k_keeps_a_sines_frequency_and_kills_an_alias() {
     // 6.5 kHz is above the new Nyquist (6 kHz): without filtering it would fold to 5.5 kHz.
     let alias = resample(&tone(6500.0), 48_000, 12_000);
     let db = 20.0 * (rms(&alias[1000..23_000]) / 0.5f32.sqrt()).log10();
+    eprintln!("6.5 kHz tone after 48 -> 12 kHz: {db:.1} dB");
     assert!(db < -40.0, "alias at {db:.1} dB");
 }
 
@@ -357,6 +358,10 @@ fn a_manifest_with_a_wrong_variable_or_unknown_test_label_is_named() {
     };
     let err = load_dataset(&DatasetSource::Manifest(manifest), &options).unwrap_err().to_string();
     assert!(err.contains("IR007_0_105.mat") && err.contains("unknown label `IR007`") && err.contains("B007"), "{err}");
+
+    let options = DatasetOptions { filter: vec![("load".into(), vec!["0".into()])], ..DatasetOptions::default() };
+    let err = load_dataset(&DatasetSource::Manifest(cwru.join("manifest.csv")), &options).unwrap_err().to_string();
+    assert!(err.contains("manifest.csv: no column `load`") && err.contains("load_hp"), "{err}");
 }
 
 #[test]
