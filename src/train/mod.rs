@@ -6,6 +6,7 @@ mod batch;
 mod checkpoint;
 mod config;
 pub mod evaluate;
+mod pipeline;
 mod progress;
 mod trainer;
 
@@ -15,6 +16,9 @@ mod tests;
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
 pub use evaluate::{
     evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
+};
+pub use pipeline::{
+    run, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED, VALIDATION_NOISE_SEED,
 };
 pub use progress::{CancelToken, EpochMetrics, Progress, StepProgress};
 pub use trainer::{check_samples, init_model, train, TrainReport};

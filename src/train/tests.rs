@@ -66,8 +66,7 @@ fn dataset(validation_shift: i64) -> Dataset {
         train: tones(40, 1, 0),
         validation: tones(10, 2, validation_shift),
         test: tones(20, 3, 0),
-        description: serde_json::Value::Null,
-        provenance: Default::default(),
+        ..Default::default()
     }
 }
 
