@@ -3,6 +3,8 @@
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=build.rs");
+    // A deployed copy keeps libtorch's libraries in `lib/` beside the binary (docker/).
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/lib");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         // The PyPI (CUDA) build's libtorch_cpu.so needs libcudart/libcupti from the
