@@ -7,9 +7,13 @@
 //!
 //!     cargo bench --bench train
 //!
-//! Environment: DRSN_BENCH_THREADS (default 2), DRSN_BENCH_BATCHES (batches per round,
+//! Environment: DRSN_BENCH_THREADS (default 1), DRSN_BENCH_BATCHES (batches per round,
 //! default 4), DRSN_BENCH_ROUNDS (default 5), DRSN_BENCH_DEVICE (cpu or cuda, default
 //! cpu), DRSN_PYTHON (a Python with torch; `scripts/libtorch.sh` exports it).
+//!
+//! One thread by default: on a small machine shared with other work, two intra-op
+//! threads made both sides about ten times slower (OpenMP threads spinning at barriers
+//! while the other is descheduled), which measures the neighbours rather than the code.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -167,7 +171,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let threads: usize = env_or("DRSN_BENCH_THREADS", 2)?;
+    let threads: usize = env_or("DRSN_BENCH_THREADS", 1)?;
     let batches: usize = env_or("DRSN_BENCH_BATCHES", 4)?;
     let rounds: usize = env_or("DRSN_BENCH_ROUNDS", 5)?;
     let device_name: String = env_or("DRSN_BENCH_DEVICE", "cpu".to_string())?;
