@@ -5,6 +5,7 @@ so that `state_dict()` keys equal the Rust `.safetensors` variable names. Writte
 idiomatic PyTorch from the paper, not translated op by op, so that agreement means something.
 
     python drsn_twin.py parity DIR      compare with the Rust outputs stored in DIR's cases
+                                        (eval-mode outputs; train-mode gradients and statistics)
     python drsn_twin.py bench ...       time forward passes on request (see `bench --help`)
 """
 
@@ -182,29 +183,51 @@ def named_outputs(model, x):
     return out
 
 
+def train_step(model, x, labels):
+    """One train-mode forward and backward (mean cross-entropy): every parameter's gradient
+    (`grad.{name}`) and every batch-norm running statistic afterwards (`running.{name}`)."""
+    model.train()
+    probabilities, _ = model(x)
+    F.nll_loss(probabilities.log(), labels).backward()
+    out = {f"grad.{name}": p.grad for name, p in model.named_parameters()}
+    for name, buffer in model.named_buffers():
+        if not name.endswith("num_batches_tracked"):
+            out[f"running.{name}"] = buffer
+    return out
+
+
+def max_abs_diffs(case, ours, stored):
+    """The largest absolute difference per name; null where it is not a number."""
+    if set(ours) != set(stored):
+        raise ValueError(
+            f"{case}: outputs differ in names: only Rust {sorted(set(stored) - set(ours))}, "
+            f"only the twin {sorted(set(ours) - set(stored))}"
+        )
+    diffs = {}
+    for name, value in ours.items():
+        if value.shape != stored[name].shape:
+            raise ValueError(
+                f"{case}: {name} has shape {list(value.shape)} in the twin but {list(stored[name].shape)} in Rust"
+            )
+        diff = (value.double() - stored[name].double()).abs().max().item()
+        # NaN is no JSON number: null, which the caller treats as a failure.
+        diffs[name] = diff if math.isfinite(diff) else None
+    return diffs
+
+
 def parity(root):
-    """For each case folder (spec.json, weights.safetensors, io.safetensors holding `input`
-    and the Rust outputs), the largest absolute difference of every output."""
+    """For each case folder, the largest absolute difference of every output from what Rust
+    stored there. A case folder holds spec.json, weights.safetensors, eval.safetensors
+    (`input` and the eval-mode outputs) and train.safetensors (`input`, `labels`, and the
+    gradients and running statistics after one train-mode step)."""
     report = {}
     for case in sorted(p for p in Path(root).iterdir() if (p / "spec.json").is_file()):
         model = load_model(case / "spec.json", case / "weights.safetensors")
-        stored = load_file(str(case / "io.safetensors"))
-        ours = named_outputs(model, stored.pop("input"))
-        if set(ours) != set(stored):
-            raise ValueError(
-                f"{case.name}: outputs differ in names: only Rust {sorted(set(stored) - set(ours))}, "
-                f"only the twin {sorted(set(ours) - set(stored))}"
-            )
-        diffs = {}
-        for name, value in ours.items():
-            if value.shape != stored[name].shape:
-                raise ValueError(
-                    f"{case.name}: {name} has shape {list(value.shape)} in the twin "
-                    f"but {list(stored[name].shape)} in Rust"
-                )
-            diff = (value.double() - stored[name].double()).abs().max().item()
-            # NaN is no JSON number: null, which the caller treats as a failure.
-            diffs[name] = diff if math.isfinite(diff) else None
+        stored = load_file(str(case / "eval.safetensors"))
+        diffs = max_abs_diffs(case.name, named_outputs(model, stored.pop("input")), stored)
+        stored = load_file(str(case / "train.safetensors"))
+        ours = train_step(model, stored.pop("input"), stored.pop("labels"))
+        diffs.update(max_abs_diffs(case.name, ours, stored))
         report[case.name] = diffs
     if not report:
         raise ValueError(f"{root}: no case folders with a spec.json")

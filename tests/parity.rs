@@ -1,5 +1,6 @@
 //! Parity with the PyTorch twin (`python/drsn_twin.py`): given the weights Rust exported and
-//! the same input, it must give the same probabilities and shrinkage diagnostics, within
+//! the same input, it must give the same probabilities and shrinkage diagnostics in eval
+//! mode, and the same gradients and batch-norm statistics after a train-mode step, within
 //! 1e-5, for every architecture in both dimensions.
 
 use std::collections::BTreeMap;
@@ -60,8 +61,9 @@ fn batch(spec: &ModelSpec) -> Tensor {
 
 /// Builds a model whose every parameter and running statistic is far from its initial
 /// value (so that a twin which skipped a bias or a batch-norm statistic would disagree),
-/// and writes its weights, spec, an input and its eval-mode outputs into `dir`.
-/// Returns the names of the outputs.
+/// and writes into `dir` its spec and weights, an input with the eval-mode outputs, and
+/// an input with labels with the gradients and running statistics after one train-mode
+/// step. Returns the names of the outputs.
 fn write_case(dir: &Path, spec: &ModelSpec) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
     let model = Model::new(spec, Device::Cpu).unwrap();
@@ -74,9 +76,12 @@ fn write_case(dir: &Path, spec: &ModelSpec) -> Vec<String> {
             model.forward_t(&(batch(spec) * 2.0 + 0.3), true);
         }
     });
+    model.save(&dir.join("weights.safetensors")).unwrap();
+    std::fs::write(dir.join("spec.json"), serde_json::to_string(spec).unwrap()).unwrap();
+
     let xs = batch(spec);
     let out = model.infer(&xs, true).unwrap();
-    let mut named = vec![("probabilities".to_string(), out.probabilities())];
+    let mut eval = vec![("probabilities".to_string(), out.probabilities())];
     for block in out.blocks {
         let d = block.diagnostics;
         for (what, value) in [
@@ -85,14 +90,28 @@ fn write_case(dir: &Path, spec: &ModelSpec) -> Vec<String> {
             ("mean_abs", d.mean_abs),
             ("zeroed_fraction", d.zeroed_fraction),
         ] {
-            named.push((format!("{}.{what}", block.name), value));
+            eval.push((format!("{}.{what}", block.name), value));
         }
     }
-    let names = named.iter().map(|(n, _)| n.clone()).collect();
-    named.push(("input".to_string(), xs));
-    Tensor::write_safetensors(&named, dir.join("io.safetensors")).unwrap();
-    model.save(&dir.join("weights.safetensors")).unwrap();
-    std::fs::write(dir.join("spec.json"), serde_json::to_string(spec).unwrap()).unwrap();
+
+    let xs_train = batch(spec);
+    let labels = Tensor::randint(spec.classes, [BATCH], (Kind::Int64, Device::Cpu));
+    model.forward_t(&xs_train, true).logits.cross_entropy_for_logits(&labels).backward();
+    let mut train = Vec::new();
+    for (name, var) in model.var_store().variables() {
+        if var.requires_grad() {
+            train.push((format!("grad.{name}"), var.grad()));
+        } else {
+            train.push((format!("running.{name}"), var.copy()));
+        }
+    }
+
+    let names = eval.iter().chain(&train).map(|(n, _)| n.clone()).collect();
+    eval.push(("input".to_string(), xs));
+    Tensor::write_safetensors(&eval, dir.join("eval.safetensors")).unwrap();
+    train.push(("input".to_string(), xs_train));
+    train.push(("labels".to_string(), labels));
+    Tensor::write_safetensors(&train, dir.join("train.safetensors")).unwrap();
     names
 }
 
@@ -121,7 +140,7 @@ fn run_twin(dir: &Path) -> BTreeMap<String, BTreeMap<String, Option<f64>>> {
 }
 
 #[test]
-fn the_pytorch_twin_gives_the_same_probabilities_and_thresholds_for_every_architecture() {
+fn the_pytorch_twin_agrees_on_probabilities_thresholds_and_gradients_for_every_architecture() {
     tch::manual_seed(7);
     let dir = tempfile::tempdir().unwrap();
     let mut expected = BTreeMap::new();

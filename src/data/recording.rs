@@ -71,11 +71,6 @@ fn format_of(bytes: &[u8], name: &str) -> Option<Format> {
     }
 }
 
-/// Whether a file name looks like a recording this module reads.
-pub(crate) fn is_recording_name(name: &str) -> bool {
-    format_of(&[], name).is_some()
-}
-
 /// Decodes and selects channels; also returns the MAT variable read, for reports.
 pub(crate) fn decode_named(
     bytes: &[u8],
