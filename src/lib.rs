@@ -2,7 +2,13 @@
 
 pub mod cli;
 pub mod data;
+pub mod datasets;
 pub mod device;
+pub mod engine;
+pub mod http;
 pub mod nn;
 pub mod registry;
+pub mod server;
+pub mod store;
+pub mod telemetry;
 pub mod train;
