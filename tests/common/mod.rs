@@ -90,7 +90,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
-    pub data_dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl TestApp {
@@ -114,24 +115,22 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(engine: EngineConfig, http: HttpConfig) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temporary data folder");
-    spawn_app_on(fixtures().models.clone(), data_dir, engine, http).await
+    let tmp = tempfile::tempdir().expect("temporary data folder");
+    let mut app = spawn_app_on(fixtures().models.clone(), tmp.path().to_path_buf(), engine, http).await;
+    app._tmp = Some(tmp);
+    app
 }
 
-pub async fn spawn_app_on(
-    models_dir: PathBuf,
-    data_dir: tempfile::TempDir,
-    engine: EngineConfig,
-    http: HttpConfig,
-) -> TestApp {
-    let config = ServerConfig { models_dir, data_dir: data_dir.path().to_path_buf(), engine, http };
+/// The service on given folders (e.g. a data folder shared with an earlier instance).
+pub async fn spawn_app_on(models_dir: PathBuf, data_dir: PathBuf, engine: EngineConfig, http: HttpConfig) -> TestApp {
+    let config = ServerConfig { models_dir, data_dir: data_dir.clone(), engine, http };
     let server = Server::start(config).await.expect("service starts");
     let state = server.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("loopback port");
     let addr = listener.local_addr().unwrap();
     let app = server.app(axum::Router::new());
     tokio::spawn(server.serve(listener, app, std::future::pending()));
-    TestApp { addr, client: reqwest::Client::new(), state, data_dir }
+    TestApp { addr, client: reqwest::Client::new(), state, data_dir, _tmp: None }
 }
 
 /// A deterministic test signal: a few tones and a little pseudo-random noise.
