@@ -9,3 +9,4 @@ pub mod nn;
 pub mod registry;
 pub mod server;
 pub mod telemetry;
+pub mod train;

@@ -1,9 +1,41 @@
 //! Everything between files on disk and tensors: decoding, windowing, resampling,
 //! normalisation, noise and splits. Nothing here knows about HTTP or SQL.
 
+mod csv;
+mod error;
+mod folder;
+mod idx;
+mod image;
+mod image_set;
+mod load;
+mod manifest;
+mod mat;
+pub mod noise;
 mod normalize;
+mod npy;
+mod recording;
+mod resample;
+mod signal_set;
+mod source;
+mod split;
+mod wav;
+mod window;
 
+pub use csv::decode_csv;
+pub use error::DataError;
+pub use idx::{read_idx_images, read_idx_labels};
+pub use image::decode_image;
+pub use load::{load_dataset, DatasetOptions, TestSelection};
+pub use mat::DEFAULT_VARIABLE;
+pub use noise::NoiseKind;
 pub use normalize::Normalization;
+pub use npy::decode_npy;
+pub use recording::{decode_f32_le, decode_recording, read_recording, ReadOptions};
+pub use resample::resample;
+pub use source::{parse_filter, DatasetSource, Filter};
+pub use split::Split;
+pub use wav::decode_wav;
+pub use window::windows;
 
 /// The folder holding the real data sets (CWRU, MNIST): `DRSN_SHARED_DATA` or `../shared/data`.
 pub fn shared_data_root() -> std::path::PathBuf {
@@ -63,4 +95,52 @@ pub struct Dataset {
     /// What was read and how it was split (files, counts per class and split, seed), for
     /// the model card and for reports.
     pub description: serde_json::Value,
+    /// Where each sample of each part came from.
+    pub provenance: Provenance,
+}
+
+impl Dataset {
+    pub fn part(&self, split: Split) -> &Samples {
+        match split {
+            Split::Train => &self.train,
+            Split::Validation => &self.validation,
+            Split::Test => &self.test,
+        }
+    }
+}
+
+/// Where one sample came from: samples `start..start + len` of `Provenance::sources[source]`
+/// at the data set's rate (recordings), or image `start` of that file (`len` 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub source: usize,
+    pub start: usize,
+    pub len: usize,
+}
+
+impl Origin {
+    /// Whether two samples share any stretch of the same source.
+    pub fn overlaps(&self, other: &Origin) -> bool {
+        self.source == other.source && self.start < other.start + other.len && other.start < self.start + self.len
+    }
+}
+
+/// The origin of every sample, part by part, in the order of the samples.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Provenance {
+    /// The files read, as paths.
+    pub sources: Vec<String>,
+    pub train: Vec<Origin>,
+    pub validation: Vec<Origin>,
+    pub test: Vec<Origin>,
+}
+
+impl Provenance {
+    pub fn part(&self, split: Split) -> &[Origin] {
+        match split {
+            Split::Train => &self.train,
+            Split::Validation => &self.validation,
+            Split::Test => &self.test,
+        }
+    }
 }

@@ -75,7 +75,8 @@ impl Model {
     /// Inference: eval mode, no gradients, on the model's device.
     pub fn infer(&self, xs: &Tensor, diagnostics: bool) -> Result<Forward, NnError> {
         self.check_input(xs)?;
-        let xs = xs.to_device(self.device());
+        let device = self.device();
+        let xs = if xs.device() == device { xs.shallow_clone() } else { xs.to_device(device) };
         Ok(tch::no_grad(|| self.net.forward_t(&xs, false, diagnostics)))
     }
 

@@ -90,7 +90,7 @@ impl Network {
             }
             h = out;
         }
-        let h = global_average(&self.head_bn.forward_t(&h, train).relu());
+        let h = global_average(&self.head_bn.forward_t(&h, train).relu_());
         Forward { logits: self.head_fc.forward(&h), blocks }
     }
 

@@ -6,9 +6,15 @@ use tch::{Kind, Tensor};
 use super::layers::{global_average, Dense, Norm, HE_NORMAL};
 
 /// `sign(x) * max(|x| - tau, 0)`, written as `x - clamp(x, -tau, tau)`: the same values
-/// (exact zeros inside `[-tau, tau]`) and gradients, in fewer tensor operations.
+/// (exact zeros inside `[-tau, tau]`) and gradients, in fewer passes over the data.
 pub fn soft_threshold(xs: &Tensor, tau: &Tensor) -> Tensor {
-    xs - xs.clamp_tensor(Some(&tau.neg()), Some(tau))
+    xs - clamp_within(xs, tau)
+}
+
+/// `clamp(x, -tau, tau)` as `clamp_max` then `clamp_min`: libtorch vectorises these two
+/// with broadcast tensor bounds, but not `clamp` with both (several times slower).
+fn clamp_within(xs: &Tensor, tau: &Tensor) -> Tensor {
+    xs.clamp_max_tensor(tau).clamp_min_tensor_(&tau.neg())
 }
 
 /// What one shrinkage unit did to a batch: the explanation behind a verdict.
@@ -45,17 +51,18 @@ impl Shrinkage {
         }
     }
 
-    /// Shrinks `xs`; with `diagnostics`, also reports what the thresholds were and did.
+    /// Shrinks `xs` (a unit's own convolution output, which it may overwrite); with
+    /// `diagnostics`, also reports what the thresholds were and did.
     pub fn forward_t(
         &self,
-        xs: &Tensor,
+        mut xs: Tensor,
         train: bool,
         diagnostics: bool,
     ) -> (Tensor, Option<ShrinkDiagnostics>) {
         let mean_abs = global_average(&xs.abs());
         let scales = self
             .fc2
-            .forward(&self.bn.forward_t(&self.fc1.forward(&mean_abs), train).relu())
+            .forward(&self.bn.forward_t(&self.fc1.forward(&mean_abs), train).relu_())
             .sigmoid();
         let thresholds = if self.shared {
             &scales * mean_abs.mean_dim(1, true, Kind::Float)
@@ -65,11 +72,11 @@ impl Shrinkage {
         // N x C' -> N x C' x 1 [x 1] to broadcast over the spatial axes.
         let mut shape = thresholds.size();
         shape.extend(std::iter::repeat_n(1, xs.dim() - 2));
-        let out = soft_threshold(xs, &thresholds.view(shape.as_slice()));
+        let inside = clamp_within(&xs, &thresholds.view(shape.as_slice()));
+        // Unless autograd needs `xs` for the backward pass, the result can take its place.
+        let out = if xs.requires_grad() { &xs - inside } else { xs.g_sub_(&inside) };
         let diag = diagnostics.then(|| {
-            let axes: Vec<i64> = (1..out.dim() as i64).collect();
-            let zeroed_fraction = out.eq(0.0).to_kind(Kind::Float).mean_dim(axes.as_slice(), false, Kind::Float);
-            ShrinkDiagnostics { thresholds, scales, mean_abs, zeroed_fraction }
+            ShrinkDiagnostics { zeroed_fraction: zeroed_fraction(&out), thresholds, scales, mean_abs }
         });
         (out, diag)
     }
@@ -77,6 +84,14 @@ impl Shrinkage {
     pub fn kernels(&self) -> [&Tensor; 2] {
         [self.fc1.kernel(), self.fc2.kernel()]
     }
+}
+
+/// Share of zeros per sample, counted as `n - sum(sign(|x|))`: float passes that libtorch
+/// vectorises, unlike comparisons that yield booleans. Exact: the counts are integers.
+fn zeroed_fraction(xs: &Tensor) -> Tensor {
+    let axes = &[1, 2, 3][..xs.dim() - 1];
+    let n: i64 = xs.size()[1..].iter().product();
+    xs.abs().sign_().sum_dim_intlist(axes, false, Kind::Float).neg_().g_add_scalar_(n).g_div_scalar_(n)
 }
 
 #[cfg(test)]

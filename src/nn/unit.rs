@@ -16,8 +16,9 @@ pub struct ResidualUnit {
     conv2: Conv,
     shrink: Option<Shrinkage>,
     stride: i64,
-    /// Zero channels added before and after the identity's own channels.
-    pad: (i64, i64),
+    c_in: i64,
+    /// Zero channels before the identity's own when the unit widens (the rest go after).
+    pad_before: i64,
 }
 
 impl ResidualUnit {
@@ -36,7 +37,6 @@ impl ResidualUnit {
             Arch::DrsnCs => Some(Shrinkage::new(&p / "shrink", c_out, true)),
             Arch::DrsnCw => Some(Shrinkage::new(&p / "shrink", c_out, false)),
         };
-        let grow = c_out - c_in;
         ResidualUnit {
             bn1: Norm::new(&p / "bn1", c_in),
             conv1: Conv::new(&p / "conv1", spatial, c_in, c_out, kernel, stride),
@@ -44,7 +44,8 @@ impl ResidualUnit {
             conv2: Conv::new(&p / "conv2", spatial, c_out, c_out, kernel, 1),
             shrink,
             stride,
-            pad: (grow / 2, grow - grow / 2),
+            c_in,
+            pad_before: (c_out - c_in) / 2,
         }
     }
 
@@ -54,31 +55,28 @@ impl ResidualUnit {
         train: bool,
         diagnostics: bool,
     ) -> (Tensor, Option<ShrinkDiagnostics>) {
-        let r = self.conv1.forward(&self.bn1.forward_t(xs, train).relu());
-        let r = self.conv2.forward(&self.bn2.forward_t(&r, train).relu());
+        let r = self.conv1.forward(&self.bn1.forward_t(xs, train).relu_());
+        let r = self.conv2.forward(&self.bn2.forward_t(&r, train).relu_());
         let (r, diag) = match &self.shrink {
-            Some(shrink) => shrink.forward_t(&r, train, diagnostics),
+            Some(shrink) => shrink.forward_t(r, train, diagnostics),
             None => (r, None),
         };
-        (r + self.identity(xs), diag)
+        (self.add_identity(r, xs), diag)
     }
 
-    /// The shortcut: every `stride`-th sample (the seed's 1x1 average pooling), then
-    /// symmetric zero channels up to the unit's width (no 1x1 convolution).
-    fn identity(&self, xs: &Tensor) -> Tensor {
+    /// Adds the shortcut to `r` in place: every `stride`-th sample of `xs` (the seed's 1x1
+    /// average pooling) onto the middle channels, which is `r` plus `xs` padded with
+    /// symmetric zero channels (no 1x1 convolution), without building the padded copy.
+    /// Autograd allows it: neither the convolution nor the shrinkage keeps its output.
+    fn add_identity(&self, r: Tensor, xs: &Tensor) -> Tensor {
         let mut id = xs.shallow_clone();
         if self.stride > 1 {
             for axis in 2..xs.dim() as i64 {
                 id = id.slice(axis, 0, None, self.stride);
             }
         }
-        if self.pad != (0, 0) {
-            // constant_pad_nd lists (before, after) pairs from the last axis backwards.
-            let mut pad = vec![0i64; 2 * (xs.dim() - 2)];
-            pad.extend([self.pad.0, self.pad.1]);
-            id = id.constant_pad_nd(pad.as_slice());
-        }
-        id
+        let _ = r.narrow(1, self.pad_before, self.c_in).g_add_(&id);
+        r
     }
 
     pub fn kernels(&self) -> Vec<&Tensor> {

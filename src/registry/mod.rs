@@ -5,6 +5,7 @@
 //! before it is put into service, so that a request never meets a model that is not ready.
 
 mod card;
+mod folder;
 mod layout;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use card::{sha256_file, CardError, ModelCard, WindowInfo, CARD_FILE, WEIGHTS_FILE};
+pub use folder::{write_model_folder, CardInfo};
 pub use layout::{validate_name, Origin, ACTIVE_FILE};
 
 use crate::engine::{Engine, EngineError, ModelKey};

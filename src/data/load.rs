@@ -1,0 +1,102 @@
+//! Loading a data set: options, and the dispatch to recordings or images.
+
+use super::source::{DatasetSource, Filter};
+use super::{image_set, signal_set, DataError, Dataset};
+
+/// A test set taken apart from the training data (e.g. another load of the machine).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TestSelection {
+    /// Where the test data comes from; `None`: the training source.
+    pub source: Option<DatasetSource>,
+    /// Which rows of it (e.g. `load_hp=2`).
+    pub filter: Filter,
+}
+
+/// How to turn a source into a data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetOptions {
+    /// Window length in samples (recordings).
+    pub window: usize,
+    /// Distance between training windows; evaluation windows do not overlap.
+    pub train_stride: usize,
+    /// Rate every recording is brought to; `None`: no resampling (rates must then agree).
+    pub sample_rate: Option<u32>,
+    /// Rate of recordings whose file and manifest do not say (CSV, `.npy`, `.mat`).
+    pub default_sample_rate: Option<u32>,
+    /// Channels to keep, unless a manifest row names its own.
+    pub channels: Option<Vec<usize>>,
+    /// MAT variable (name or pattern), unless a manifest row names its own.
+    pub variable: Option<String>,
+    /// CSV column (name or index).
+    pub column: Option<String>,
+    pub validation_fraction: f64,
+    /// Ignored when `test` is given (everything it selects is test data) and for MNIST
+    /// (its official test set is the test set).
+    pub test_fraction: f64,
+    pub seed: u64,
+    /// Which rows of the source to use (manifest columns; `file` and `label` for folders;
+    /// `label` for MNIST).
+    pub filter: Filter,
+    pub test: Option<TestSelection>,
+    /// Keep at most this many samples per class in each part (quick runs).
+    pub max_per_class: Option<usize>,
+}
+
+impl Default for DatasetOptions {
+    /// The paper's set-up: 2048-sample windows, training windows 256 apart, 70/15/15.
+    fn default() -> Self {
+        DatasetOptions {
+            window: 2048,
+            train_stride: 256,
+            sample_rate: None,
+            default_sample_rate: None,
+            channels: None,
+            variable: None,
+            column: None,
+            validation_fraction: 0.15,
+            test_fraction: 0.15,
+            seed: 0,
+            filter: Vec::new(),
+            test: None,
+            max_per_class: None,
+        }
+    }
+}
+
+impl DatasetOptions {
+    /// Train, validation and test shares of each recording or class.
+    pub(crate) fn fractions(&self) -> [f64; 3] {
+        let test = if self.test.is_some() { 0.0 } else { self.test_fraction };
+        [1.0 - self.validation_fraction - test, self.validation_fraction, test]
+    }
+
+    fn validate(&self) -> Result<(), DataError> {
+        let bad = |m: String| Err(DataError::Options(m));
+        if self.window == 0 || self.train_stride == 0 {
+            return bad(format!("window ({}) and train stride ({}) must be positive", self.window, self.train_stride));
+        }
+        let (v, t) = (self.validation_fraction, self.test_fraction);
+        if !(0.0..1.0).contains(&v) || !(0.0..1.0).contains(&t) || self.fractions()[0] <= 0.0 {
+            return bad(format!("validation ({v}) and test ({t}) fractions must be in [0, 1) and leave some training data"));
+        }
+        if self.sample_rate == Some(0) || self.default_sample_rate == Some(0) {
+            return bad("sample rates must be positive".into());
+        }
+        if self.max_per_class == Some(0) {
+            return bad("max per class must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Reads a data set and splits it into train, validation and test without leakage; see
+/// [`Dataset::description`] for what was done and [`Dataset::provenance`] for where every
+/// sample came from.
+pub fn load_dataset(source: &DatasetSource, options: &DatasetOptions) -> Result<Dataset, DataError> {
+    options.validate()?;
+    match source {
+        DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_) => signal_set::load(source, options),
+        DatasetSource::ImageFolders(_) => image_set::load_folders(source, options),
+        DatasetSource::Mnist(dir) => image_set::load_mnist(dir, options),
+    }
+}

@@ -1,0 +1,271 @@
+//! Recordings to windows: read, bring to one rate, cut each recording in time into
+//! train/validation/test stretches, then window each stretch on its own.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::{json, Value};
+
+use super::error::read_file;
+use super::load::DatasetOptions;
+use super::recording::{decode_named, ReadOptions};
+use super::source::{describe_filter, entries, DatasetSource, Entry};
+use super::split::{stretches, Parts, Split};
+use super::{resample, windows, DataError, Dataset, Origin};
+
+pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<Dataset, DataError> {
+    let train_entries = entries(source, &options.filter)?;
+    if train_entries.is_empty() {
+        return Err(DataError::Options(format!(
+            "the filter {} leaves no recording of {}",
+            describe_filter(&options.filter),
+            source.path().display()
+        )));
+    }
+    let classes: Vec<String> =
+        train_entries.iter().map(|e| e.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let test_entries = test_entries(source, options, &train_entries, &classes)?;
+
+    let mut reader = Reader { options, common_rate: None, channels: None };
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let fractions = options.fractions();
+    let window = options.window;
+    let mut parts: Option<Parts> = None;
+    // Per class and part: the stretches meant for it, to explain a part left empty.
+    let mut planned: Vec<[Vec<String>; 3]> = vec![Default::default(); classes.len()];
+    let mut files = Vec::new();
+    let mut sources = Vec::new();
+    let all = train_entries.iter().map(|e| (e, false)).chain(test_entries.iter().map(|e| (e, true)));
+    for (index, (entry, is_test)) in all.enumerate() {
+        let file = entry.path.display().to_string();
+        let label = classes.binary_search(&entry.label).expect("test labels checked, train labels are the classes");
+        let loaded = reader.read(entry)?;
+        let len = loaded.channels.first().map_or(0, Vec::len);
+        if len < window {
+            let detail = match (loaded.sample_rate, loaded.resampled_from) {
+                (Some(to), Some(from)) => format!(" at {to} Hz (resampled from {from} Hz)"),
+                (Some(rate), None) => format!(" at {rate} Hz"),
+                _ => String::new(),
+            };
+            return Err(DataError::TooShort { file, len, window, detail });
+        }
+        let (assigned, plan) = if is_test {
+            ("test selection", vec![(Split::Test, 0..len)])
+        } else if let Some(split) = entry.split {
+            ("manifest split", vec![(split, 0..len)])
+        } else {
+            let mut order = Split::ALL;
+            order.shuffle(&mut rng);
+            ("cut in time", stretches(len, fractions, order))
+        };
+        let parts = parts.get_or_insert_with(|| Parts::new(vec![loaded.channels.len(), window]));
+        let mut stretch_desc = serde_json::Map::new();
+        let mut window_counts = serde_json::Map::new();
+        for (split, range) in plan {
+            planned[label][split as usize].push(format!("{file}: {} samples", range.len()));
+            let stride = if split == Split::Train { options.train_stride } else { window };
+            let mut count = 0;
+            for w in windows(range.len(), window, stride) {
+                let start = range.start + w.start;
+                let pieces: Vec<&[f32]> = loaded.channels.iter().map(|c| &c[start..start + window]).collect();
+                parts.push(split, label as i64, Origin { source: index, start, len: window }, &pieces);
+                count += 1;
+            }
+            stretch_desc.insert(split.name().into(), json!([range.start, range.end]));
+            window_counts.insert(split.name().into(), count.into());
+        }
+        files.push(json!({
+            "file": file,
+            "label": entry.label,
+            "variable": loaded.variable,
+            "channels": loaded.channels.len(),
+            "samples": len,
+            "sample_rate": loaded.sample_rate,
+            "resampled_from": loaded.resampled_from,
+            "assigned": assigned,
+            "stretches": stretch_desc,
+            "windows": window_counts,
+        }));
+        sources.push(file);
+    }
+    let mut parts = parts.expect("at least one recording was read");
+
+    let mut without_test = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        for split in Split::ALL {
+            if parts.count(split, label as i64) > 0 {
+                continue;
+            }
+            let stretches = &planned[label][split as usize];
+            if split == Split::Test && options.test.is_some() {
+                without_test.push(class.clone());
+            } else if split == Split::Train || !stretches.is_empty() {
+                let detail = if stretches.is_empty() {
+                    " for training: the manifest puts all its recordings in other parts".to_string()
+                } else {
+                    format!(
+                        " in the {} part: its {} stretches ({}) are shorter than one window of {window}",
+                        split.name(),
+                        split.name(),
+                        stretches.join(", ")
+                    )
+                };
+                return Err(DataError::EmptyClass { class: class.clone(), detail });
+            }
+        }
+    }
+    if let Some(max) = options.max_per_class {
+        parts.cap_per_class(max, classes.len(), &mut rng);
+    }
+
+    let sample_rate = options.sample_rate.or(reader.common_rate.map(|(r, _)| r));
+    let conversions: Vec<Value> = files
+        .iter()
+        .filter(|f| !f["resampled_from"].is_null())
+        .map(|f| json!({ "file": f["file"], "from": f["resampled_from"], "to": f["sample_rate"] }))
+        .collect();
+    let description = json!({
+        "source": source.describe(),
+        "filter": describe_filter(&options.filter),
+        "test_selection": options.test.as_ref().map(|t| json!({
+            "source": t.source.as_ref().unwrap_or(source).describe(),
+            "filter": describe_filter(&t.filter),
+        })),
+        "classes": classes,
+        "sample_rate": sample_rate,
+        "window": window,
+        "train_stride": options.train_stride,
+        "eval_stride": window,
+        "channels": reader.channels.as_ref().map(|(n, _)| *n),
+        "split": {
+            "method": "each recording is cut in time into contiguous train/validation/test stretches \
+                       (their order drawn per recording from the seed) and windows are cut inside \
+                       each stretch, so no window spans two parts; manifest `split` and a test \
+                       selection assign whole recordings",
+            "fractions": { "train": fractions[0], "validation": fractions[1], "test": fractions[2] },
+            "seed": options.seed,
+        },
+        "max_per_class": options.max_per_class,
+        "files": files,
+        "rate_conversions": conversions,
+        "counts": parts.counts(&classes),
+        "classes_without_test_data": without_test,
+    });
+    let ([train, validation, test], provenance) = parts.finish(sources);
+    Ok(Dataset { classes, sample_rate, train, validation, test, description, provenance })
+}
+
+/// The test selection's recordings: labels known from training, no recording shared.
+fn test_entries(
+    source: &DatasetSource,
+    options: &DatasetOptions,
+    train: &[Entry],
+    classes: &[String],
+) -> Result<Vec<Entry>, DataError> {
+    let Some(selection) = &options.test else { return Ok(Vec::new()) };
+    let test_source = selection.source.as_ref().unwrap_or(source);
+    if !matches!(test_source, DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_)) {
+        return Err(DataError::Options(format!(
+            "the test selection ({}) must hold recordings, like the training source",
+            test_source.path().display()
+        )));
+    }
+    let chosen = entries(test_source, &selection.filter)?;
+    if chosen.is_empty() {
+        return Err(DataError::Options(format!(
+            "the test filter {} leaves no recording of {}",
+            describe_filter(&selection.filter),
+            test_source.path().display()
+        )));
+    }
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let train_files: BTreeSet<_> = train.iter().map(|e| canonical(&e.path)).collect();
+    for entry in &chosen {
+        let file = entry.path.display().to_string();
+        if classes.binary_search(&entry.label).is_err() {
+            return Err(DataError::UnknownLabel { file, label: entry.label.clone(), known: classes.join(", ") });
+        }
+        if train_files.contains(&canonical(&entry.path)) {
+            return Err(DataError::Options(format!(
+                "{file} is in both the training and the test selection; they must not share recordings"
+            )));
+        }
+    }
+    Ok(chosen)
+}
+
+struct Loaded {
+    channels: Vec<Vec<f32>>,
+    sample_rate: Option<u32>,
+    resampled_from: Option<u32>,
+    variable: Option<String>,
+}
+
+/// Reads recordings one after another, checking that they agree with the first
+/// (channel count; rate, when not resampling).
+struct Reader<'a> {
+    options: &'a DatasetOptions,
+    common_rate: Option<(u32, String)>,
+    channels: Option<(usize, String)>,
+}
+
+impl Reader<'_> {
+    fn read(&mut self, entry: &Entry) -> Result<Loaded, DataError> {
+        let options = self.options;
+        let file = entry.path.display().to_string();
+        let read_options = ReadOptions {
+            variable: entry.variable.clone().or_else(|| options.variable.clone()),
+            column: options.column.clone(),
+            channels: entry.channels.clone().or_else(|| options.channels.clone()),
+        };
+        let (recording, variable) = decode_named(&read_file(&entry.path)?, &file, &read_options)?;
+        let rate_error = |problem: String| DataError::SampleRate { file: file.clone(), problem };
+        let declared = match (entry.sample_rate, recording.sample_rate) {
+            (Some(m), Some(f)) if m != f => {
+                return Err(rate_error(format!("the manifest says {m} Hz, the file says {f} Hz")))
+            }
+            (m, f) => m.or(f).or(options.default_sample_rate),
+        };
+        let mut channels = recording.channels;
+        let mut resampled_from = None;
+        match (options.sample_rate, declared) {
+            (Some(target), Some(rate)) if rate != target => {
+                channels = channels.iter().map(|c| resample(c, rate, target)).collect();
+                resampled_from = Some(rate);
+            }
+            (Some(target), None) => {
+                return Err(rate_error(format!(
+                    "unknown, so it cannot be brought to {target} Hz; give it in a manifest column \
+                     `sampling_rate` or as the default sample rate"
+                )))
+            }
+            (None, Some(rate)) => match &self.common_rate {
+                None => self.common_rate = Some((rate, file.clone())),
+                Some((common, first)) if *common != rate => {
+                    return Err(rate_error(format!(
+                        "{rate} Hz, but {first} is at {common} Hz; give a target sample rate to resample"
+                    )))
+                }
+                Some(_) => {}
+            },
+            _ => {}
+        }
+        match &self.channels {
+            None => self.channels = Some((channels.len(), file.clone())),
+            Some((n, first)) if *n != channels.len() => {
+                return Err(DataError::malformed(
+                    &file,
+                    format!(
+                        "{} channel(s), but {first} has {n}; select channels so that every recording has as many",
+                        channels.len()
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        Ok(Loaded { channels, sample_rate: options.sample_rate.or(declared), resampled_from, variable })
+    }
+}

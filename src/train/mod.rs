@@ -1,0 +1,38 @@
+//! Training and evaluation: the loop (optimisers, schedule, L2, noise augmentation, best
+//! checkpoint), progress and cancellation for callers such as background jobs, and the
+//! held-out metrics. No terminal and no HTTP here.
+
+mod batch;
+mod checkpoint;
+mod config;
+pub mod evaluate;
+mod pipeline;
+mod progress;
+mod trainer;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{NoiseAugment, Optimizer, TrainConfig};
+pub use evaluate::{
+    evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
+};
+pub use pipeline::{
+    run, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED, VALIDATION_NOISE_SEED,
+};
+pub use progress::{CancelToken, EpochMetrics, Progress, StepProgress};
+pub use trainer::{check_samples, init_model, train, TrainReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid training settings: {0}")]
+    Config(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("cancelled at epoch {epoch}, step {step}")]
+    Cancelled { epoch: usize, step: usize },
+    #[error("training diverged: the loss is not finite at epoch {epoch}, step {step} (learning rate {lr}); try a lower one")]
+    Diverged { epoch: usize, step: usize, lr: f64 },
+    #[error("libtorch: {0}")]
+    Torch(String),
+}

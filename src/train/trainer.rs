@@ -1,0 +1,260 @@
+//! The training loop: shuffled batches, optional noise, normalisation, cross-entropy,
+//! L2 on kernels, an optimiser with a step schedule, validation after every epoch and
+//! the best weights (by validation accuracy) restored at the end.
+
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tch::nn::OptimizerConfig;
+use tch::{Kind, Tensor};
+use utoipa::ToSchema;
+
+use crate::data::{Dataset, Normalization, Samples};
+use crate::nn::{Model, ModelSpec};
+
+use super::batch::make_batch;
+use super::checkpoint::Snapshot;
+use super::config::{Optimizer, TrainConfig};
+use super::evaluate::accuracy;
+use super::progress::{CancelToken, EpochMetrics, Progress, StepProgress};
+use super::TrainError;
+
+/// What a finished run reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TrainReport {
+    /// One entry per epoch.
+    pub history: Vec<EpochMetrics>,
+    /// The epoch (1-based) whose weights the model holds now: the best by validation
+    /// accuracy, or the last when there is no validation data.
+    pub best_epoch: usize,
+    pub best_val_accuracy: Option<f64>,
+    pub steps: usize,
+    pub train_samples: usize,
+    pub elapsed_s: f64,
+    /// Training samples per second over the whole run (validation included in the time).
+    pub samples_per_s: f64,
+}
+
+/// A freshly initialised model whose weights depend only on `seed`.
+pub fn init_model(
+    spec: &ModelSpec,
+    device: tch::Device,
+    seed: u64,
+) -> Result<Model, crate::nn::NnError> {
+    tch::manual_seed(seed as i64);
+    Model::new(spec, device)
+}
+
+/// Checks that samples fit the model: shape and label range.
+pub fn check_samples(spec: &ModelSpec, samples: &Samples, part: &str) -> Result<(), TrainError> {
+    let expected: Vec<usize> = spec.sample_shape().iter().map(|&s| s as usize).collect();
+    if !samples.is_empty() && samples.sample_shape != expected {
+        return Err(TrainError::Data(format!(
+            "{part} samples have shape {:?} but the model takes {expected:?}",
+            samples.sample_shape
+        )));
+    }
+    if samples.values.len() != samples.len() * samples.sample_len() {
+        return Err(TrainError::Data(format!(
+            "{part}: {} values for {} samples of {} values",
+            samples.values.len(),
+            samples.len(),
+            samples.sample_len()
+        )));
+    }
+    if let Some(bad) = samples.labels.iter().find(|&&l| l < 0 || l >= spec.classes) {
+        return Err(TrainError::Data(format!(
+            "{part}: label {bad} outside the model's {} classes",
+            spec.classes
+        )));
+    }
+    if let Some(i) = samples.values.iter().position(|v| !v.is_finite()) {
+        let n = samples.sample_len().max(1);
+        return Err(TrainError::Data(format!(
+            "{part}: sample {} holds a NaN or infinite value",
+            i / n
+        )));
+    }
+    Ok(())
+}
+
+/// Trains `model` on `data.train`, validating on `data.validation` after every epoch, and
+/// leaves the model holding the best weights. `on_progress` is called after every step and
+/// every epoch; `cancel` is checked before every step and ends the run with
+/// [`TrainError::Cancelled`] (the model then holds whatever the last step left).
+pub fn train(
+    model: &mut Model,
+    data: &Dataset,
+    normalization: Normalization,
+    config: &TrainConfig,
+    on_progress: &mut dyn FnMut(&Progress),
+    cancel: &CancelToken,
+) -> Result<TrainReport, TrainError> {
+    config.validate()?;
+    let spec = model.spec().clone();
+    check_samples(&spec, &data.train, "training")?;
+    check_samples(&spec, &data.validation, "validation")?;
+    if !data.classes.is_empty() && data.classes.len() as i64 != spec.classes {
+        return Err(TrainError::Data(format!(
+            "the data set has {} classes but the model {}",
+            data.classes.len(),
+            spec.classes
+        )));
+    }
+    let n = data.train.len();
+    // A last batch of one sample would break batch norm; it is left out of that epoch
+    // (the shuffle changes which sample it is).
+    let steps_per_epoch = n / config.batch_size + usize::from(n % config.batch_size >= 2);
+    if steps_per_epoch == 0 {
+        return Err(TrainError::Data(format!(
+            "{n} training samples; at least 2 are needed"
+        )));
+    }
+    if let Some(t) = config.threads {
+        tch::set_num_threads(t as i32);
+    }
+    tch::manual_seed(config.seed as i64);
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let device = model.device();
+    let vs = model.var_store();
+    let mut opt = match config.optimizer {
+        Optimizer::Adam => tch::nn::Adam::default().build(vs, config.lr),
+        Optimizer::Sgd { momentum } => tch::nn::Sgd {
+            momentum,
+            ..Default::default()
+        }
+        .build(vs, config.lr),
+    }
+    .map_err(|e| TrainError::Torch(e.to_string()))?;
+    let kernels: Vec<Tensor> = model
+        .kernels()
+        .into_iter()
+        .map(|k| k.shallow_clone())
+        .collect();
+
+    let total_steps = steps_per_epoch * config.epochs;
+    let started = Instant::now();
+    let mut history = Vec::with_capacity(config.epochs);
+    let mut best: Option<(f64, usize, Snapshot)> = None;
+    let mut order: Vec<usize> = (0..n).collect();
+    let (mut done, mut trained) = (0usize, 0usize);
+    let eta = |done: usize| {
+        let elapsed = started.elapsed().as_secs_f64();
+        elapsed / done.max(1) as f64 * total_steps.saturating_sub(done) as f64
+    };
+
+    for epoch in 0..config.epochs {
+        let lr = config.lr_at(epoch);
+        opt.set_lr(lr);
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
+        for step in 0..steps_per_epoch {
+            if cancel.is_cancelled() {
+                return Err(TrainError::Cancelled {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                });
+            }
+            let end = ((step + 1) * config.batch_size).min(n);
+            let indices = &order[step * config.batch_size..end];
+            let augment = config
+                .augment
+                .as_ref()
+                .map(|a| (a, &mut rng as &mut dyn rand::RngCore));
+            let (xs, ys) = make_batch(&data.train, indices, normalization, augment, device);
+            let logits = model.forward_t(&xs, true).logits;
+            let loss = logits.cross_entropy_for_logits(&ys);
+            opt.zero_grad();
+            loss.backward();
+            // L2 on kernels as gradients: d/dw (wd * w^2) = 2 wd w, the same update as
+            // adding the term to the loss (the seed's Keras l2) without building it.
+            if config.weight_decay > 0.0 {
+                tch::no_grad(|| {
+                    for k in &kernels {
+                        let mut g = k.grad();
+                        if g.defined() {
+                            let _ = g.g_add_(&(k * (2.0 * config.weight_decay)));
+                        }
+                    }
+                });
+            }
+            opt.step();
+            let loss_value = loss.double_value(&[]);
+            if !loss_value.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    lr,
+                });
+            }
+            loss_sum += loss_value;
+            correct += logits
+                .argmax(-1, false)
+                .eq_tensor(&ys)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            seen += indices.len();
+            trained += indices.len();
+            done += 1;
+            on_progress(&Progress::Step(StepProgress {
+                epoch: epoch + 1,
+                epochs: config.epochs,
+                step: step + 1,
+                steps_per_epoch,
+                loss: loss_sum / (step + 1) as f64,
+                train_accuracy: correct as f64 / seen as f64,
+                lr,
+                elapsed_s: started.elapsed().as_secs_f64(),
+                eta_s: eta(done),
+            }));
+        }
+        let val_accuracy = if data.validation.is_empty() {
+            None
+        } else {
+            Some(accuracy(model, &data.validation, normalization)?)
+        };
+        // Ties go to the later epoch: same accuracy, more training.
+        let is_best = match (val_accuracy, &best) {
+            (Some(acc), Some((best_acc, _, _))) => acc >= *best_acc,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if let (true, Some(acc)) = (is_best, val_accuracy) {
+            best = Some((acc, epoch + 1, Snapshot::take(model.var_store())));
+        }
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            epochs: config.epochs,
+            loss: loss_sum / steps_per_epoch as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_accuracy,
+            lr,
+            best: is_best,
+            elapsed_s: started.elapsed().as_secs_f64(),
+            eta_s: eta(done),
+        };
+        on_progress(&Progress::Epoch(metrics.clone()));
+        history.push(metrics);
+    }
+
+    let (best_epoch, best_val_accuracy) = match best {
+        Some((acc, epoch, snapshot)) => {
+            snapshot.restore(model.var_store());
+            (epoch, Some(acc))
+        }
+        None => (config.epochs, None),
+    };
+    let elapsed_s = started.elapsed().as_secs_f64();
+    Ok(TrainReport {
+        history,
+        best_epoch,
+        best_val_accuracy,
+        steps: done,
+        train_samples: n,
+        elapsed_s,
+        samples_per_s: trained as f64 / elapsed_s.max(1e-9),
+    })
+}
