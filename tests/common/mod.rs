@@ -164,3 +164,35 @@ pub async fn expect_error(response: reqwest::Response, status: u16, error_type: 
     assert_eq!(body["error_type"], error_type, "{body}");
     body["error"].as_str().expect("error message").to_string()
 }
+
+/// A 32-bit float WAV of `channels` (all the same length).
+pub fn wav_f32(channels: &[Vec<f32>], rate: u32) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..channels[0].len() {
+        for c in channels {
+            writer.write_sample(c[i]).unwrap();
+        }
+    }
+    writer.finalize().unwrap();
+    out.into_inner()
+}
+
+/// Little-endian f32 bytes.
+pub fn f32_le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// An 8-bit grayscale image encoded as PNG or JPEG.
+pub fn encode_image(pixels: &[u8], width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let img = image::GrayImage::from_raw(width, height, pixels.to_vec()).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
