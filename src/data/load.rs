@@ -70,7 +70,8 @@ impl DatasetOptions {
         [1.0 - self.validation_fraction - test, self.validation_fraction, test]
     }
 
-    fn validate(&self) -> Result<(), DataError> {
+    /// Checks the options alone, before any file is read.
+    pub fn validate(&self) -> Result<(), DataError> {
         let bad = |m: String| Err(DataError::Options(m));
         if self.window == 0 || self.train_stride == 0 {
             return bad(format!("window ({}) and train stride ({}) must be positive", self.window, self.train_stride));
