@@ -1,5 +1,6 @@
 //! The command line: one sub-module per sub-command. Every flag is also an env var.
 
+mod serve;
 mod spec;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -22,6 +23,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve every model over HTTP (diagnosis, models, health, metrics, OpenAPI at /docs).
+    Serve(serve::ServeArgs),
     /// Print a preset's model spec as JSON (a starting point for custom networks).
     Spec(spec::SpecArgs),
 }
@@ -29,6 +32,7 @@ pub enum Command {
 impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
+            Command::Serve(args) => serve::run(args),
             Command::Spec(args) => spec::run(args),
         }
     }

@@ -1,0 +1,308 @@
+//! The inference engine: dedicated threads own the models; requests reach them through a
+//! bounded queue, are batched dynamically and answered through oneshot channels. Nothing
+//! here runs on the async runtime except handing requests over and awaiting replies.
+//!
+//! Capacity is counted in windows (a long recording is many windows): a request takes as
+//! many permits as it has windows and holds them until it is answered; when too few are
+//! left, it is refused at once as [`EngineError::Overloaded`] rather than queued.
+
+mod queue;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use tch::Device;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::nn::ModelSpec;
+use crate::telemetry;
+
+/// How the engine batches and where it runs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Most windows in one forward pass.
+    pub max_batch_size: usize,
+    /// How long a batch may wait for more requests after its first one was queued.
+    pub max_wait: Duration,
+    /// Most windows queued or in a forward pass at once; more answer 429.
+    pub queue_capacity: usize,
+    /// Threads each owning a copy of every model.
+    pub workers: usize,
+    /// libtorch intra-op threads (process-wide); `None` keeps libtorch's default.
+    pub torch_threads: Option<usize>,
+    pub device: Device,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_batch_size: 64,
+            max_wait: Duration::from_millis(2),
+            queue_capacity: 4096,
+            workers: 1,
+            torch_threads: None,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// A model as the engine knows it: its name and version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelKey {
+    pub name: String,
+    pub version: u32,
+}
+
+impl std::fmt::Display for ModelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} v{}", self.name, self.version)
+    }
+}
+
+/// Windows for one model, already shaped and normalised: `windows` samples of
+/// `spec.sample_len()` values each, row-major.
+#[derive(Debug)]
+pub struct Request {
+    pub model: ModelKey,
+    pub inputs: Vec<f32>,
+    pub windows: usize,
+    /// Whether to report what every shrinkage unit did.
+    pub diagnostics: bool,
+}
+
+/// The engine's answer to one [`Request`], windows in request order.
+#[derive(Debug)]
+pub struct Prediction {
+    pub windows: Vec<WindowPrediction>,
+    /// From enqueue to the start of the forward pass.
+    pub queued: Duration,
+    /// The forward pass(es) of the batch that carried this request.
+    pub inference: Duration,
+    /// Windows in that batch (this request's and others').
+    pub batch_windows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowPrediction {
+    /// One probability per class, in the model's class order.
+    pub probabilities: Vec<f32>,
+    /// One entry per shrinkage unit when diagnostics were asked for, else empty.
+    pub blocks: Vec<BlockValues>,
+}
+
+/// What one shrinkage unit did to one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockValues {
+    pub name: Arc<str>,
+    pub stage: usize,
+    /// One per channel (DRSN-CW) or one (DRSN-CS).
+    pub thresholds: Vec<f32>,
+    pub scales: Vec<f32>,
+    /// Mean |x| per channel, before thresholding.
+    pub mean_abs: Vec<f32>,
+    pub zeroed_fraction: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the inference queue is full ({capacity} windows); try again shortly")]
+    Overloaded { capacity: usize },
+    #[error("{windows} windows in one request exceed the queue's capacity of {capacity}; send fewer windows (a larger stride or a shorter recording)")]
+    TooLarge { windows: usize, capacity: usize },
+    #[error("model {0} is not loaded in the engine")]
+    NotLoaded(ModelKey),
+    #[error("{0}")]
+    Input(String),
+    #[error("cannot load model {key}: {message}")]
+    Load { key: ModelKey, message: String },
+    #[error("the inference engine has stopped")]
+    Stopped,
+    #[error("inference failed: {0}")]
+    Internal(String),
+}
+
+/// A model to load on every worker.
+#[derive(Debug, Clone)]
+struct LoadSpec {
+    key: ModelKey,
+    spec: ModelSpec,
+    weights: PathBuf,
+}
+
+enum Control {
+    Load(LoadSpec, oneshot::Sender<Result<(), EngineError>>),
+    Unload(ModelKey, oneshot::Sender<()>),
+}
+
+/// One request on its way through the queue.
+struct Job {
+    request: Request,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Prediction, EngineError>>,
+    /// Released when the job is answered (or dropped).
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Senders, taken away on shutdown so that workers finish the queue and stop.
+struct Channels {
+    work: Sender<Job>,
+    controls: Vec<Sender<Control>>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    channels: Mutex<Option<Channels>>,
+    permits: Arc<Semaphore>,
+    queued: Arc<AtomicUsize>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A cheap handle to the engine; clones share it. Dropping the last one stops the workers
+/// once they have answered everything queued.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Starts the worker threads (with no models yet).
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        if config.max_batch_size == 0 || config.workers == 0 || config.queue_capacity == 0 {
+            return Err(EngineError::Internal(
+                "max batch size, workers and queue capacity must all be at least 1".into(),
+            ));
+        }
+        if let Some(n) = config.torch_threads {
+            tch::set_num_threads(n as i32);
+        }
+        let (work_tx, work_rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let mut controls = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..config.workers {
+            let (control_tx, control_rx) = crossbeam_channel::unbounded();
+            controls.push(control_tx);
+            let worker = worker::Worker::new(config.clone(), work_rx.clone(), control_rx, queued.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("drsn-engine-{i}"))
+                .spawn(move || worker.run())
+                .map_err(|e| EngineError::Internal(format!("cannot start an engine thread: {e}")))?;
+            threads.push(handle);
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                permits: Arc::new(Semaphore::new(config.queue_capacity)),
+                config,
+                channels: Mutex::new(Some(Channels { work: work_tx, controls })),
+                queued,
+                threads: Mutex::new(threads),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Whether the engine still takes requests (not shut down, no worker lost).
+    pub fn is_running(&self) -> bool {
+        let open = self.inner.channels.lock().map(|c| c.is_some()).unwrap_or(false);
+        let threads = self.inner.threads.lock().map(|t| t.iter().all(|h| !h.is_finished()));
+        open && threads.unwrap_or(false)
+    }
+
+    /// Loads a model on every worker and runs a warm-up forward pass with it. Loading a
+    /// key that is already loaded replaces it.
+    pub async fn load(&self, key: ModelKey, spec: ModelSpec, weights: PathBuf) -> Result<(), EngineError> {
+        let load = LoadSpec { key, spec, weights };
+        let replies = self.broadcast(|reply| Control::Load(load.clone(), reply))?;
+        for reply in replies {
+            reply.await.map_err(|_| EngineError::Stopped)??;
+        }
+        Ok(())
+    }
+
+    /// Drops a model from every worker; requests for it then fail with `NotLoaded`.
+    pub async fn unload(&self, key: ModelKey) -> Result<(), EngineError> {
+        let replies = self.broadcast(|reply| Control::Unload(key.clone(), reply))?;
+        for reply in replies {
+            reply.await.map_err(|_| EngineError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    fn broadcast<T>(
+        &self,
+        make: impl Fn(oneshot::Sender<T>) -> Control,
+    ) -> Result<Vec<oneshot::Receiver<T>>, EngineError> {
+        let channels = self.inner.channels.lock().map_err(|_| EngineError::Stopped)?;
+        let channels = channels.as_ref().ok_or(EngineError::Stopped)?;
+        let mut replies = Vec::new();
+        for control in &channels.controls {
+            let (tx, rx) = oneshot::channel();
+            control.send(make(tx)).map_err(|_| EngineError::Stopped)?;
+            replies.push(rx);
+        }
+        Ok(replies)
+    }
+
+    /// Queues a request and waits for its prediction. Refuses at once when the queue
+    /// cannot take its windows.
+    pub async fn infer(&self, request: Request) -> Result<Prediction, EngineError> {
+        let capacity = self.inner.config.queue_capacity;
+        let windows = request.windows;
+        if windows == 0 {
+            return Err(EngineError::Input("no windows to diagnose".into()));
+        }
+        if windows > capacity {
+            return Err(EngineError::TooLarge { windows, capacity });
+        }
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .try_acquire_many_owned(windows as u32)
+            .map_err(|_| EngineError::Overloaded { capacity })?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job { request, enqueued: Instant::now(), reply, _permit: permit };
+        {
+            let channels = self.inner.channels.lock().map_err(|_| EngineError::Stopped)?;
+            let channels = channels.as_ref().ok_or(EngineError::Stopped)?;
+            // Counted before sending so that a worker never takes more than was added.
+            let depth = self.inner.queued.fetch_add(windows, Ordering::Relaxed) + windows;
+            match channels.work.try_send(job) {
+                Ok(()) => metrics::gauge!(telemetry::QUEUE_DEPTH).set(depth as f64),
+                Err(e) => {
+                    self.inner.queued.fetch_sub(windows, Ordering::Relaxed);
+                    return Err(match e {
+                        TrySendError::Full(_) => EngineError::Overloaded { capacity },
+                        TrySendError::Disconnected(_) => EngineError::Stopped,
+                    });
+                }
+            }
+        }
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Stops taking requests; the workers answer what is queued, then exit.
+    pub fn shutdown(&self) {
+        if let Ok(mut channels) = self.inner.channels.lock() {
+            channels.take();
+        }
+    }
+
+    /// Waits for the worker threads to exit (after [`Engine::shutdown`]). Blocking.
+    pub fn join(&self) {
+        let threads = self.inner.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("an engine thread panicked");
+            }
+        }
+    }
+}

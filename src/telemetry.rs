@@ -1,0 +1,58 @@
+//! Every metric the service records, named in one place, and the Prometheus recorder.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// HTTP requests, labelled `route` (the matched path template), `method` and `status`.
+pub const HTTP_REQUESTS: &str = "drsn_http_requests_total";
+/// Time from request to response, labelled `route`.
+pub const HTTP_DURATION: &str = "drsn_http_request_duration_seconds";
+/// Requests refused, labelled `reason` (the error type of the response).
+pub const HTTP_FAILURES: &str = "drsn_http_failures_total";
+/// Windows waiting in the engine's queue, not yet taken into a batch.
+pub const QUEUE_DEPTH: &str = "drsn_queue_depth";
+/// Windows per forward pass, labelled `model`.
+pub const BATCH_SIZE: &str = "drsn_batch_size";
+/// Time a request waited in the queue before its batch started, labelled `model`.
+pub const QUEUE_DURATION: &str = "drsn_queue_duration_seconds";
+/// Time of one forward pass (including reading its results back), labelled `model`.
+pub const INFERENCE_DURATION: &str = "drsn_inference_duration_seconds";
+/// Windows diagnosed, labelled `model`.
+pub const WINDOWS: &str = "drsn_windows_total";
+
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle; later calls
+/// (several servers in one test binary) share it.
+pub fn prometheus() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS))
+                .expect("bucket lists are non-empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed in this process");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route, method and status");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration by route");
+    describe_counter!(HTTP_FAILURES, "HTTP requests answered with an error, by error type");
+    describe_gauge!(QUEUE_DEPTH, "Windows waiting for a batch");
+    describe_histogram!(BATCH_SIZE, "Windows per forward pass");
+    describe_histogram!(QUEUE_DURATION, Unit::Seconds, "Time from enqueue to the start of its batch");
+    describe_histogram!(INFERENCE_DURATION, Unit::Seconds, "Duration of one forward pass");
+    describe_counter!(WINDOWS, "Windows diagnosed");
+}

@@ -1,0 +1,167 @@
+//! Shared by the service tests: model folders built once per test binary, and a real
+//! server on a random loopback port.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use drsn::data::Normalization;
+use drsn::engine::EngineConfig;
+use drsn::http::{AppState, HttpConfig};
+use drsn::nn::{Arch, Model, ModelSpec};
+use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
+use drsn::server::{Server, ServerConfig};
+use tch::Device;
+
+pub const CWRU_CLASSES: [&str; 10] =
+    ["normal", "B007", "B014", "B021", "IR007", "IR014", "IR021", "OR007", "OR014", "OR021"];
+
+/// A 1-D DRSN-CW like the shipped bearing model (paper-1d, 2048 samples at 12 kHz, z-score).
+pub const BEARING: &str = "bearing-cw";
+/// A 2-D DRSN-CS on 28x28 images (seed-2d), no normalisation.
+pub const DIGITS: &str = "digits-cs";
+/// A two-channel 1-D DRSN-CW with 256-sample windows, for multi-channel inputs.
+pub const TWO_CHANNEL: &str = "two-channel";
+
+pub struct Fixtures {
+    _dir: tempfile::TempDir,
+    /// A models folder holding the three fixture models.
+    pub models: PathBuf,
+}
+
+/// The fixture models, written once per test binary.
+pub fn fixtures() -> &'static Fixtures {
+    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
+    FIXTURES.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let models = dir.path().join("models");
+        let classes: Vec<String> = CWRU_CLASSES.iter().map(|c| c.to_string()).collect();
+        let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+        let paper = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10).unwrap();
+        write_model(&models.join(BEARING), BEARING, 1, &paper, &classes, Some(12_000), Normalization::ZScore, 1);
+        let seed = ModelSpec::preset("seed-2d", Arch::DrsnCs, 10).unwrap();
+        write_model(&models.join(DIGITS), DIGITS, 1, &seed, &digits, None, Normalization::None, 2);
+        let mut two = ModelSpec::preset("paper-1d", Arch::DrsnCw, 3).unwrap();
+        two.in_channels = 2;
+        two.input_size = vec![256];
+        let three: Vec<String> = ["a", "b", "c"].iter().map(|c| c.to_string()).collect();
+        write_model(&models.join(TWO_CHANNEL), TWO_CHANNEL, 1, &two, &three, Some(12_000), Normalization::ZScore, 3);
+        Fixtures { _dir: dir, models }
+    })
+}
+
+/// Writes a freshly initialised model (seeded) with its card into `dir`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_model(
+    dir: &Path,
+    name: &str,
+    version: u32,
+    spec: &ModelSpec,
+    classes: &[String],
+    sample_rate: Option<u32>,
+    normalization: Normalization,
+    seed: i64,
+) -> ModelCard {
+    std::fs::create_dir_all(dir).unwrap();
+    tch::manual_seed(seed);
+    let model = Model::new(spec, Device::Cpu).unwrap();
+    model.save(&dir.join(WEIGHTS_FILE)).unwrap();
+    let card = ModelCard {
+        name: name.to_string(),
+        version,
+        spec: spec.clone(),
+        classes: classes.to_vec(),
+        sample_rate,
+        window: (spec.input_size.len() == 1)
+            .then(|| WindowInfo { length: spec.input_size[0] as usize, train_stride: spec.input_size[0] as usize }),
+        normalization,
+        data: serde_json::json!({"fixture": "untrained, seeded", "seed": seed}),
+        metrics: serde_json::json!({}),
+        created_at: chrono::Utc::now(),
+        weights_sha256: sha256_file(&dir.join(WEIGHTS_FILE)).unwrap(),
+    };
+    card.write(dir).unwrap();
+    card
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs JSON to /diagnose.
+    pub async fn diagnose(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url("/diagnose")).json(body).send().await.expect("request sent")
+    }
+}
+
+pub fn engine_config() -> EngineConfig {
+    EngineConfig { max_wait: Duration::from_millis(2), ..EngineConfig::default() }
+}
+
+/// The service on a random loopback port with the fixture models and default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(engine_config(), HttpConfig::default()).await
+}
+
+pub async fn spawn_app_with(engine: EngineConfig, http: HttpConfig) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temporary data folder");
+    spawn_app_on(fixtures().models.clone(), data_dir, engine, http).await
+}
+
+pub async fn spawn_app_on(
+    models_dir: PathBuf,
+    data_dir: tempfile::TempDir,
+    engine: EngineConfig,
+    http: HttpConfig,
+) -> TestApp {
+    let config = ServerConfig { models_dir, data_dir: data_dir.path().to_path_buf(), engine, http };
+    let server = Server::start(config).await.expect("service starts");
+    let state = server.state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("loopback port");
+    let addr = listener.local_addr().unwrap();
+    let app = server.app(axum::Router::new());
+    tokio::spawn(server.serve(listener, app, std::future::pending()));
+    TestApp { addr, client: reqwest::Client::new(), state, data_dir }
+}
+
+/// A deterministic test signal: a few tones and a little pseudo-random noise.
+pub fn signal(len: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|i| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            let t = i as f32 / 12_000.0;
+            let f = 100.0 + 37.0 * seed as f32;
+            (2.0 * std::f32::consts::PI * f * t).sin() + 0.3 * (2.0 * std::f32::consts::PI * 3.1 * f * t).sin() + 0.2 * noise
+        })
+        .collect()
+}
+
+/// Probabilities of one window of a response, by class name.
+pub fn probabilities(window: &serde_json::Value) -> Vec<(String, f64)> {
+    window["probabilities"]
+        .as_object()
+        .expect("probabilities object")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().expect("a number")))
+        .collect()
+}
+
+/// Parses an error response, checking its status and error type.
+pub async fn expect_error(response: reqwest::Response, status: u16, error_type: &str) -> String {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error_type"], error_type, "{body}");
+    body["error"].as_str().expect("error message").to_string()
+}

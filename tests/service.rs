@@ -1,0 +1,333 @@
+//! The diagnosis service through HTTP on a real server: every input kind, the reports,
+//! the errors, live model swaps.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use drsn::engine::EngineConfig;
+use drsn::http::HttpConfig;
+use serde_json::{json, Value};
+
+fn sum(probs: &[(String, f64)]) -> f64 {
+    probs.iter().map(|(_, p)| p).sum()
+}
+
+async fn ok_json(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(status.as_u16(), 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_answer_once_models_are_loaded() {
+    let app = spawn_app().await;
+    let live = ok_json(app.client.get(app.url("/health/live")).send().await.unwrap()).await;
+    assert_eq!(live["status"], "live");
+    let ready = ok_json(app.client.get(app.url("/health/ready")).send().await.unwrap()).await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["models"], json!([BEARING, DIGITS, TWO_CHANNEL]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_listed_with_their_versions_and_cards() {
+    let app = spawn_app().await;
+    let list = ok_json(app.client.get(app.url("/models")).send().await.unwrap()).await;
+    let bearing = list.as_array().unwrap().iter().find(|m| m["name"] == BEARING).expect("listed");
+    assert_eq!(bearing["version"], 1);
+    assert_eq!(bearing["versions"], json!([1]));
+    assert_eq!(bearing["input_shape"], json!([1, 2048]));
+    assert_eq!(bearing["arch"], "drsn-cw");
+    assert_eq!(bearing["sample_rate"], 12_000);
+    assert_eq!(bearing["classes"].as_array().unwrap().len(), 10);
+    let card = ok_json(app.client.get(app.url(&format!("/models/{DIGITS}"))).send().await.unwrap()).await;
+    assert_eq!(card["name"], DIGITS);
+    assert_eq!(card["spec"]["dim"], "2d");
+    assert_eq!(card["normalization"], "none");
+    let response = app.client.get(app.url("/models/nope")).send().await.unwrap();
+    let message = expect_error(response, 404, "unknown_model").await;
+    assert!(message.contains("\"nope\"") && message.contains(BEARING), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_json_window_gets_probabilities_over_every_class_that_sum_to_one() {
+    let app = spawn_app().await;
+    let body = ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await).await;
+    assert_eq!(body["model"], json!({"name": BEARING, "version": 1}));
+    let windows = body["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 1);
+    let probs = probabilities(&windows[0]);
+    let mut names: Vec<&str> = probs.iter().map(|(c, _)| c.as_str()).collect();
+    names.sort();
+    let mut expected = CWRU_CLASSES.to_vec();
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!((sum(&probs) - 1.0).abs() < 1e-4, "{probs:?}");
+    let best = probs.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    assert_eq!(windows[0]["label"], best.0.as_str());
+    let t = &body["timings"];
+    assert!(t["total_ms"].as_f64().unwrap() >= t["inference_ms"].as_f64().unwrap());
+    assert!(t["batch_windows"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_come_back_in_request_order_with_the_same_answers_as_alone() {
+    let app = spawn_app().await;
+    let signals: Vec<Vec<f32>> = (0..6).map(|i| signal(2048, 10 + i)).collect();
+    let many = ok_json(app.diagnose(&json!({"model": BEARING, "signals": signals, "diagnostics": "none"})).await).await;
+    let windows = many["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 6);
+    for (i, s) in signals.iter().enumerate() {
+        assert_eq!(windows[i]["index"], i);
+        let alone = ok_json(app.diagnose(&json!({"model": BEARING, "signal": s, "diagnostics": "none"})).await).await;
+        let (a, b) = (probabilities(&windows[i]), probabilities(&alone["windows"][0]));
+        for ((ca, pa), (cb, pb)) in a.iter().zip(&b) {
+            assert_eq!(ca, cb);
+            assert!((pa - pb).abs() < 1e-5, "window {i}: {ca} {pa} vs {pb}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn z_score_normalisation_makes_the_answer_independent_of_offset_and_gain() {
+    let app = spawn_app().await;
+    let x = signal(2048, 3);
+    let scaled: Vec<f32> = x.iter().map(|v| 7.5 * v - 3.0).collect();
+    let a = ok_json(app.diagnose(&json!({"model": BEARING, "signal": x})).await).await;
+    let b = ok_json(app.diagnose(&json!({"model": BEARING, "signal": scaled})).await).await;
+    for ((_, pa), (_, pb)) in probabilities(&a["windows"][0]).iter().zip(&probabilities(&b["windows"][0])) {
+        assert!((pa - pb).abs() < 1e-4, "{pa} vs {pb}");
+    }
+    // Without normalisation (the image model), the scale matters.
+    let image: Vec<Vec<f32>> = (0..28).map(|r| (0..28).map(|c| ((r * 28 + c) % 17) as f32 / 16.0).collect()).collect();
+    let dark: Vec<Vec<f32>> = image.iter().map(|row| row.iter().map(|v| v * 0.1).collect()).collect();
+    let a = ok_json(app.diagnose(&json!({"model": DIGITS, "signal": image})).await).await;
+    let b = ok_json(app.diagnose(&json!({"model": DIGITS, "signal": dark})).await).await;
+    let diff: f64 = probabilities(&a["windows"][0])
+        .iter()
+        .zip(&probabilities(&b["windows"][0]))
+        .map(|((_, pa), (_, pb))| (pa - pb).abs())
+        .sum();
+    assert!(diff > 1e-4, "a darker image gave the same probabilities");
+}
+
+/// Checks the blocks of one window against the model's layout: `widths` channels per unit.
+fn check_blocks(window: &Value, widths: &[usize], per_channel: bool, full: bool) {
+    let blocks = window["blocks"].as_array().expect("blocks");
+    assert_eq!(blocks.len(), widths.len());
+    for (i, (block, &c)) in blocks.iter().zip(widths).enumerate() {
+        assert_eq!(block["name"], format!("units.{i}"));
+        let thresholds = block["thresholds"].as_array().unwrap();
+        assert_eq!(thresholds.len(), if per_channel { c } else { 1 }, "{block}");
+        assert!(thresholds.iter().all(|t| t.as_f64().unwrap() > 0.0), "{block}");
+        let zeroed = block["zeroed_fraction"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&zeroed), "{zeroed}");
+        if full {
+            assert_eq!(block["scales"].as_array().unwrap().len(), thresholds.len());
+            let mean_abs = block["mean_abs"].as_array().unwrap();
+            assert_eq!(mean_abs.len(), c);
+            // tau = scale * mean|x| <= mean|x| (per channel for CW, over channels for CS).
+            let m: Vec<f64> = mean_abs.iter().map(|v| v.as_f64().unwrap()).collect();
+            for (j, t) in thresholds.iter().enumerate() {
+                let bound = if per_channel { m[j] } else { m.iter().sum::<f64>() / c as f64 };
+                assert!(t.as_f64().unwrap() <= bound * (1.0 + 1e-5), "{block}");
+            }
+        } else {
+            assert!(block.get("scales").is_none() && block.get("mean_abs").is_none(), "{block}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_follow_the_model_one_threshold_per_channel_for_cw_and_one_for_cs() {
+    let app = spawn_app().await;
+    let cw_widths: Vec<usize> = [4, 8, 16].iter().flat_map(|&c| [c; 4]).collect();
+    for level in ["summary", "full"] {
+        let body = ok_json(app.diagnose(&json!({"model": BEARING, "signals": [signal(2048, 4), signal(2048, 5)], "diagnostics": level})).await).await;
+        for w in body["windows"].as_array().unwrap() {
+            check_blocks(w, &cw_widths, true, level == "full");
+        }
+        let image = vec![vec![0.5f32; 28]; 28];
+        let body = ok_json(app.diagnose(&json!({"model": DIGITS, "signal": image, "diagnostics": level})).await).await;
+        check_blocks(&body["windows"][0], &[8], false, level == "full");
+    }
+    let body = ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4), "diagnostics": "none"})).await).await;
+    assert!(body["windows"][0].get("blocks").is_none());
+    // The default is a summary.
+    let body = ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4)})).await).await;
+    check_blocks(&body["windows"][0], &cw_widths, true, false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_channel_and_image_shapes_are_accepted_in_every_documented_form() {
+    let app = spawn_app().await;
+    let window = vec![signal(256, 1), signal(256, 2)];
+    let one = ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": window})).await).await;
+    assert_eq!(one["windows"].as_array().unwrap().len(), 1);
+    let two = ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signals": [window.clone(), window.clone()]})).await).await;
+    assert_eq!(two["windows"].as_array().unwrap().len(), 2);
+    let image = vec![vec![0.25f32; 28]; 28];
+    for body in [
+        json!({"model": DIGITS, "signal": image}),
+        json!({"model": DIGITS, "signal": [image]}),
+        json!({"model": DIGITS, "signals": [image, image, image]}),
+        json!({"model": DIGITS, "signals": [[image], [image]]}),
+        json!({"model": BEARING, "signal": [signal(2048, 1)]}),
+        json!({"model": BEARING, "signals": [[signal(2048, 1)], [signal(2048, 2)]]}),
+    ] {
+        let n = body["signals"].as_array().map_or(1, |a| a.len());
+        let r = ok_json(app.diagnose(&body).await).await;
+        assert_eq!(r["windows"].as_array().unwrap().len(), n, "{}", r["windows"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_windows_are_refused_with_422_saying_what_was_expected() {
+    let app = spawn_app().await;
+    let cases = vec![
+        (json!({"model": BEARING, "signal": signal(1000, 1)}), "2048 samples"),
+        (json!({"model": BEARING, "signals": signal(2048, 1)}), "shape [2048]"),
+        (json!({"model": BEARING, "signal": [[[1.0]]]}), "shape [1, 1, 1]"),
+        (json!({"model": BEARING, "signals": []}), "empty array"),
+        (json!({"model": BEARING, "signal": [1.0, "a"]}), "invalid JSON body"),
+        (json!({"model": BEARING, "signal": [[1.0, 2.0], [3.0]]}), "rectangular"),
+        (json!({"model": BEARING}), "exactly one of"),
+        (json!({"model": BEARING, "signal": [1.0], "signals": [[1.0]]}), "exactly one of"),
+        (json!({"signal": [1.0]}), "missing field `model`"),
+        (json!({"model": BEARING, "signal": [1.0], "colour": "red"}), "unknown field `colour`"),
+        (json!({"model": BEARING, "signal": signal(2048, 1), "diagnostics": "lots"}), "unknown variant `lots`"),
+        (json!({"model": DIGITS, "signal": vec![vec![0.0f32; 27]; 28]}), "28x28 pixels"),
+        (json!({"model": DIGITS, "signal": vec![0.0f32; 28]}), "shape [28]"),
+        (json!({"model": DIGITS, "signal": vec![vec![0.0f32; 28]; 28], "sample_rate": 8000}), "images"),
+        (json!({"model": TWO_CHANNEL, "signal": signal(256, 1)}), "[2, 256]"),
+    ];
+    for (body, needle) in cases {
+        let message = expect_error(app.diagnose(&body).await, 422, "validation").await;
+        assert!(message.contains(needle), "{body:.80}: {message}");
+    }
+    // Numbers JSON cannot hold as f32, and tokens JSON does not allow.
+    let huge = format!("{{\"model\": \"{BEARING}\", \"signal\": [1e39{}]}}", ", 0.0".repeat(2047));
+    let nan = format!("{{\"model\": \"{BEARING}\", \"signal\": [NaN{}]}}", ", 0.0".repeat(2047));
+    for (text, needle) in [(huge, "not a finite"), (nan, "invalid JSON body")] {
+        let response = app
+            .client
+            .post(app.url("/diagnose"))
+            .header("content-type", "application/json")
+            .body(text)
+            .send()
+            .await
+            .unwrap();
+        let message = expect_error(response, 422, "validation").await;
+        assert!(message.contains(needle), "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_models_and_versions_answer_404() {
+    let app = spawn_app().await;
+    let message = expect_error(app.diagnose(&json!({"model": "pump", "signal": [1.0]})).await, 404, "unknown_model").await;
+    assert!(message.contains("\"pump\""), "{message}");
+    let message = expect_error(
+        app.diagnose(&json!({"model": BEARING, "version": 9, "signal": signal(2048, 1)})).await,
+        404,
+        "unknown_model",
+    )
+    .await;
+    assert!(message.contains("no version 9"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_content_types_answer_415() {
+    let app = spawn_app().await;
+    let response = app.client.post(app.url("/diagnose")).header("content-type", "text/csv").body("1,2,3").send().await.unwrap();
+    let message = expect_error(response, 415, "unsupported_media_type").await;
+    assert!(message.contains("text/csv") && message.contains("application/json"), "{message}");
+    let response = app.client.post(app.url("/diagnose")).body("[1]").send().await.unwrap();
+    expect_error(response, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_configured_limit_answers_413() {
+    let app = spawn_app_with(engine_config(), HttpConfig { body_limit: 10_000 }).await;
+    let message = expect_error(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await, 413, "payload_too_large").await;
+    assert!(message.contains("10000 bytes"), "{message}");
+    // Within the limit it works.
+    let small = ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": [vec![0.5f32; 256], vec![0.25f32; 256]]})).await).await;
+    assert_eq!(small["windows"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_and_the_queued_request_still_succeeds() {
+    // Two windows fit; the first request waits 600 ms for company, so the second finds no room.
+    let engine = EngineConfig { queue_capacity: 2, max_wait: Duration::from_millis(600), ..engine_config() };
+    let app = spawn_app_with(engine, HttpConfig::default()).await;
+    let first = {
+        let (client, url) = (app.client.clone(), app.url("/diagnose"));
+        let body = json!({"model": BEARING, "signals": [signal(2048, 1), signal(2048, 2)]});
+        tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let response = app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 3)})).await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let message = expect_error(response, 429, "overloaded").await;
+    assert!(message.contains("queue is full"), "{message}");
+    let first = ok_json(first.await.unwrap()).await;
+    assert_eq!(first["windows"].as_array().unwrap().len(), 2);
+    // More windows than the queue can ever hold: 413, not a retry loop.
+    let three: Vec<Vec<f32>> = (0..3).map(|i| signal(2048, i)).collect();
+    let message = expect_error(app.diagnose(&json!({"model": BEARING, "signals": three})).await, 413, "payload_too_large").await;
+    assert!(message.contains("3 windows"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_engine_makes_the_service_not_ready_with_503() {
+    let app = spawn_app().await;
+    app.state.registry.engine().shutdown();
+    let response = app.client.get(app.url("/health/ready")).send().await.unwrap();
+    expect_error(response, 503, "not_ready").await;
+    let response = app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await;
+    expect_error(response, 503, "not_ready").await;
+    let live = app.client.get(app.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_methods_answer_in_the_error_format() {
+    let app = spawn_app().await;
+    expect_error(app.client.get(app.url("/nothing")).send().await.unwrap(), 404, "not_found").await;
+    expect_error(app.client.get(app.url("/diagnose")).send().await.unwrap(), 405, "method_not_allowed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_and_swagger_ui_are_served() {
+    let app = spawn_app().await;
+    let doc = ok_json(app.client.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    for path in ["/diagnose", "/models", "/models/{name}", "/health/ready", "/metrics"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+    assert!(doc["components"]["schemas"].get("DiagnoseResponse").is_some());
+    let ui = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(ui.status().as_u16(), 200);
+    assert!(ui.text().await.unwrap().contains("swagger"), "not the Swagger UI");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await).await;
+    expect_error(app.diagnose(&json!({"model": "pump", "signal": [1.0]})).await, 404, "unknown_model").await;
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "drsn_http_requests_total{route=\"/diagnose\",method=\"POST\",status=\"200\"}",
+        "drsn_http_requests_total{route=\"/diagnose\",method=\"POST\",status=\"404\"}",
+        "drsn_http_failures_total{reason=\"unknown_model\"}",
+        "drsn_batch_size_bucket{model=\"bearing-cw\"",
+        "drsn_queue_duration_seconds_bucket{model=\"bearing-cw\"",
+        "drsn_inference_duration_seconds_bucket{model=\"bearing-cw\"",
+        "drsn_queue_depth",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+}
