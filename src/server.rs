@@ -127,8 +127,8 @@ pub enum JobsStartError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Path(#[from] crate::datasets::PathError),
-    #[error(transparent)]
-    Upload(#[from] crate::datasets::UploadError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
 }
 
 /// Training jobs, started: the runner (to shut down at the end) and the routes to serve.
@@ -141,22 +141,16 @@ impl Jobs {
     /// Opens the database (migrating it), settles what a crash left, starts the workers.
     pub async fn start(server: &Server, config: JobsConfig) -> Result<Jobs, JobsStartError> {
         if let Some(parent) = config.database.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| crate::datasets::UploadError::Io {
-                path: parent.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| JobsStartError::Io { path: parent.display().to_string(), source })?;
         }
-        std::fs::create_dir_all(&config.data_root).map_err(|source| crate::datasets::UploadError::Io {
-            path: config.data_root.display().to_string(),
-            source,
-        })?;
         let root = crate::datasets::canonical_root(&config.data_root)?;
         let limits = crate::datasets::Limits {
             max_files: config.archive_files,
             max_file_bytes: config.unpacked_limit,
             max_total_bytes: config.unpacked_limit,
         };
-        let uploads = crate::datasets::Uploads::new(&root, limits)?;
+        let uploads = crate::datasets::Uploads::new(&root, limits);
         let store = crate::store::Store::open(&config.database).await?;
         let ctx = crate::jobs::JobContext::new(root, server.state.registry.clone(), config.device);
         let runner = Arc::new(crate::jobs::Runner::start(store, ctx, config.workers).await?);
