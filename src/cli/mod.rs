@@ -1,5 +1,6 @@
 //! The command line: one sub-module per sub-command. Every flag is also an env var.
 
+mod healthcheck;
 mod serve;
 mod spec;
 
@@ -25,6 +26,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve every model over HTTP (diagnosis, models, health, metrics, OpenAPI at /docs).
     Serve(serve::ServeArgs),
+    /// Ask a running service whether it is ready (exit 0) or not (exit 1); for container
+    /// health checks.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Print a preset's model spec as JSON (a starting point for custom networks).
     Spec(spec::SpecArgs),
 }
@@ -34,6 +38,7 @@ impl Command {
         match self {
             Command::Serve(args) => serve::run(args),
             Command::Spec(args) => spec::run(args),
+            Command::Healthcheck(args) => healthcheck::run(args),
         }
     }
 }
