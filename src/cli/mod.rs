@@ -1,7 +1,11 @@
 //! The command line: one sub-module per sub-command. Every flag is also an env var.
 
+mod data_args;
+mod evaluate;
+mod report;
 mod serve;
 mod spec;
+mod train;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -27,6 +31,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print a preset's model spec as JSON (a starting point for custom networks).
     Spec(spec::SpecArgs),
+    /// Train a model on a data set, evaluate it on held-out data, write its model folder.
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a model folder on a data set: accuracy, per-class table, confusion, SNR sweep.
+    Evaluate(evaluate::EvaluateArgs),
 }
 
 impl Command {
@@ -34,6 +42,8 @@ impl Command {
         match self {
             Command::Serve(args) => serve::run(args),
             Command::Spec(args) => spec::run(args),
+            Command::Train(args) => train::run(*args),
+            Command::Evaluate(args) => evaluate::run(args),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod diagnose;
 pub mod error;
 mod health;
+pub mod jobs;
 mod models;
 mod openapi;
 mod telemetry;

@@ -23,6 +23,11 @@ use super::{diagnose, health, models, telemetry, v2, AppState};
 )]
 pub struct ApiDoc;
 
+/// The document: the service's paths and those of jobs, versions and datasets.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi().merge_from(super::jobs::JobsDoc::openapi())
+}
+
 pub fn swagger() -> Router<AppState> {
-    SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()).into()
+    SwaggerUi::new("/docs").url("/openapi.json", document()).into()
 }
