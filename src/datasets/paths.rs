@@ -15,18 +15,19 @@ pub enum PathError {
     Root { root: String, problem: String },
 }
 
-/// Checks that `name` is a safe single path component: 1-128 characters of letters,
-/// digits, `.`, `_`, `-` and spaces, not starting with `.` or a space.
+/// Checks that `name` is a safe single path component: 1 to 128 bytes, no path
+/// separators, control characters or characters other systems refuse in file names
+/// (`:*?"<>|`), not starting with a dot or a space, not ending with a space or a dot.
 pub fn check_name(what: &'static str, name: &str) -> Result<(), PathError> {
     let bad = |problem| Err(PathError::BadName { what, name: name.to_string(), problem });
     if name.is_empty() || name.len() > 128 {
-        return bad("must be 1 to 128 characters long");
+        return bad("must be 1 to 128 bytes long");
     }
-    if name.starts_with('.') || name.starts_with(' ') || name.ends_with(' ') {
-        return bad("must not start with a dot or start or end with a space");
+    if name.starts_with(['.', ' ']) || name.ends_with([' ', '.']) {
+        return bad("must not start with a dot or a space, nor end with a space or a dot");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ' ')) {
-        return bad("may only hold letters, digits, '.', '_', '-' and spaces");
+    if name.chars().any(|c| c.is_control() || "/\\:*?\"<>|".contains(c)) {
+        return bad("must not hold '/', '\\', ':', '*', '?', '\"', '<', '>', '|' or control characters");
     }
     Ok(())
 }
@@ -79,10 +80,10 @@ mod tests {
 
     #[test]
     fn names_are_single_plain_components() {
-        for ok in ["cwru", "inner race 7", "a.b_c-1", "007"] {
+        for ok in ["cwru", "inner race 7", "a.b_c-1", "007", "OR007@6", "12k_Drive_End_OR007@6_0_130.wav", "naïve"] {
             assert_eq!(check_name("label", ok), Ok(()), "{ok}");
         }
-        for bad in ["", ".", "..", ".hidden", "a/b", "a\\b", "x\0", " lead", "naïve", &"x".repeat(129)] {
+        for bad in ["", ".", "..", ".hidden", "a/b", "a\\b", "x\0", " lead", "trail.", "a:b", "a\nb", &"x".repeat(129)] {
             assert!(check_name("label", bad).is_err(), "{bad:?} accepted");
         }
     }
