@@ -18,7 +18,8 @@ pub use evaluate::{
     evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
 };
 pub use pipeline::{
-    run, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED, VALIDATION_NOISE_SEED,
+    run, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
+    VALIDATION_NOISE_SEED,
 };
 pub use progress::{CancelToken, EpochMetrics, Progress, StepProgress};
 pub use trainer::{check_samples, init_model, train, TrainReport};
@@ -31,8 +32,20 @@ pub enum TrainError {
     Data(String),
     #[error("cancelled at epoch {epoch}, step {step}")]
     Cancelled { epoch: usize, step: usize },
+    #[error("cancelled during the evaluation")]
+    CancelledEvaluation,
     #[error("training diverged: the loss is not finite at epoch {epoch}, step {step} (learning rate {lr}); try a lower one")]
     Diverged { epoch: usize, step: usize, lr: f64 },
     #[error("libtorch: {0}")]
     Torch(String),
+}
+
+impl TrainError {
+    /// Whether the run stopped because its [`CancelToken`] asked it to.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            TrainError::Cancelled { .. } | TrainError::CancelledEvaluation
+        )
+    }
 }

@@ -112,15 +112,40 @@ pub fn run(
     let seed = request.config.seed;
     let mut data = dataset.clone();
     if let Some(noise) = request.test_noise {
-        data.validation = noisy_copy(&data.validation, noise.kind, noise.snr_db, seed ^ VALIDATION_NOISE_SEED);
+        data.validation = noisy_copy(
+            &data.validation,
+            noise.kind,
+            noise.snr_db,
+            seed ^ VALIDATION_NOISE_SEED,
+        );
         data.test = noisy_copy(&data.test, noise.kind, noise.snr_db, seed ^ TEST_NOISE_SEED);
     }
-    let mut model = init_model(&request.spec, request.device, seed).map_err(|e| TrainError::Config(e.to_string()))?;
-    let report = train(&mut model, &data, request.normalization, &request.config, on_progress, cancel)?;
+    let mut model = init_model(&request.spec, request.device, seed)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    let report = train(
+        &mut model,
+        &data,
+        request.normalization,
+        &request.config,
+        on_progress,
+        cancel,
+    )?;
+    if cancel.is_cancelled() {
+        return Err(TrainError::CancelledEvaluation);
+    }
     let has_test = !data.test.is_empty();
-    let test = has_test.then(|| evaluate(&model, &data.test, request.normalization, &data.classes)).transpose()?;
+    let test = has_test
+        .then(|| evaluate(&model, &data.test, request.normalization, &data.classes))
+        .transpose()?;
     let clean_test = (has_test && request.test_noise.is_some())
-        .then(|| evaluate(&model, &dataset.test, request.normalization, &dataset.classes))
+        .then(|| {
+            evaluate(
+                &model,
+                &dataset.test,
+                request.normalization,
+                &dataset.classes,
+            )
+        })
         .transpose()?;
     let sweep = (has_test && !request.sweep_kinds.is_empty())
         .then(|| {
@@ -131,10 +156,17 @@ pub fn run(
                 &request.sweep_kinds,
                 &paper_snrs(),
                 seed ^ SWEEP_NOISE_SEED,
+                cancel,
             )
         })
         .transpose()?;
-    Ok(RunOutcome { model, report, test, clean_test, sweep })
+    Ok(RunOutcome {
+        model,
+        report,
+        test,
+        clean_test,
+        sweep,
+    })
 }
 
 #[cfg(test)]
@@ -144,12 +176,27 @@ mod tests {
     #[test]
     fn noise_settings_parse_with_and_without_an_snr() {
         let g: NoiseSetting = "gaussian:-4".parse().unwrap();
-        assert_eq!(g, NoiseSetting { kind: NoiseKind::Gaussian, snr_db: -4.0 });
+        assert_eq!(
+            g,
+            NoiseSetting {
+                kind: NoiseKind::Gaussian,
+                snr_db: -4.0
+            }
+        );
         assert_eq!(g.to_string(), "gaussian:-4");
         let u: NoiseSetting = "uniform-pixel".parse().unwrap();
         assert_eq!(u.kind, NoiseKind::UniformPixel);
-        assert!("pink".parse::<NoiseSetting>().unwrap_err().contains("pink:-4"));
-        assert!("pink:loud".parse::<NoiseSetting>().unwrap_err().contains("loud"));
-        assert!("brown:3".parse::<NoiseSetting>().unwrap_err().contains("brown"));
+        assert!("pink"
+            .parse::<NoiseSetting>()
+            .unwrap_err()
+            .contains("pink:-4"));
+        assert!("pink:loud"
+            .parse::<NoiseSetting>()
+            .unwrap_err()
+            .contains("loud"));
+        assert!("brown:3"
+            .parse::<NoiseSetting>()
+            .unwrap_err()
+            .contains("brown"));
     }
 }
