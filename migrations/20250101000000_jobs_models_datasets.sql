@@ -23,6 +23,8 @@ CREATE TABLE jobs (
     error            TEXT,
     -- The model version a succeeded job wrote (name is model_name).
     model_version    INTEGER,
+    -- What a succeeded job measured and decided (held-out accuracy, promotion), JSON.
+    result           TEXT,
     -- Terminal states carry their finish time; only failed ones carry an error.
     CHECK ((status IN ('succeeded', 'failed', 'cancelled')) = (finished_at IS NOT NULL)),
     CHECK ((status = 'failed') = (error IS NOT NULL))

@@ -6,6 +6,7 @@ pub mod datasets;
 pub mod device;
 pub mod engine;
 pub mod http;
+pub mod jobs;
 pub mod nn;
 pub mod registry;
 pub mod server;

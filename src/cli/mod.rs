@@ -2,6 +2,7 @@
 
 mod data_args;
 mod evaluate;
+mod healthcheck;
 mod report;
 mod serve;
 mod spec;
@@ -29,6 +30,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve every model over HTTP (diagnosis, models, health, metrics, OpenAPI at /docs).
     Serve(serve::ServeArgs),
+    /// Ask a running service whether it is ready (exit 0) or not (exit 1); for container
+    /// health checks.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Print a preset's model spec as JSON (a starting point for custom networks).
     Spec(spec::SpecArgs),
     /// Train a model on a data set, evaluate it on held-out data, write its model folder.
@@ -44,6 +48,7 @@ impl Command {
             Command::Spec(args) => spec::run(args),
             Command::Train(args) => train::run(*args),
             Command::Evaluate(args) => evaluate::run(args),
+            Command::Healthcheck(args) => healthcheck::run(args),
         }
     }
 }

@@ -78,7 +78,8 @@ impl DatasetOptions {
         ]
     }
 
-    fn validate(&self) -> Result<(), DataError> {
+    /// Checks the options alone, before any file is read.
+    pub fn validate(&self) -> Result<(), DataError> {
         let bad = |m: String| Err(DataError::Options(m));
         if self.window == 0 || self.train_stride == 0 {
             return bad(format!(

@@ -42,29 +42,40 @@ pub fn file_kind(file: &str) -> Option<&'static str> {
     })
 }
 
-/// Uploaded datasets under one data root.
+/// Uploaded datasets under one data root. The root may be read-only for a service that
+/// takes no uploads: `datasets/` is only created by the first upload.
 #[derive(Clone, Debug)]
 pub struct Uploads {
-    /// `<data-root>/datasets`, canonical.
+    /// The canonical data root.
+    root: PathBuf,
+    /// `<data-root>/datasets`.
     dir: PathBuf,
     limits: Limits,
 }
 
 impl Uploads {
-    /// `root` must be canonical (see [`super::canonical_root`]); its `datasets` folder is
-    /// created if missing.
-    pub fn new(root: &Path, limits: Limits) -> Result<Self, UploadError> {
-        let dir = root.join(UPLOADS_DIR);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let dir = dir.canonicalize().map_err(io(&dir))?;
-        if !dir.starts_with(root) {
+    /// `root` must be canonical (see [`super::canonical_root`]).
+    pub fn new(root: &Path, limits: Limits) -> Self {
+        Self { root: root.to_path_buf(), dir: root.join(UPLOADS_DIR), limits }
+    }
+
+    /// Creates `<data-root>/datasets` if needed and checks that it really lies in the root
+    /// (a symlink placed there by hand must not redirect writes).
+    fn uploads_dir(&self) -> Result<PathBuf, UploadError> {
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        self.inside_root(&self.dir)
+    }
+
+    fn inside_root(&self, dir: &Path) -> Result<PathBuf, UploadError> {
+        let real = dir.canonicalize().map_err(io(dir))?;
+        if !real.starts_with(&self.root) {
             return Err(PathError::Refused {
-                path: UPLOADS_DIR.into(),
+                path: dir.display().to_string(),
                 problem: "leads outside the data root (through a symbolic link)".into(),
             }
             .into());
         }
-        Ok(Self { dir, limits })
+        Ok(real)
     }
 
     /// The folder of dataset `name` (which may not exist yet).
@@ -113,7 +124,7 @@ impl Uploads {
         options: &ReadOptions,
     ) -> Result<Vec<NewDatasetFile>, UploadError> {
         let dir = self.dataset_dir(dataset)?;
-        let staging = self.dir.join(format!(".staging-{}", uuid::Uuid::new_v4()));
+        let staging = self.uploads_dir()?.join(format!(".staging-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir(&staging).map_err(io(&staging))?;
         let result = self.add_staged(&dir, &staging, bytes, options);
         let _ = std::fs::remove_dir_all(&staging);
@@ -141,20 +152,12 @@ impl Uploads {
         Ok(records)
     }
 
-    /// Creates `<dataset>/<label>` and checks that it really lies in the uploads folder
-    /// (a symlink placed there by hand must not redirect writes).
+    /// Creates `<dataset>/<label>` and checks that it really lies in the data root.
     fn class_dir(&self, dataset_dir: &Path, label: &str) -> Result<PathBuf, UploadError> {
+        self.uploads_dir()?;
         let dir = dataset_dir.join(label);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let real = dir.canonicalize().map_err(io(&dir))?;
-        if !real.starts_with(&self.dir) {
-            return Err(PathError::Refused {
-                path: dir.display().to_string(),
-                problem: "leads outside the data root (through a symbolic link)".into(),
-            }
-            .into());
-        }
-        Ok(real)
+        self.inside_root(&dir)
     }
 }
 
@@ -215,7 +218,7 @@ mod tests {
     fn uploads() -> (tempfile::TempDir, Uploads) {
         let dir = tempfile::tempdir().unwrap();
         let root = super::super::canonical_root(dir.path()).unwrap();
-        (dir, Uploads::new(&root, LIMITS).unwrap())
+        (dir, Uploads::new(&root, LIMITS))
     }
 
     #[test]

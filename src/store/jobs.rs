@@ -71,6 +71,7 @@ pub struct JobRow {
     pub cancel_requested: bool,
     pub error: Option<String>,
     pub model_version: Option<i64>,
+    pub result: Option<Json<serde_json::Value>>,
 }
 
 #[derive(Clone, Debug)]
@@ -109,7 +110,7 @@ pub struct EpochRow {
 /// How a running job ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobOutcome {
-    Succeeded { model_version: i64 },
+    Succeeded { model_version: i64, result: serde_json::Value },
     Failed(String),
     Cancelled,
 }
@@ -248,19 +249,22 @@ impl Store {
 
     /// running -> a terminal state. `None` when the job was not running (nothing changed).
     pub async fn finish_job(&self, id: &str, outcome: &JobOutcome) -> Result<Option<JobRow>, StoreError> {
-        let (status, error, version) = match outcome {
-            JobOutcome::Succeeded { model_version } => (JobStatus::Succeeded, None, Some(*model_version)),
-            JobOutcome::Failed(e) => (JobStatus::Failed, Some(e.as_str()), None),
-            JobOutcome::Cancelled => (JobStatus::Cancelled, None, None),
+        let (status, error, version, result) = match outcome {
+            JobOutcome::Succeeded { model_version, result } => {
+                (JobStatus::Succeeded, None, Some(*model_version), Some(Json(result)))
+            }
+            JobOutcome::Failed(e) => (JobStatus::Failed, Some(e.as_str()), None, None),
+            JobOutcome::Cancelled => (JobStatus::Cancelled, None, None, None),
         };
         Ok(sqlx::query_as(
-            "UPDATE jobs SET status = ?, finished_at = ?, error = ?, model_version = ?, eta_seconds = NULL
-             WHERE id = ? AND status = 'running' RETURNING *",
+            "UPDATE jobs SET status = ?, finished_at = ?, error = ?, model_version = ?, result = ?,
+             eta_seconds = NULL WHERE id = ? AND status = 'running' RETURNING *",
         )
         .bind(status)
         .bind(now())
         .bind(error)
         .bind(version)
+        .bind(result)
         .bind(id)
         .fetch_optional(&self.pool)
         .await?)

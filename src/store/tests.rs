@@ -45,10 +45,11 @@ async fn a_job_moves_from_queued_to_succeeded_with_progress_and_epochs() {
         };
         store.record_epoch(&e).await.unwrap();
     }
-    let done = store.finish_job("a", &JobOutcome::Succeeded { model_version: 3 }).await.unwrap().unwrap();
+    let done = store.finish_job("a", &JobOutcome::Succeeded { model_version: 3, result: serde_json::json!({"test_accuracy": 0.9}) }).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!((done.epoch, done.step, done.steps), (Some(1), Some(3), Some(10)));
     assert_eq!(done.model_version, Some(3));
+    assert_eq!(done.result.as_ref().map(|r| r.0["test_accuracy"].clone()), Some(serde_json::json!(0.9)));
     assert!(done.finished_at.is_some() && done.error.is_none());
     let epochs = store.epochs("a").await.unwrap();
     assert_eq!(epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2]);

@@ -18,8 +18,7 @@ pub use evaluate::{
     evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
 };
 pub use pipeline::{
-    run, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
-    VALIDATION_NOISE_SEED,
+    judged_test, run, run_from, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED, VALIDATION_NOISE_SEED,
 };
 pub use progress::{CancelToken, EpochMetrics, Progress, StepProgress};
 pub use trainer::{check_samples, init_model, train, TrainReport};
@@ -43,9 +42,6 @@ pub enum TrainError {
 impl TrainError {
     /// Whether the run stopped because its [`CancelToken`] asked it to.
     pub fn is_cancelled(&self) -> bool {
-        matches!(
-            self,
-            TrainError::Cancelled { .. } | TrainError::CancelledEvaluation
-        )
+        matches!(self, TrainError::Cancelled { .. } | TrainError::CancelledEvaluation)
     }
 }
