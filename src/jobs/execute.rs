@@ -14,7 +14,7 @@ use crate::data::{load_dataset, Dataset};
 use crate::nn::{Dim, Model};
 use crate::registry::{write_model_folder, CardInfo, ModelCard, Registry, WindowInfo};
 use crate::store::{EpochRow, JobRow, NewModelVersion, Progress as StoredProgress};
-use crate::train::{self, judged_test, CancelToken, Progress, RunOutcome, RunRequest, TrainError};
+use crate::train::{self, judged_test, CancelToken, Progress, RunOutcome, RunRequest};
 
 /// What jobs need from the rest of the service.
 pub struct JobContext {
@@ -80,7 +80,7 @@ pub fn execute(inner: &Inner, row: &JobRow, cancel: &CancelToken) -> Result<(i64
         _ => train::run(&dataset, &run_request, &mut on_progress, cancel),
     }
     .map_err(|e| match e {
-        TrainError::Cancelled { .. } => ExecuteError::Cancelled,
+        e if e.is_cancelled() => ExecuteError::Cancelled,
         other => failed(other),
     })?;
     if cancel.is_cancelled() {

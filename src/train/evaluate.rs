@@ -13,6 +13,7 @@ use crate::data::{NoiseKind, Normalization, Samples};
 use crate::nn::Model;
 
 use super::batch::make_batch;
+use super::progress::CancelToken;
 use super::trainer::check_samples;
 use super::TrainError;
 
@@ -216,7 +217,8 @@ pub struct SnrSweep {
 }
 
 /// Accuracy with each kind of noise at each SNR added to the raw samples (then normalised).
-/// The noise of each (kind, SNR) cell is reproducible from `seed`.
+/// The noise of each (kind, SNR) cell is reproducible from `seed`; `cancel` is checked
+/// before each cell.
 pub fn snr_sweep(
     model: &Model,
     samples: &Samples,
@@ -224,11 +226,15 @@ pub fn snr_sweep(
     kinds: &[NoiseKind],
     snrs: &[f64],
     seed: u64,
+    cancel: &CancelToken,
 ) -> Result<SnrSweep, TrainError> {
     let mut rows = Vec::with_capacity(kinds.len());
     for (k, &kind) in kinds.iter().enumerate() {
         let mut accuracies = Vec::with_capacity(snrs.len());
         for (s, &snr) in snrs.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(TrainError::CancelledEvaluation);
+            }
             let cell_seed = seed.wrapping_add((k * 1_000 + s) as u64);
             let noisy = noisy_copy(samples, kind, snr, cell_seed);
             accuracies.push(accuracy(model, &noisy, normalization)?);

@@ -31,8 +31,17 @@ pub enum TrainError {
     Data(String),
     #[error("cancelled at epoch {epoch}, step {step}")]
     Cancelled { epoch: usize, step: usize },
+    #[error("cancelled during the evaluation")]
+    CancelledEvaluation,
     #[error("training diverged: the loss is not finite at epoch {epoch}, step {step} (learning rate {lr}); try a lower one")]
     Diverged { epoch: usize, step: usize, lr: f64 },
     #[error("libtorch: {0}")]
     Torch(String),
+}
+
+impl TrainError {
+    /// Whether the run stopped because its [`CancelToken`] asked it to.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TrainError::Cancelled { .. } | TrainError::CancelledEvaluation)
+    }
 }

@@ -135,6 +135,9 @@ pub fn run_from(
     }
     data.test = judged_test(dataset, request);
     let report = train(&mut model, &data, request.normalization, &request.config, on_progress, cancel)?;
+    if cancel.is_cancelled() {
+        return Err(TrainError::CancelledEvaluation);
+    }
     let has_test = !data.test.is_empty();
     let test = has_test.then(|| evaluate(&model, &data.test, request.normalization, &data.classes)).transpose()?;
     let clean_test = (has_test && request.test_noise.is_some())
@@ -149,6 +152,7 @@ pub fn run_from(
                 &request.sweep_kinds,
                 &paper_snrs(),
                 seed ^ SWEEP_NOISE_SEED,
+                cancel,
             )
         })
         .transpose()?;

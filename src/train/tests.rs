@@ -178,6 +178,7 @@ fn cancelling_stops_the_run_before_the_next_step() {
         },
         &cancel,
     );
+    assert!(result.as_ref().is_err_and(TrainError::is_cancelled));
     match result {
         Err(TrainError::Cancelled { epoch: 2, step: 4 }) => {}
         other => panic!("expected Cancelled at epoch 2 step 4, got {other:?}"),
@@ -293,6 +294,7 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
         &NoiseKind::SNR_KINDS,
         &snrs,
         9,
+        &CancelToken::new(),
     )
     .unwrap();
     let b = snr_sweep(
@@ -302,6 +304,7 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
         &NoiseKind::SNR_KINDS,
         &snrs,
         9,
+        &CancelToken::new(),
     )
     .unwrap();
     assert_eq!(a, b);
@@ -312,4 +315,20 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
         assert!(row.accuracy[10] >= row.accuracy[0], "{}", a.table());
         assert!(row.accuracy[10] >= 0.8, "{}", a.table());
     }
+    let cancelled = CancelToken::new();
+    cancelled.cancel();
+    let err = snr_sweep(
+        &model,
+        &data.test,
+        Normalization::ZScore,
+        &NoiseKind::SNR_KINDS,
+        &snrs,
+        9,
+        &cancelled,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TrainError::CancelledEvaluation) && err.is_cancelled(),
+        "{err:?}"
+    );
 }
