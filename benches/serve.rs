@@ -4,6 +4,7 @@
 //!
 //!     eval "$(bash scripts/libtorch.sh)"
 //!     cargo bench --bench serve -- [--seconds 10] [--clients 64] [--model models/cwru-bearing]
+//!                                  [--serve-args "--torch-threads 1"] [--no-python]
 //!
 //! For each server: single-window latency p50/p99 with one client (unloaded), then
 //! throughput and latency p50/p99 with `--clients` clients in a closed loop. Every request
@@ -27,10 +28,12 @@ struct Args {
     clients: usize,
     model: Option<PathBuf>,
     python: bool,
+    /// Further `drsn serve` flags for both drsn set-ups (e.g. "--torch-threads 2").
+    serve_args: Vec<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut args = Args { seconds: 10.0, clients: 64, model: None, python: true };
+    let mut args = Args { seconds: 10.0, clients: 64, model: None, python: true, serve_args: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -38,6 +41,9 @@ fn args() -> anyhow::Result<Args> {
             "--clients" => args.clients = it.next().context("--clients N")?.parse()?,
             "--model" => args.model = Some(it.next().context("--model DIR")?.into()),
             "--no-python" => args.python = false,
+            "--serve-args" => {
+                args.serve_args = it.next().context("--serve-args \"FLAGS\"")?.split_whitespace().map(String::from).collect()
+            }
             "--bench" => {}
             other => bail!("unknown argument {other}; see benches/serve.rs"),
         }
@@ -224,6 +230,7 @@ fn main() -> anyhow::Result<()> {
             .arg("--data-dir")
             .arg(tmp.path().join("data"))
             .args(extra)
+            .args(&args.serve_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?)
