@@ -197,6 +197,22 @@ async fn unloaded(client: &reqwest::Client, url: &str, bodies: &[Bytes]) -> Meas
     }
 }
 
+/// Mean windows and milliseconds per forward pass, from a drsn server's /metrics.
+async fn batching(client: &reqwest::Client, base: &str) -> Option<String> {
+    let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    let value = |prefix: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(prefix))?.rsplit(' ').next()?.parse().ok()
+    };
+    let passes = value("drsn_batch_size_count")?;
+    let windows = value("drsn_batch_size_sum")?;
+    let seconds = value("drsn_inference_duration_seconds_sum")?;
+    Some(format!(
+        "{passes:.0} forward passes, {:.1} windows and {:.2} ms each on average",
+        windows / passes,
+        seconds * 1e3 / passes
+    ))
+}
+
 fn windows() -> Vec<Bytes> {
     (0..64u32)
         .map(|k| {
@@ -266,6 +282,9 @@ fn main() -> anyhow::Result<()> {
             wait_ready(&client, &base, &mut server).await?;
             let alone = unloaded(&client, &url, &bodies).await;
             let loaded = load(&client, &url, &bodies, args.clients, args.seconds).await;
+            if let Some(batching) = batching(&client, &base).await {
+                eprintln!("{label}: {batching}");
+            }
             anyhow::Ok((alone, loaded))
         })?;
         eprintln!(
