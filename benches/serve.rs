@@ -4,6 +4,7 @@
 //!
 //!     eval "$(bash scripts/libtorch.sh)"
 //!     cargo bench --bench serve -- [--seconds 10] [--clients 64] [--model models/cwru-bearing]
+//!                                  [--serve-args "--torch-threads 1"] [--no-python]
 //!
 //! For each server: single-window latency p50/p99 with one client (unloaded), then
 //! throughput and latency p50/p99 with `--clients` clients in a closed loop. Every request
@@ -27,10 +28,12 @@ struct Args {
     clients: usize,
     model: Option<PathBuf>,
     python: bool,
+    /// Further `drsn serve` flags for both drsn set-ups (e.g. "--torch-threads 2").
+    serve_args: Vec<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut args = Args { seconds: 10.0, clients: 64, model: None, python: true };
+    let mut args = Args { seconds: 10.0, clients: 64, model: None, python: true, serve_args: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -38,6 +41,9 @@ fn args() -> anyhow::Result<Args> {
             "--clients" => args.clients = it.next().context("--clients N")?.parse()?,
             "--model" => args.model = Some(it.next().context("--model DIR")?.into()),
             "--no-python" => args.python = false,
+            "--serve-args" => {
+                args.serve_args = it.next().context("--serve-args \"FLAGS\"")?.split_whitespace().map(String::from).collect()
+            }
             "--bench" => {}
             other => bail!("unknown argument {other}; see benches/serve.rs"),
         }
@@ -191,6 +197,22 @@ async fn unloaded(client: &reqwest::Client, url: &str, bodies: &[Bytes]) -> Meas
     }
 }
 
+/// Mean windows and milliseconds per forward pass, from a drsn server's /metrics.
+async fn batching(client: &reqwest::Client, base: &str) -> Option<String> {
+    let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    let value = |prefix: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(prefix))?.rsplit(' ').next()?.parse().ok()
+    };
+    let passes = value("drsn_batch_size_count")?;
+    let windows = value("drsn_batch_size_sum")?;
+    let seconds = value("drsn_inference_duration_seconds_sum")?;
+    Some(format!(
+        "{passes:.0} forward passes, {:.1} windows and {:.2} ms each on average",
+        windows / passes,
+        seconds * 1e3 / passes
+    ))
+}
+
 fn windows() -> Vec<Bytes> {
     (0..64u32)
         .map(|k| {
@@ -224,6 +246,7 @@ fn main() -> anyhow::Result<()> {
             .arg("--data-dir")
             .arg(tmp.path().join("data"))
             .args(extra)
+            .args(&args.serve_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?)
@@ -259,6 +282,9 @@ fn main() -> anyhow::Result<()> {
             wait_ready(&client, &base, &mut server).await?;
             let alone = unloaded(&client, &url, &bodies).await;
             let loaded = load(&client, &url, &bodies, args.clients, args.seconds).await;
+            if let Some(batching) = batching(&client, &base).await {
+                eprintln!("{label}: {batching}");
+            }
             anyhow::Ok((alone, loaded))
         })?;
         eprintln!(

@@ -64,8 +64,7 @@ fn terminate(child: &Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drsn_serve_is_ready_after_warm_up_and_finishes_in_flight_requests_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
-    // A long batching wait keeps a request in flight while the signal arrives.
-    let mut served = start(data.path(), &["--max-wait-ms", "800", "--max-batch-size", "8"]);
+    let mut served = start(data.path(), &[]);
     let client = reqwest::Client::new();
     let url = |p: &str| format!("http://{}{p}", served.addr);
 
@@ -73,14 +72,23 @@ async fn drsn_serve_is_ready_after_warm_up_and_finishes_in_flight_requests_on_si
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["models"].as_array().unwrap().len(), 3);
 
+    // A request whose body is half sent when SIGTERM arrives, the rest after it.
+    let body = serde_json::to_vec(&json!({"model": BEARING, "signal": signal(2048, 1)})).unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    tx.send(Ok(first.to_vec())).await.unwrap();
     let in_flight = {
-        let (client, url) = (client.clone(), url("/diagnose"));
-        tokio::spawn(async move {
-            client.post(url).json(&json!({"model": BEARING, "signal": signal(2048, 1)})).send().await
-        })
+        let request = client
+            .post(url("/diagnose"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx)));
+        tokio::spawn(request.send())
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     terminate(&served.child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.send(Ok(rest.to_vec())).await.unwrap();
+    drop(tx);
 
     let response = in_flight.await.unwrap().expect("the in-flight request is answered");
     assert_eq!(response.status().as_u16(), 200);

@@ -260,9 +260,11 @@ async fn a_body_over_the_configured_limit_answers_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_429_and_the_queued_request_still_succeeds() {
-    // Two windows fit; the first request waits 600 ms for company, so the second finds no room.
+    // Two windows fit. A request announced as on its way (and never sent) makes the first
+    // request's batch wait 600 ms for it, so the second finds no room.
     let engine = EngineConfig { queue_capacity: 2, max_wait: Duration::from_millis(600), ..engine_config() };
     let app = spawn_app_with(engine, HttpConfig::default()).await;
+    let announced = app.state.registry.engine().incoming();
     let first = {
         let (client, url) = (app.client.clone(), app.url("/diagnose"));
         let body = json!({"model": BEARING, "signals": [signal(2048, 1), signal(2048, 2)]});
@@ -273,6 +275,7 @@ async fn a_full_queue_answers_429_and_the_queued_request_still_succeeds() {
     assert_eq!(response.headers()["retry-after"], "1");
     let message = expect_error(response, 429, "overloaded").await;
     assert!(message.contains("queue is full"), "{message}");
+    drop(announced);
     let first = ok_json(first.await.unwrap()).await;
     assert_eq!(first["windows"].as_array().unwrap().len(), 2);
     // More windows than the queue can ever hold: 413, not a retry loop.

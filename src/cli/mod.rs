@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "drsn", version, about = "Fault diagnosis with Deep Residual Shrinkage Networks")]
+// A flag given twice (say, a script's default then the user's) takes the last value.
+#[command(args_override_self = true)]
 pub struct Cli {
     /// Log lines as human-readable text or as JSON objects.
     #[arg(long, env = "DRSN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

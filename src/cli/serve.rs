@@ -39,9 +39,11 @@ pub struct ServeArgs {
     /// Inference threads, each with its own copy of every model.
     #[arg(long, env = "DRSN_WORKERS", default_value_t = 1)]
     pub workers: usize,
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long, env = "DRSN_TORCH_THREADS")]
-    pub torch_threads: Option<usize>,
+    /// libtorch intra-op threads per forward pass; 0 leaves libtorch's choice (one per
+    /// core). One is fastest for these small networks, and does not fight the HTTP
+    /// threads for cores; scale with --workers instead.
+    #[arg(long, env = "DRSN_TORCH_THREADS", default_value_t = 1)]
+    pub torch_threads: usize,
     /// Largest request body in bytes; larger ones answer 413.
     #[arg(long, env = "DRSN_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
     pub body_limit: usize,
@@ -84,7 +86,7 @@ impl ServeArgs {
                 max_wait: Duration::from_secs_f64(self.max_wait_ms / 1e3),
                 queue_capacity: self.queue_capacity,
                 workers: self.workers,
-                torch_threads: self.torch_threads,
+                torch_threads: (self.torch_threads > 0).then_some(self.torch_threads),
                 device: crate::device::parse(&self.device)?,
             },
             http: HttpConfig { body_limit: self.body_limit },

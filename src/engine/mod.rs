@@ -154,11 +154,40 @@ struct Channels {
     controls: Vec<Sender<Control>>,
 }
 
+/// What the handle and the workers both see of the engine's load.
+struct Load {
+    /// One permit per window the engine may hold (queued or in a forward pass).
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    /// Windows queued and not yet taken into a batch.
+    queued: AtomicUsize,
+    /// Requests announced by [`Engine::incoming`] and not yet queued (being read or decoded).
+    incoming: AtomicUsize,
+}
+
+impl Load {
+    /// Whether anything beyond the `collected` windows of the batch being formed is on its
+    /// way: queued, running on another worker, or still being read by a handler.
+    fn busy(&self, collected: usize) -> bool {
+        let held = self.capacity - self.permits.available_permits();
+        held > collected || self.incoming.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// A request on its way to the engine (see [`Engine::incoming`]); dropping it withdraws
+/// the announcement.
+pub struct Incoming(Arc<Load>);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.0.incoming.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Inner {
     config: EngineConfig,
     channels: Mutex<Option<Channels>>,
-    permits: Arc<Semaphore>,
-    queued: Arc<AtomicUsize>,
+    load: Arc<Load>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -181,13 +210,18 @@ impl Engine {
             tch::set_num_threads(n as i32);
         }
         let (work_tx, work_rx) = crossbeam_channel::bounded(config.queue_capacity);
-        let queued = Arc::new(AtomicUsize::new(0));
+        let load = Arc::new(Load {
+            permits: Arc::new(Semaphore::new(config.queue_capacity)),
+            capacity: config.queue_capacity,
+            queued: AtomicUsize::new(0),
+            incoming: AtomicUsize::new(0),
+        });
         let mut controls = Vec::new();
         let mut threads = Vec::new();
         for i in 0..config.workers {
             let (control_tx, control_rx) = crossbeam_channel::unbounded();
             controls.push(control_tx);
-            let worker = worker::Worker::new(config.clone(), work_rx.clone(), control_rx, queued.clone());
+            let worker = worker::Worker::new(config.clone(), work_rx.clone(), control_rx, load.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("drsn-engine-{i}"))
                 .spawn(move || worker.run())
@@ -196,10 +230,9 @@ impl Engine {
         }
         Ok(Engine {
             inner: Arc::new(Inner {
-                permits: Arc::new(Semaphore::new(config.queue_capacity)),
                 config,
                 channels: Mutex::new(Some(Channels { work: work_tx, controls })),
-                queued,
+                load,
                 threads: Mutex::new(threads),
             }),
         })
@@ -251,6 +284,15 @@ impl Engine {
         Ok(replies)
     }
 
+    /// Announces a request that will reach [`Engine::infer`] once its body is read, so that
+    /// a batch being formed waits for it; drop the guard when the request is queued or
+    /// abandoned. A request that arrives at an idle engine with nothing announced runs at
+    /// once instead of waiting `max_wait` for company that is not coming.
+    pub fn incoming(&self) -> Incoming {
+        self.inner.load.incoming.fetch_add(1, Ordering::Relaxed);
+        Incoming(self.inner.load.clone())
+    }
+
     /// Queues a request and waits for its prediction. Refuses at once when the queue
     /// cannot take its windows.
     pub async fn infer(&self, request: Request) -> Result<Prediction, EngineError> {
@@ -264,6 +306,7 @@ impl Engine {
         }
         let permit = self
             .inner
+            .load
             .permits
             .clone()
             .try_acquire_many_owned(windows as u32)
@@ -274,11 +317,11 @@ impl Engine {
             let channels = self.inner.channels.lock().map_err(|_| EngineError::Stopped)?;
             let channels = channels.as_ref().ok_or(EngineError::Stopped)?;
             // Counted before sending so that a worker never takes more than was added.
-            let depth = self.inner.queued.fetch_add(windows, Ordering::Relaxed) + windows;
+            let depth = self.inner.load.queued.fetch_add(windows, Ordering::Relaxed) + windows;
             match channels.work.try_send(job) {
                 Ok(()) => metrics::gauge!(telemetry::QUEUE_DEPTH).set(depth as f64),
                 Err(e) => {
-                    self.inner.queued.fetch_sub(windows, Ordering::Relaxed);
+                    self.inner.load.queued.fetch_sub(windows, Ordering::Relaxed);
                     return Err(match e {
                         TrySendError::Full(_) => EngineError::Overloaded { capacity },
                         TrySendError::Disconnected(_) => EngineError::Stopped,

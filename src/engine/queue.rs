@@ -1,5 +1,7 @@
 //! Dynamic batching: after the first request, keep taking queued requests until the batch
-//! holds `max_batch_size` windows or the first request has waited `max_wait`.
+//! holds `max_batch_size` windows or the first request has waited `max_wait`. Waiting only
+//! pays when others are on their way: a request that arrives alone at an idle engine runs
+//! at once.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,9 +10,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::{Job, ModelKey};
 
-/// Collects a batch that starts with `first`. A request already older than `max_wait`
-/// (the workers were busy) does not wait further: the batch takes only what is queued.
-pub(super) fn collect(first: Job, work: &Receiver<Job>, max_batch_size: usize, max_wait: Duration) -> Vec<Job> {
+/// Collects a batch that starts with `first`. It takes whatever is queued; it waits for
+/// more (until `max_wait` after `first` was queued) only while `busy(windows collected)`
+/// says other requests are in the engine, queued or running on another worker.
+pub(super) fn collect(
+    first: Job,
+    work: &Receiver<Job>,
+    max_batch_size: usize,
+    max_wait: Duration,
+    busy: impl Fn(usize) -> bool,
+) -> Vec<Job> {
     let deadline = first.enqueued + max_wait;
     let mut windows = first.request.windows;
     let mut jobs = vec![first];
@@ -20,7 +29,7 @@ pub(super) fn collect(first: Job, work: &Receiver<Job>, max_batch_size: usize, m
             Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Empty) => {
                 let now = Instant::now();
-                if now >= deadline {
+                if now >= deadline || !busy(windows) {
                     break;
                 }
                 match work.recv_timeout(deadline - now) {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::queue;
 use super::{
-    BlockValues, Control, EngineConfig, EngineError, Job, LoadSpec, ModelKey, Prediction, WindowPrediction,
+    BlockValues, Control, EngineConfig, EngineError, Job, Load, LoadSpec, ModelKey, Prediction, WindowPrediction,
 };
 use crate::nn::{Forward, Model};
 use crate::telemetry;
@@ -21,7 +21,7 @@ pub(super) struct Worker {
     config: EngineConfig,
     work: Receiver<Job>,
     control: Receiver<Control>,
-    queued: Arc<AtomicUsize>,
+    load: Arc<Load>,
     models: HashMap<ModelKey, Model>,
 }
 
@@ -30,9 +30,9 @@ impl Worker {
         config: EngineConfig,
         work: Receiver<Job>,
         control: Receiver<Control>,
-        queued: Arc<AtomicUsize>,
+        load: Arc<Load>,
     ) -> Self {
-        Worker { config, work, control, queued, models: HashMap::new() }
+        Worker { config, work, control, load, models: HashMap::new() }
     }
 
     pub(super) fn run(mut self) {
@@ -76,9 +76,11 @@ impl Worker {
     }
 
     fn run_batch(&mut self, first: Job) {
-        let jobs = queue::collect(first, &self.work, self.config.max_batch_size, self.config.max_wait);
+        let load = &self.load;
+        let busy = |collected| load.busy(collected);
+        let jobs = queue::collect(first, &self.work, self.config.max_batch_size, self.config.max_wait, busy);
         let taken: usize = jobs.iter().map(|j| j.request.windows).sum();
-        let depth = self.queued.fetch_sub(taken, Ordering::Relaxed).saturating_sub(taken);
+        let depth = self.load.queued.fetch_sub(taken, Ordering::Relaxed).saturating_sub(taken);
         metrics::gauge!(telemetry::QUEUE_DEPTH).set(depth as f64);
         for (key, group) in queue::group_by_model(jobs) {
             self.run_group(&key, group);

@@ -101,14 +101,17 @@ pub struct DiagnoseQuery {
 )]
 pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result<Json<DiagnoseResponse>, ApiError> {
     let started = Instant::now();
+    let incoming = state.registry.engine().incoming();
     let query: DiagnoseQuery = Query::try_from_uri(request.uri())
         .map(|Query(q)| q)
         .map_err(|e| ApiError::Validation(format!("query string: {}", e.body_text())))?;
     let kind = BodyKind::of(request.headers())?;
     if kind == BodyKind::Json {
         let body = read_body(&state, request).await?;
-        let body: DiagnoseRequest =
-            serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))?;
+        // A window or a few parse in microseconds; a body of thousands would hold up an
+        // async thread for milliseconds, so large ones go to the blocking pool.
+        let large = body.len() > BLOCKING_JSON_BYTES;
+        let body = blocking_if(large, move || parse_json(&body)).await?;
         let level = body.diagnostics.or(query.diagnostics).unwrap_or_default();
         let entry = state.registry.for_inference(&body.model, body.version).await?;
         let (array, many) = match (body.signals, body.signal) {
@@ -116,8 +119,9 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
             (None, Some(a)) => (a, false),
             _ => return Err(ApiError::Validation("give exactly one of `signals` and `signal`".into())),
         };
-        let prepared = windows::from_json(&entry.card, array, many, body.sample_rate)?;
-        return respond(&state, &entry, prepared, level, started).await;
+        let (card, sample_rate) = (entry.card.clone(), body.sample_rate);
+        let prepared = blocking_if(large, move || windows::from_json(&card, array, many, sample_rate)).await?;
+        return respond(&state, &entry, prepared, level, started, incoming).await;
     }
     let (model, files) = match kind {
         BodyKind::Multipart => read_multipart(&state, request).await?,
@@ -134,10 +138,28 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
     let max_windows = state.registry.engine().config().queue_capacity;
     let card = entry.card.clone();
     // Decoding, resampling and cutting a long recording is real work: off the async threads.
-    let prepared = tokio::task::spawn_blocking(move || prepare_uploads(&card, files, &query, max_windows))
+    let prepared = blocking_if(true, move || prepare_uploads(&card, files, &query, max_windows)).await?;
+    respond(&state, &entry, prepared, level, started, incoming).await
+}
+
+/// JSON bodies larger than this are parsed off the async threads.
+const BLOCKING_JSON_BYTES: usize = 256 * 1024;
+
+/// Runs `work` on the blocking pool when `heavy`, else right here.
+async fn blocking_if<T: Send + 'static>(
+    heavy: bool,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if !heavy {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))??;
-    respond(&state, &entry, prepared, level, started).await
+        .map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))?
+}
+
+fn parse_json(body: &[u8]) -> Result<DiagnoseRequest, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
 }
 
 /// One uploaded file (or the whole body) and what it holds.
@@ -258,6 +280,7 @@ async fn respond(
     prepared: Prepared,
     level: DiagnosticsLevel,
     started: Instant,
+    incoming: engine::Incoming,
 ) -> Result<Json<DiagnoseResponse>, ApiError> {
     let decoded = started.elapsed();
     let request = engine::Request {
@@ -266,6 +289,7 @@ async fn respond(
         windows: prepared.windows,
         diagnostics: level != DiagnosticsLevel::None,
     };
+    drop(incoming);
     let prediction = state.registry.engine().infer(request).await?;
     let classes = &entry.card.classes;
     let starts = prepared.recording.as_ref().map(|r| r.starts.as_slice());

@@ -1,0 +1,109 @@
+//! The inference engine on its own: batching across requests and models, answers routed
+//! back to their requests, live load and unload.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use drsn::engine::{Engine, EngineConfig, EngineError, ModelKey, Request};
+use drsn::registry::{ModelCard, WEIGHTS_FILE};
+
+fn key(name: &str) -> ModelKey {
+    ModelKey { name: name.to_string(), version: 1 }
+}
+
+async fn load(engine: &Engine, name: &str) -> ModelCard {
+    let dir = fixtures().models.join(name);
+    let card = ModelCard::read(&dir).unwrap();
+    engine.load(key(name), card.spec.clone(), dir.join(WEIGHTS_FILE)).await.unwrap();
+    card
+}
+
+fn request(name: &str, inputs: Vec<f32>, windows: usize) -> Request {
+    Request { model: key(name), inputs, windows, diagnostics: false }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_two_models_in_one_batch_each_get_their_own_models_answer() {
+    let config = EngineConfig { max_wait: Duration::from_millis(200), workers: 1, ..EngineConfig::default() };
+    let engine = Engine::start(config).unwrap();
+    load(&engine, BEARING).await;
+    load(&engine, DIGITS).await;
+    let window = signal(2048, 1);
+    let image = vec![0.3f32; 784];
+    // Alone first, for reference.
+    let alone_w = engine.infer(request(BEARING, window.clone(), 1)).await.unwrap();
+    let alone_i = engine.infer(request(DIGITS, image.clone(), 1)).await.unwrap();
+    // Then together in one batch (an announced request keeps the batch open for 200 ms),
+    // with a request for a model never loaded.
+    let announced = engine.incoming();
+    let (a, a2, b, c) = tokio::join!(
+        engine.infer(request(BEARING, window.clone(), 1)),
+        engine.infer(request(BEARING, signal(2048, 2), 1)),
+        engine.infer(request(DIGITS, image.clone(), 1)),
+        engine.infer(request("ghost", vec![0.0; 10], 1)),
+    );
+    drop(announced);
+    let (a, a2, b) = (a.unwrap(), a2.unwrap(), b.unwrap());
+    assert_eq!((a.batch_windows, a2.batch_windows, b.batch_windows), (2, 2, 1));
+    assert_eq!(a.windows[0].probabilities.len(), 10);
+    for (x, y) in a.windows[0].probabilities.iter().zip(&alone_w.windows[0].probabilities) {
+        assert!((x - y).abs() < 1e-5);
+    }
+    for (x, y) in b.windows[0].probabilities.iter().zip(&alone_i.windows[0].probabilities) {
+        assert!((x - y).abs() < 1e-5);
+    }
+    assert!(matches!(c, Err(EngineError::NotLoaded(k)) if k.name == "ghost"));
+    // Inputs of the wrong size are refused without disturbing anyone.
+    let wrong = engine.infer(request(BEARING, vec![0.0; 100], 1)).await.unwrap_err();
+    assert!(wrong.to_string().contains("100 values for 1 windows of 2048"), "{wrong}");
+    assert!(engine.infer(request(BEARING, window, 1)).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_alone_at_an_idle_engine_does_not_wait_for_company() {
+    let config = EngineConfig { max_wait: Duration::from_secs(5), ..EngineConfig::default() };
+    let engine = Engine::start(config).unwrap();
+    load(&engine, BEARING).await;
+    let started = std::time::Instant::now();
+    let answer = engine.infer(request(BEARING, signal(2048, 3), 1)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "waited {:?}", started.elapsed());
+    assert!(answer.queued < Duration::from_secs(1), "queued {:?}", answer.queued);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_larger_than_the_batch_size_runs_in_several_passes_in_order() {
+    let config = EngineConfig { max_batch_size: 4, max_wait: Duration::ZERO, ..EngineConfig::default() };
+    let engine = Engine::start(config).unwrap();
+    load(&engine, BEARING).await;
+    let windows: Vec<Vec<f32>> = (0..10).map(|i| signal(2048, 50 + i)).collect();
+    let all = engine.infer(request(BEARING, windows.concat(), 10)).await.unwrap();
+    assert_eq!(all.windows.len(), 10);
+    for (i, w) in windows.iter().enumerate() {
+        let one = engine.infer(request(BEARING, w.clone(), 1)).await.unwrap();
+        for (x, y) in all.windows[i].probabilities.iter().zip(&one.windows[0].probabilities) {
+            assert!((x - y).abs() < 1e-5, "window {i}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_serves_a_model_loaded_live_until_it_is_unloaded() {
+    let config = EngineConfig { workers: 2, max_wait: Duration::ZERO, ..EngineConfig::default() };
+    let engine = Engine::start(config).unwrap();
+    let window = signal(2048, 2);
+    assert!(matches!(engine.infer(request(BEARING, window.clone(), 1)).await, Err(EngineError::NotLoaded(_))));
+    load(&engine, BEARING).await;
+    let answers = futures::future::join_all((0..16).map(|_| engine.infer(request(BEARING, window.clone(), 1)))).await;
+    assert!(answers.iter().all(|a| a.is_ok()));
+    engine.unload(key(BEARING)).await.unwrap();
+    assert!(matches!(engine.infer(request(BEARING, window.clone(), 1)).await, Err(EngineError::NotLoaded(_))));
+    // Weights that do not fit the spec are refused at load time with the reason.
+    let card = ModelCard::read(&fixtures().models.join(DIGITS)).unwrap();
+    let err = engine.load(key("mixed"), card.spec, fixtures().models.join(BEARING).join(WEIGHTS_FILE)).await.unwrap_err();
+    assert!(err.to_string().contains("cannot load model mixed v1"), "{err}");
+    engine.shutdown();
+    assert!(matches!(engine.infer(request(BEARING, window, 1)).await, Err(EngineError::Stopped)));
+    tokio::task::spawn_blocking(move || engine.join()).await.unwrap();
+}
