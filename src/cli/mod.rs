@@ -24,7 +24,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve every model over HTTP (diagnosis, models, health, metrics, OpenAPI at /docs).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print a preset's model spec as JSON (a starting point for custom networks).
     Spec(spec::SpecArgs),
 }
@@ -32,7 +32,7 @@ pub enum Command {
 impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Serve(args) => serve::run(args),
+            Command::Serve(args) => serve::run(*args),
             Command::Spec(args) => spec::run(args),
         }
     }
