@@ -331,3 +331,71 @@ async fn metrics_count_requests_by_route_and_status() {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
 }
+
+async fn served_version(app: &TestApp, body: Value) -> (u64, Vec<(String, f64)>) {
+    let r = ok_json(app.diagnose(&body).await).await;
+    (r["model"]["version"].as_u64().unwrap(), probabilities(&r["windows"][0]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_goes_into_service_live_survives_a_restart_and_rolls_back() {
+    let app = spawn_app().await;
+    let registry = app.state.registry.clone();
+    assert_eq!(registry.next_version(BEARING), 2);
+    let card = registry.active(BEARING).unwrap().card.clone();
+    let dir = registry.version_dir(BEARING, 2).unwrap();
+    write_model(&dir, BEARING, 2, &card.spec, &card.classes, card.sample_rate, card.normalization, 99);
+    let body = json!({"model": BEARING, "signal": signal(2048, 7), "diagnostics": "none"});
+    let (v, before) = served_version(&app, body.clone()).await;
+    assert_eq!(v, 1);
+
+    // Added: loaded and reachable by version, but not yet in service.
+    registry.add_version(BEARING, 2).await.unwrap();
+    assert_eq!(served_version(&app, body.clone()).await.0, 1);
+    let mut pinned = body.clone();
+    pinned["version"] = json!(2);
+    let (v, v2) = served_version(&app, pinned).await;
+    assert_eq!(v, 2);
+    assert_ne!(before, v2, "a differently seeded model gave identical probabilities");
+
+    registry.activate(BEARING, 2).await.unwrap();
+    let (v, after) = served_version(&app, body.clone()).await;
+    assert_eq!((v, &after), (2, &v2));
+    let list = ok_json(app.client.get(app.url("/models")).send().await.unwrap()).await;
+    let entry = list.as_array().unwrap().iter().find(|m| m["name"] == BEARING).unwrap().clone();
+    assert_eq!((entry["version"].clone(), entry["versions"].clone(), entry["origin"].clone()), (json!(2), json!([1, 2]), json!("data_dir")));
+
+    // A restart on the same data folder serves the activated version.
+    let again = spawn_app_on(fixtures().models.clone(), app.data_dir.clone(), engine_config(), HttpConfig::default()).await;
+    assert_eq!(served_version(&again, body.clone()).await.0, 2);
+
+    // Roll back.
+    registry.activate(BEARING, 1).await.unwrap();
+    let (v, rolled) = served_version(&app, body.clone()).await;
+    assert_eq!((v, rolled), (1, before));
+    let err = registry.activate(BEARING, 7).await.unwrap_err().to_string();
+    assert!(err.contains("no version 7"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_under_a_new_name_is_served_with_its_first_version() {
+    let app = spawn_app().await;
+    let registry = app.state.registry.clone();
+    let spec = drsn::nn::ModelSpec::preset("seed-2d", drsn::nn::Arch::DrsnCw, 4).unwrap();
+    let classes: Vec<String> = ["w", "x", "y", "z"].iter().map(|c| c.to_string()).collect();
+    assert_eq!(registry.next_version("glyphs"), 1);
+    let dir = registry.version_dir("glyphs", 1).unwrap();
+    write_model(&dir, "glyphs", 1, &spec, &classes, None, drsn::data::Normalization::None, 5);
+    registry.add_version("glyphs", 1).await.unwrap();
+    let r = ok_json(app.diagnose(&json!({"model": "glyphs", "signal": vec![vec![0.3f32; 28]; 28]})).await).await;
+    assert_eq!(r["model"], json!({"name": "glyphs", "version": 1}));
+    assert_eq!(probabilities(&r["windows"][0]).len(), 4);
+    // Names that could escape the data folder are refused.
+    assert!(registry.version_dir("../etc", 1).is_err());
+    // A version whose card disagrees with its folder is refused, and nothing changes.
+    let dir = registry.version_dir("glyphs", 2).unwrap();
+    write_model(&dir, "glyphs", 3, &spec, &classes, None, drsn::data::Normalization::None, 6);
+    let err = registry.add_version("glyphs", 2).await.unwrap_err().to_string();
+    assert!(err.contains("the card says glyphs version 3"), "{err}");
+    assert_eq!(registry.next_version("glyphs"), 2);
+}

@@ -78,18 +78,17 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.parts().0
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, kind) = self.parts();
-        metrics::counter!(telemetry::HTTP_FAILURES, "reason" => kind).increment(1);
+    /// The error answered with `status` and `body`: counted by its type, logged, and with
+    /// `Retry-After` when trying again may help. Protocols with their own error bodies and
+    /// statuses (the Open Inference Protocol) answer through this too.
+    pub(crate) fn respond(&self, status: StatusCode, body: impl Serialize) -> Response {
+        metrics::counter!(telemetry::HTTP_FAILURES, "reason" => self.parts().1).increment(1);
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %self, "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), error = %self, "request refused");
         }
-        let body = ErrorBody { error: self.to_string(), error_type: kind.to_string() };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -98,6 +97,14 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.parts();
+        let body = ErrorBody { error: self.to_string(), error_type: kind.to_string() };
+        self.respond(status, body)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod jobs;
 mod models;
 mod openapi;
 mod telemetry;
+pub mod v2;
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(telemetry::render))
+        .merge(v2::routes())
 }
 
 /// The complete application: routes, OpenAPI and Swagger UI, body limit, metrics, tracing.

@@ -90,7 +90,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
-    pub data_dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl TestApp {
@@ -114,24 +115,22 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(engine: EngineConfig, http: HttpConfig) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temporary data folder");
-    spawn_app_on(fixtures().models.clone(), data_dir, engine, http).await
+    let tmp = tempfile::tempdir().expect("temporary data folder");
+    let mut app = spawn_app_on(fixtures().models.clone(), tmp.path().to_path_buf(), engine, http).await;
+    app._tmp = Some(tmp);
+    app
 }
 
-pub async fn spawn_app_on(
-    models_dir: PathBuf,
-    data_dir: tempfile::TempDir,
-    engine: EngineConfig,
-    http: HttpConfig,
-) -> TestApp {
-    let config = ServerConfig { models_dir, data_dir: data_dir.path().to_path_buf(), engine, http };
+/// The service on given folders (e.g. a data folder shared with an earlier instance).
+pub async fn spawn_app_on(models_dir: PathBuf, data_dir: PathBuf, engine: EngineConfig, http: HttpConfig) -> TestApp {
+    let config = ServerConfig { models_dir, data_dir: data_dir.clone(), engine, http };
     let server = Server::start(config).await.expect("service starts");
     let state = server.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("loopback port");
     let addr = listener.local_addr().unwrap();
     let app = server.app(axum::Router::new());
     tokio::spawn(server.serve(listener, app, std::future::pending()));
-    TestApp { addr, client: reqwest::Client::new(), state, data_dir }
+    TestApp { addr, client: reqwest::Client::new(), state, data_dir, _tmp: None }
 }
 
 /// A deterministic test signal: a few tones and a little pseudo-random noise.
@@ -164,4 +163,36 @@ pub async fn expect_error(response: reqwest::Response, status: u16, error_type: 
     let body: serde_json::Value = response.json().await.expect("JSON error body");
     assert_eq!(body["error_type"], error_type, "{body}");
     body["error"].as_str().expect("error message").to_string()
+}
+
+/// A 32-bit float WAV of `channels` (all the same length).
+pub fn wav_f32(channels: &[Vec<f32>], rate: u32) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..channels[0].len() {
+        for c in channels {
+            writer.write_sample(c[i]).unwrap();
+        }
+    }
+    writer.finalize().unwrap();
+    out.into_inner()
+}
+
+/// Little-endian f32 bytes.
+pub fn f32_le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// An 8-bit grayscale image encoded as PNG or JPEG.
+pub fn encode_image(pixels: &[u8], width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let img = image::GrayImage::from_raw(width, height, pixels.to_vec()).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
 }

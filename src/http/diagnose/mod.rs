@@ -1,13 +1,14 @@
 //! `POST /diagnose`: decode and check the body, queue its windows on the engine, report.
 
 mod nested;
-mod response;
-mod windows;
+pub(crate) mod response;
+pub(crate) mod windows;
 
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use serde::Deserialize;
@@ -20,6 +21,7 @@ pub use response::{
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
+use crate::data;
 use crate::engine;
 use crate::registry::ModelEntry;
 use windows::Prepared;
@@ -80,6 +82,11 @@ pub struct DiagnoseQuery {
         description = "Windows as JSON; or a recording (WAV, raw little-endian f32) cut into windows; or images (PNG, JPEG); or any of these as a multipart upload",
         content(
             (DiagnoseRequest = "application/json"),
+            ("audio/wav"),
+            ("application/octet-stream"),
+            ("image/png"),
+            ("image/jpeg"),
+            ("multipart/form-data"),
         )
     ),
     responses(
@@ -98,23 +105,151 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
         .map(|Query(q)| q)
         .map_err(|e| ApiError::Validation(format!("query string: {}", e.body_text())))?;
     let kind = BodyKind::of(request.headers())?;
-    let (entry, prepared, level) = match kind {
-        BodyKind::Json => {
-            let body = read_body(&state, request).await?;
-            let body: DiagnoseRequest = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))?;
-            let level = body.diagnostics.or(query.diagnostics).unwrap_or_default();
-            let entry = state.registry.for_inference(&body.model, body.version).await?;
-            let (array, many) = match (body.signals, body.signal) {
-                (Some(a), None) => (a, true),
-                (None, Some(a)) => (a, false),
-                _ => return Err(ApiError::Validation("give exactly one of `signals` and `signal`".into())),
-            };
-            let prepared = windows::from_json(&entry.card, array, many, body.sample_rate)?;
-            (entry, prepared, level)
-        }
+    if kind == BodyKind::Json {
+        let body = read_body(&state, request).await?;
+        let body: DiagnoseRequest =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))?;
+        let level = body.diagnostics.or(query.diagnostics).unwrap_or_default();
+        let entry = state.registry.for_inference(&body.model, body.version).await?;
+        let (array, many) = match (body.signals, body.signal) {
+            (Some(a), None) => (a, true),
+            (None, Some(a)) => (a, false),
+            _ => return Err(ApiError::Validation("give exactly one of `signals` and `signal`".into())),
+        };
+        let prepared = windows::from_json(&entry.card, array, many, body.sample_rate)?;
+        return respond(&state, &entry, prepared, level, started).await;
+    }
+    let (model, files) = match kind {
+        BodyKind::Multipart => read_multipart(&state, request).await?,
+        BodyKind::Media(media) => (None, vec![Upload { media, bytes: read_body(&state, request).await? }]),
+        BodyKind::Json => unreachable!("answered above"),
     };
+    let Some(model) = query.model.clone().or(model) else {
+        return Err(ApiError::Validation(
+            "name the model with ?model=NAME (or a `model` field of the multipart form)".into(),
+        ));
+    };
+    let entry = state.registry.for_inference(&model, query.version).await?;
+    let level = query.diagnostics.unwrap_or_default();
+    let max_windows = state.registry.engine().config().queue_capacity;
+    let card = entry.card.clone();
+    // Decoding, resampling and cutting a long recording is real work: off the async threads.
+    let prepared = tokio::task::spawn_blocking(move || prepare_uploads(&card, files, &query, max_windows))
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))??;
     respond(&state, &entry, prepared, level, started).await
+}
+
+/// One uploaded file (or the whole body) and what it holds.
+struct Upload {
+    media: Media,
+    bytes: Bytes,
+}
+
+fn undecodable(what: String) -> impl FnOnce(data::DataError) -> ApiError {
+    move |e| ApiError::Validation(format!("cannot decode the {what}: {e}"))
+}
+
+fn prepare_uploads(
+    card: &crate::registry::ModelCard,
+    uploads: Vec<Upload>,
+    query: &DiagnoseQuery,
+    max_windows: usize,
+) -> Result<Prepared, ApiError> {
+    if uploads.iter().all(|u| u.media == Media::Image) && !uploads.is_empty() {
+        if query.stride.is_some() || query.sample_rate.is_some() || query.channel.is_some() {
+            return Err(ApiError::Validation("stride, sample_rate and channel apply to signals, not images".into()));
+        }
+        if uploads.len() > max_windows {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{} images, more than the {max_windows} the queue holds",
+                uploads.len()
+            )));
+        }
+        let images = uploads
+            .iter()
+            .enumerate()
+            .map(|(i, u)| data::decode_image(&u.bytes).map_err(undecodable(format!("image {i}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        return windows::from_images(card, images);
+    }
+    let [upload] = <[Upload; 1]>::try_from(uploads).map_err(|uploads| {
+        ApiError::Validation(format!(
+            "send one recording per request, or only images; got {} files",
+            uploads.len()
+        ))
+    })?;
+    match upload.media {
+        Media::Wav => {
+            if query.sample_rate.is_some() {
+                return Err(ApiError::Validation("sample_rate: a WAV file states its own rate".into()));
+            }
+            let recording = data::decode_wav(&upload.bytes).map_err(undecodable("WAV body".into()))?;
+            windows::from_recording(card, recording, "WAV recording", query.stride, query.channel, max_windows)
+        }
+        Media::Raw => {
+            if query.channel.is_some() {
+                return Err(ApiError::Validation(
+                    "channel applies to WAV recordings; raw samples hold the model's channels interleaved".into(),
+                ));
+            }
+            let values = data::decode_f32_le(&upload.bytes).map_err(undecodable("raw f32 body".into()))?;
+            windows::from_raw(card, values, query.sample_rate, query.stride, max_windows)
+        }
+        Media::Image => unreachable!("images are handled above"),
+    }
+}
+
+/// Reads a multipart form: file parts (WAV, PNG/JPEG or raw f32) and an optional `model` field.
+async fn read_multipart(state: &AppState, request: Request) -> Result<(Option<String>, Vec<Upload>), ApiError> {
+    let mut form = Multipart::from_request(request, state)
+        .await
+        .map_err(|r| ApiError::BadRequest(format!("cannot read the multipart form: {}", r.body_text())))?;
+    let mut model = None;
+    let mut uploads = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(|e| multipart_error(state, e))? {
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let content_type = field.content_type().map(str::to_ascii_lowercase);
+        let bytes = field.bytes().await.map_err(|e| multipart_error(state, e))?;
+        if file_name.is_none() && content_type.is_none() {
+            if name != "model" {
+                return Err(ApiError::Validation(format!(
+                    "unexpected form field {name:?}: the form holds files and `model`; other options go in the query string"
+                )));
+            }
+            let text = String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::Validation("the `model` field is not UTF-8 text".into()))?;
+            model = Some(text.trim().to_string());
+            continue;
+        }
+        let media = Media::of_part(content_type.as_deref(), file_name.as_deref(), &bytes).ok_or_else(|| {
+            ApiError::UnsupportedMediaType(format!(
+                "form part {name:?} ({}) is not WAV, PNG, JPEG or raw f32",
+                content_type.as_deref().unwrap_or("no content type")
+            ))
+        })?;
+        uploads.push(Upload { media, bytes });
+    }
+    if uploads.is_empty() {
+        return Err(ApiError::Validation("the multipart form holds no file".into()));
+    }
+    Ok((model, uploads))
+}
+
+fn multipart_error(state: &AppState, e: MultipartError) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(state)
+    } else {
+        ApiError::BadRequest(format!("cannot read the multipart form: {}", e.body_text()))
+    }
+}
+
+fn too_large(state: &AppState) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the body is larger than the limit of {} bytes (--body-limit)",
+        state.config.body_limit
+    ))
 }
 
 async fn respond(
@@ -164,26 +299,67 @@ async fn respond(
 }
 
 /// Reads the whole body, within the configured limit.
-async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "the body is larger than the limit of {} bytes (--body-limit)",
-                state.config.body_limit
-            ))
+            too_large(state)
         } else {
             ApiError::BadRequest(format!("cannot read the body: {}", rejection.body_text()))
         }
     })
 }
 
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    Wav,
+    /// Little-endian f32 values.
+    Raw,
+    /// PNG or JPEG.
+    Image,
+}
+
+impl Media {
+    fn of_content_type(essence: &str) -> Option<Media> {
+        match essence {
+            "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => Some(Media::Wav),
+            "image/png" | "image/jpeg" | "image/jpg" => Some(Media::Image),
+            "application/octet-stream" => Some(Media::Raw),
+            _ => None,
+        }
+    }
+
+    /// A form part: by its content type, except that the generic `application/octet-stream`
+    /// (what most clients send for a file they do not know) is looked into: a RIFF/WAVE,
+    /// PNG or JPEG signature, or a `.wav`/`.png`/`.jpg` name, says what it is.
+    fn of_part(content_type: Option<&str>, file_name: Option<&str>, bytes: &[u8]) -> Option<Media> {
+        let essence = content_type.map(|c| c.split(';').next().unwrap_or_default().trim());
+        match essence.map(Media::of_content_type) {
+            Some(Some(Media::Raw)) | None => {}
+            Some(known) => return known,
+        }
+        let ext = file_name.and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
+        if (bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE") || ext.as_deref() == Some("wav") {
+            Some(Media::Wav)
+        } else if bytes.starts_with(b"\x89PNG") || bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Media::Image)
+        } else if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+            Some(Media::Image)
+        } else {
+            Some(Media::Raw)
+        }
+    }
+}
+
 /// What a body holds, by its content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyKind {
     Json,
+    Multipart,
+    Media(Media),
 }
 
-const ACCEPTED: &str = "application/json";
+const ACCEPTED: &str = "application/json, audio/wav (audio/x-wav, audio/wave), application/octet-stream (little-endian f32), image/png, image/jpeg, multipart/form-data";
 
 impl BodyKind {
     fn of(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
@@ -200,9 +376,10 @@ impl BodyKind {
             .to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Ok(BodyKind::Json),
-            other => Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Type {other:?} is not supported; send one of {ACCEPTED}"
-            ))),
+            "multipart/form-data" => Ok(BodyKind::Multipart),
+            other => Media::of_content_type(other).map(BodyKind::Media).ok_or_else(|| {
+                ApiError::UnsupportedMediaType(format!("Content-Type {other:?} is not supported; send one of {ACCEPTED}"))
+            }),
         }
     }
 }

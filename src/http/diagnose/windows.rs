@@ -2,6 +2,7 @@
 //! the model card, brings signals to the model's rate and applies its normalisation
 //! exactly as training did.
 
+use crate::data::{self, Recording};
 use crate::nn::{Dim, ModelSpec};
 use crate::registry::ModelCard;
 
@@ -66,6 +67,34 @@ fn normalise(card: &ModelCard, inputs: &mut [f32]) {
     }
 }
 
+/// A batch of windows already at the model's rate, `values` row-major in `shape`
+/// `[N, ...one window]` (any shape [`accepted_sample_shapes`] allows), checked and
+/// normalised. `what` names the batch in messages. Used by the Open Inference Protocol.
+pub fn from_batch(card: &ModelCard, values: Vec<f32>, shape: &[usize], what: &str) -> Result<Prepared, ApiError> {
+    let sample_ok = |s: &[usize]| accepted_sample_shapes(&card.spec).iter().any(|a| a[..] == *s);
+    let windows = match shape.split_first() {
+        Some((&n, sample)) if sample_ok(sample) => n,
+        _ => {
+            return Err(ApiError::Validation(format!(
+                "{what} has shape {}; {} after the batch axis",
+                shape_text(shape),
+                what_a_sample_is(card)
+            )))
+        }
+    };
+    if values.len() != windows * card.spec.sample_len() {
+        return Err(ApiError::Validation(format!(
+            "{what} has shape {} ({} values) but holds {} values",
+            shape_text(shape),
+            windows * card.spec.sample_len(),
+            values.len()
+        )));
+    }
+    let mut inputs = values;
+    normalise(card, &mut inputs);
+    Ok(Prepared { inputs, windows, recording: None })
+}
+
 /// JSON windows: `signals` (`many`) is `[N, ...sample]`, `signal` one sample.
 pub fn from_json(
     card: &ModelCard,
@@ -98,12 +127,8 @@ pub fn from_json(
         (Dim::One, Some(from), Some(to)) => from != to,
     };
     if needs_resampling {
-        return Err(ApiError::Validation(format!(
-            "sample_rate {} Hz differs from model {}'s {} Hz; resampling arrives with the data decoders",
-            sample_rate.unwrap_or_default(),
-            card.name,
-            card.sample_rate.unwrap_or_default()
-        )));
+        let (from, to) = (sample_rate.unwrap_or_default(), card.sample_rate.unwrap_or_default());
+        inputs = resample_windows(card, &inputs, windows, sample_shape, from, to, field)?;
     } else if !accepted_sample_shapes(spec).iter().any(|s| s[..] == *sample_shape) {
         let layout = if many { " (windows, then one window's shape)" } else { "" };
         return Err(ApiError::Validation(format!(
@@ -114,4 +139,220 @@ pub fn from_json(
     }
     normalise(card, &mut inputs);
     Ok(Prepared { inputs, windows, recording: None })
+}
+
+/// Resamples every channel of every JSON window from `from` to the model's rate `to`;
+/// each window must then have the model's length.
+fn resample_windows(
+    card: &ModelCard,
+    values: &[f32],
+    windows: usize,
+    sample_shape: &[usize],
+    from: u32,
+    to: u32,
+    field: &str,
+) -> Result<Vec<f32>, ApiError> {
+    let channels = card.spec.in_channels as usize;
+    let length = card.spec.input_size[0] as usize;
+    let source_len = match sample_shape {
+        [l] if channels == 1 => *l,
+        [c, l] if *c == channels => *l,
+        _ => {
+            return Err(ApiError::Validation(format!(
+                "{field} has windows shaped {}; {} (any length at {from} Hz)",
+                shape_text(sample_shape),
+                what_a_sample_is(card)
+            )))
+        }
+    };
+    let mut out = Vec::with_capacity(windows * channels * length);
+    for channel in values.chunks(source_len) {
+        let resampled = data::resample(channel, from, to);
+        if resampled.len() != length {
+            return Err(ApiError::Validation(format!(
+                "{field}: a window of {source_len} samples at {from} Hz becomes {} samples at {to} Hz, but {}; send {} samples per window at {from} Hz",
+                resampled.len(),
+                what_a_sample_is(card),
+                (length as u64 * from as u64 + to as u64 / 2) / to as u64
+            )));
+        }
+        out.extend(resampled);
+    }
+    Ok(out)
+}
+
+fn need_1d(card: &ModelCard, what: &str) -> Result<(), ApiError> {
+    match card.spec.dim {
+        Dim::One => Ok(()),
+        Dim::Two => Err(ApiError::Validation(format!(
+            "{what} is a signal, but model {} takes images: send PNG/JPEG, raw f32 pixels or JSON",
+            card.name
+        ))),
+    }
+}
+
+/// A recording (WAV, or raw samples): picks the channels the model takes, brings it to
+/// the model's rate, cuts it into windows `stride` apart and normalises each.
+pub fn from_recording(
+    card: &ModelCard,
+    recording: Recording,
+    what: &str,
+    stride: Option<usize>,
+    channel: Option<usize>,
+    max_windows: usize,
+) -> Result<Prepared, ApiError> {
+    need_1d(card, what)?;
+    let wanted = card.spec.in_channels as usize;
+    let length = card.spec.input_size[0] as usize;
+    let available = recording.channels.len();
+    let channels = match channel {
+        Some(c) if wanted != 1 => {
+            return Err(ApiError::Validation(format!(
+                "channel={c}: model {} takes all {wanted} channels of a recording, so no single channel can be chosen",
+                card.name
+            )))
+        }
+        Some(c) => {
+            let picked = recording.channels.into_iter().nth(c).ok_or_else(|| {
+                ApiError::Validation(format!("channel={c}, but the {what} has {available} channel(s), numbered from 0"))
+            })?;
+            vec![picked]
+        }
+        None if available == wanted => recording.channels,
+        None => {
+            let hint = if wanted == 1 { "; choose one with ?channel=N" } else { "" };
+            return Err(ApiError::Validation(format!(
+                "the {what} has {available} channel(s) but model {} takes {wanted}{hint}",
+                card.name
+            )));
+        }
+    };
+    let source_rate = recording.sample_rate;
+    let (channels, resampled_from) = match (source_rate, card.sample_rate) {
+        (Some(from), Some(to)) if from != to => {
+            (channels.iter().map(|c| data::resample(c, from, to)).collect::<Vec<_>>(), Some(from))
+        }
+        _ => (channels, None),
+    };
+    let samples = channels.first().map_or(0, Vec::len);
+    let stride = stride.unwrap_or(length);
+    if stride == 0 {
+        return Err(ApiError::Validation("stride must be at least 1 sample".into()));
+    }
+    let ranges: Vec<std::ops::Range<usize>> = data::windows(samples, length, stride).collect();
+    if ranges.is_empty() {
+        let at = card.sample_rate.map(|r| format!(" at {r} Hz")).unwrap_or_default();
+        let from = resampled_from.map(|r| format!(" (resampled from {r} Hz)")).unwrap_or_default();
+        return Err(ApiError::Validation(format!(
+            "the {what} has {samples} samples per channel{at}{from}, fewer than one window of {length}"
+        )));
+    }
+    if ranges.len() > max_windows {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the {what} makes {} windows at stride {stride}, more than the {max_windows} the queue holds; use a larger stride or a shorter recording",
+            ranges.len()
+        )));
+    }
+    let mut inputs = Vec::with_capacity(ranges.len() * wanted * length);
+    for range in &ranges {
+        for channel in &channels {
+            inputs.extend_from_slice(&channel[range.clone()]);
+        }
+    }
+    normalise(card, &mut inputs);
+    Ok(Prepared {
+        inputs,
+        windows: ranges.len(),
+        recording: Some(RecordingInfo {
+            starts: ranges.iter().map(|r| r.start).collect(),
+            stride,
+            resampled_from,
+            samples,
+        }),
+    })
+}
+
+/// Raw little-endian f32: for a 1-D model a recording with the model's channels
+/// interleaved, at `sample_rate` (default the model's); for a 2-D model whole images back
+/// to back.
+pub fn from_raw(
+    card: &ModelCard,
+    values: Vec<f32>,
+    sample_rate: Option<u32>,
+    stride: Option<usize>,
+    max_windows: usize,
+) -> Result<Prepared, ApiError> {
+    if values.is_empty() {
+        return Err(ApiError::Validation("the body holds no samples".into()));
+    }
+    match card.spec.dim {
+        Dim::One => {
+            let n = card.spec.in_channels as usize;
+            if values.len() % n != 0 {
+                return Err(ApiError::Validation(format!(
+                    "{} values are not whole frames of the {n} interleaved channels model {} takes",
+                    values.len(),
+                    card.name
+                )));
+            }
+            let channels = (0..n).map(|c| values.iter().skip(c).step_by(n).copied().collect()).collect();
+            let recording = Recording { sample_rate: sample_rate.or(card.sample_rate), channels };
+            from_recording(card, recording, "raw signal", stride, None, max_windows)
+        }
+        Dim::Two => {
+            if sample_rate.is_some() || stride.is_some() {
+                return Err(ApiError::Validation(format!(
+                    "sample_rate and stride apply to signals; model {} takes images",
+                    card.name
+                )));
+            }
+            let per_image = card.spec.sample_len();
+            if values.len() % per_image != 0 {
+                return Err(ApiError::Validation(format!(
+                    "{} values are not a whole number of images of {per_image} values; {}",
+                    values.len(),
+                    what_a_sample_is(card)
+                )));
+            }
+            let windows = values.len() / per_image;
+            if windows > max_windows {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "{windows} images, more than the {max_windows} the queue holds"
+                )));
+            }
+            let mut inputs = values;
+            normalise(card, &mut inputs);
+            Ok(Prepared { inputs, windows, recording: None })
+        }
+    }
+}
+
+/// Decoded PNG/JPEG images (grayscale, pixel / 255), each the model's size.
+pub fn from_images(card: &ModelCard, images: Vec<(Vec<f32>, usize, usize)>) -> Result<Prepared, ApiError> {
+    let spec = &card.spec;
+    if spec.dim != Dim::Two {
+        return Err(ApiError::Validation(format!(
+            "images were sent, but model {} takes 1-D signal windows: send WAV, raw f32 or JSON",
+            card.name
+        )));
+    }
+    if spec.in_channels != 1 {
+        return Err(ApiError::Validation(format!(
+            "model {} takes {}-channel images; PNG/JPEG bodies are read as grayscale, so send JSON instead",
+            card.name, spec.in_channels
+        )));
+    }
+    let (h, w) = (spec.input_size[0] as usize, spec.input_size[1] as usize);
+    let mut inputs = Vec::with_capacity(images.len() * h * w);
+    for (i, (pixels, height, width)) in images.iter().enumerate() {
+        if (*height, *width) != (h, w) {
+            return Err(ApiError::Validation(format!(
+                "image {i} is {width}x{height} pixels (width x height); model {} takes {w}x{h}",
+                card.name
+            )));
+        }
+        inputs.extend_from_slice(pixels);
+    }
+    normalise(card, &mut inputs);
+    Ok(Prepared { inputs, windows: images.len(), recording: None })
 }

@@ -1,0 +1,300 @@
+//! Serving benchmark (not a test): `drsn serve` with batching on and off, and the usual
+//! alternative, a FastAPI + PyTorch server (`bench/fastapi_server.py`) on the same model,
+//! measured in one run by the same client.
+//!
+//!     eval "$(bash scripts/libtorch.sh)"
+//!     cargo bench --bench serve -- [--seconds 10] [--clients 64] [--model models/cwru-bearing]
+//!
+//! For each server: single-window latency p50/p99 with one client (unloaded), then
+//! throughput and latency p50/p99 with `--clients` clients in a closed loop. Every request
+//! is one 2048-sample window as JSON with `"diagnostics": "none"` (the Python server returns
+//! probabilities only). Without `--model`, `models/cwru-bearing` is used when present, else a
+//! freshly initialised paper-1d DRSN-CW (speed does not depend on the weights' values).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use drsn::data::Normalization;
+use drsn::nn::{Arch, Model, ModelSpec};
+use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
+
+struct Args {
+    seconds: f64,
+    clients: usize,
+    model: Option<PathBuf>,
+    python: bool,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut args = Args { seconds: 10.0, clients: 64, model: None, python: true };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => args.seconds = it.next().context("--seconds N")?.parse()?,
+            "--clients" => args.clients = it.next().context("--clients N")?.parse()?,
+            "--model" => args.model = Some(it.next().context("--model DIR")?.into()),
+            "--no-python" => args.python = false,
+            "--bench" => {}
+            other => bail!("unknown argument {other}; see benches/serve.rs"),
+        }
+    }
+    Ok(args)
+}
+
+/// A model folder named `cwru-bearing`: the shipped one, or a fresh paper-1d DRSN-CW.
+fn model_dir(args: &Args, tmp: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.model {
+        return Ok(dir.clone());
+    }
+    let shipped = Path::new("models/cwru-bearing");
+    if shipped.join("card.json").is_file() {
+        return Ok(shipped.to_path_buf());
+    }
+    let dir = tmp.join("models/cwru-bearing");
+    std::fs::create_dir_all(&dir)?;
+    let spec = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10)?;
+    tch::manual_seed(0);
+    Model::new(&spec, tch::Device::Cpu)?.save(&dir.join(WEIGHTS_FILE))?;
+    let card = ModelCard {
+        name: "cwru-bearing".into(),
+        version: 1,
+        spec,
+        classes: (0..10).map(|i| format!("class{i}")).collect(),
+        sample_rate: Some(12_000),
+        window: Some(WindowInfo { length: 2048, train_stride: 2048 }),
+        normalization: Normalization::ZScore,
+        data: serde_json::json!({"benchmark": "untrained"}),
+        metrics: serde_json::json!({}),
+        created_at: chrono::Utc::now(),
+        weights_sha256: sha256_file(&dir.join(WEIGHTS_FILE))?,
+    };
+    card.write(&dir)?;
+    Ok(dir)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A server process, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str, server: &mut Server) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Some(status) = server.0.try_wait()? {
+            bail!("server exited early with {status}");
+        }
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("server at {base} not ready within 120 s")
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+struct Measured {
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn one(client: &reqwest::Client, url: &str, body: &Bytes) -> bool {
+    match client.post(url).header("content-type", "application/json").body(body.clone()).send().await {
+        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// `clients` closed-loop clients for `seconds` after a one-second warm-up.
+async fn load(client: &reqwest::Client, url: &str, bodies: &[Bytes], clients: usize, seconds: f64) -> Measured {
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let start = warm_until;
+    let end = start + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (client, url, bodies) = (client.clone(), url.to_string(), bodies.to_vec());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                let mut i = c;
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= end {
+                        break;
+                    }
+                    let ok = one(&client, &url, &bodies[i % bodies.len()]).await;
+                    i += 1;
+                    if t0 >= start {
+                        latencies.push(t0.elapsed());
+                        errors += usize::from(!ok);
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("client task");
+        all.extend(l);
+        errors += e;
+    }
+    let seconds = end.elapsed().as_secs_f64() + seconds;
+    all.sort();
+    Measured { requests: all.len(), errors, seconds, p50_ms: percentile(&all, 0.5), p99_ms: percentile(&all, 0.99) }
+}
+
+async fn unloaded(client: &reqwest::Client, url: &str, bodies: &[Bytes]) -> Measured {
+    for b in bodies.iter().take(50) {
+        one(client, url, b).await;
+    }
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for i in 0..500 {
+        let t0 = Instant::now();
+        errors += usize::from(!one(client, url, &bodies[i % bodies.len()]).await);
+        latencies.push(t0.elapsed());
+    }
+    latencies.sort();
+    Measured {
+        requests: latencies.len(),
+        errors,
+        seconds: started.elapsed().as_secs_f64(),
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+    }
+}
+
+fn windows() -> Vec<Bytes> {
+    (0..64u32)
+        .map(|k| {
+            let signal: Vec<f32> = (0..2048)
+                .map(|i| {
+                    let t = i as f32 / 12_000.0;
+                    (2.0 * std::f32::consts::PI * (90.0 + 7.0 * k as f32) * t).sin() + 0.1 * ((i * 7919 + k as usize * 104_729) % 1000) as f32 / 1000.0
+                })
+                .collect();
+            let body = serde_json::json!({"model": "cwru-bearing", "signal": signal, "diagnostics": "none"});
+            Bytes::from(serde_json::to_vec(&body).expect("JSON"))
+        })
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let tmp = tempfile::tempdir()?;
+    let model = model_dir(&args, tmp.path())?;
+    let models = model.parent().context("model folder has a parent")?.to_path_buf();
+    let python = std::env::var("DRSN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let bodies = windows();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
+
+    let drsn = |extra: &[&str], port: u16| -> anyhow::Result<Child> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_drsn"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .arg("--models")
+            .arg(&models)
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?)
+    };
+    let mut rows: Vec<(String, Measured, Measured)> = Vec::new();
+    let mut setups: Vec<(&str, Box<dyn Fn(u16) -> anyhow::Result<Child>>)> = vec![
+        ("drsn, batching on (max 64, 2 ms)", Box::new(|p| drsn(&["--max-batch-size", "64", "--max-wait-ms", "2"], p))),
+        ("drsn, batching off (max 1)", Box::new(|p| drsn(&["--max-batch-size", "1", "--max-wait-ms", "0"], p))),
+    ];
+    if args.python {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/fastapi_server.py");
+        let (python, model) = (python.clone(), model.clone());
+        setups.push((
+            "FastAPI + PyTorch (uvicorn, 1 worker)",
+            Box::new(move |p| {
+                Ok(Command::new(&python)
+                    .arg(&script)
+                    .arg("--model")
+                    .arg(&model)
+                    .args(["--port", &p.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()?)
+            }),
+        ));
+    }
+    for (label, start) in &setups {
+        let port = free_port()?;
+        let mut server = Server(start(port)?);
+        let base = format!("http://127.0.0.1:{port}");
+        let url = format!("{base}/diagnose");
+        let (alone, loaded) = runtime.block_on(async {
+            wait_ready(&client, &base, &mut server).await?;
+            let alone = unloaded(&client, &url, &bodies).await;
+            let loaded = load(&client, &url, &bodies, args.clients, args.seconds).await;
+            anyhow::Ok((alone, loaded))
+        })?;
+        eprintln!(
+            "{label}: unloaded p50 {:.2} ms p99 {:.2} ms; {} clients: {:.0} windows/s p50 {:.1} ms p99 {:.1} ms ({} errors)",
+            alone.p50_ms,
+            alone.p99_ms,
+            args.clients,
+            loaded.requests as f64 / loaded.seconds,
+            loaded.p50_ms,
+            loaded.p99_ms,
+            loaded.errors + alone.errors
+        );
+        rows.push((label.to_string(), alone, loaded));
+    }
+
+    println!("\nmodel: {} | {} clients for {} s | {} logical CPUs", model.display(), args.clients, args.seconds, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("| server | unloaded p50 ms | unloaded p99 ms | windows/s ({} clients) | p50 ms | p99 ms | errors |", args.clients);
+    println!("|---|---|---|---|---|---|---|");
+    for (label, a, l) in &rows {
+        println!(
+            "| {label} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {} |",
+            a.p50_ms,
+            a.p99_ms,
+            l.requests as f64 / l.seconds,
+            l.p50_ms,
+            l.p99_ms,
+            a.errors + l.errors
+        );
+    }
+    if let (Some(ours), Some(theirs)) = (rows.first(), rows.iter().find(|r| r.0.starts_with("FastAPI"))) {
+        let tp = |m: &Measured| m.requests as f64 / m.seconds;
+        println!(
+            "\ndrsn (batching on) vs FastAPI: throughput x{:.1} (target >= 10), p99 {:.2} of theirs (target <= 0.2)",
+            tp(&ours.2) / tp(&theirs.2),
+            ours.2.p99_ms / theirs.2.p99_ms
+        );
+    }
+    Ok(())
+}
