@@ -21,6 +21,12 @@ pub const QUEUE_DURATION: &str = "drsn_queue_duration_seconds";
 pub const INFERENCE_DURATION: &str = "drsn_inference_duration_seconds";
 /// Windows diagnosed, labelled `model`.
 pub const WINDOWS: &str = "drsn_windows_total";
+/// Training jobs that ended, labelled `status` (succeeded, failed, cancelled).
+pub const JOBS_FINISHED: &str = "drsn_jobs_finished_total";
+/// Training jobs running now.
+pub const JOBS_RUNNING: &str = "drsn_jobs_running";
+/// Training jobs waiting in this process's queue.
+pub const JOBS_QUEUED: &str = "drsn_jobs_queued";
 
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 const SECONDS_BUCKETS: &[f64] = &[
@@ -55,4 +61,7 @@ fn describe() {
     describe_histogram!(QUEUE_DURATION, Unit::Seconds, "Time from enqueue to the start of its batch");
     describe_histogram!(INFERENCE_DURATION, Unit::Seconds, "Duration of one forward pass");
     describe_counter!(WINDOWS, "Windows diagnosed");
+    describe_counter!(JOBS_FINISHED, "Training jobs that ended, by status");
+    describe_gauge!(JOBS_RUNNING, "Training jobs running");
+    describe_gauge!(JOBS_QUEUED, "Training jobs waiting to run");
 }

@@ -219,6 +219,9 @@ async fn a_job_on_real_cwru_data_records_every_epoch_and_its_version_serves_diag
     let probabilities = body["windows"][0]["probabilities"].as_object().unwrap();
     assert!(probabilities.contains_key("IR007") && probabilities.contains_key("normal"), "{probabilities:?}");
 
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("drsn_jobs_finished_total{status=\"succeeded\"}"), "{metrics}");
+
     // Roll back and forward without a restart.
     let back = app.post(&format!("/models/{BEARING}/activate")).json(&json!({"version": 1})).send().await.unwrap();
     assert_eq!(back.status().as_u16(), 200);
@@ -324,6 +327,30 @@ async fn datasets_uploaded_as_wav_files_and_as_one_archive_are_listed_and_train(
     let (_, window) = cwru_window("12k_Drive_End_B007_0_118.mat", "X118_DE_time", "B007");
     let response = app.client.post(app.url("/diagnose")).json(&json!({"model": "from-zip", "signal": window})).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
+
+    // `never` keeps the version in service; `if_better`, fine-tuning the active weights,
+    // judges the active version on the very samples the new one was judged on.
+    let mut never = wav_job("from-zip", "datasets/cwru-zip");
+    never["promote"] = json!("never");
+    let (_, job) = app.submit(&never).await;
+    let done = app.finished(job["id"].as_str().unwrap(), Duration::from_secs(240)).await;
+    assert_eq!((done["status"].as_str(), done["model_version"].as_i64()), (Some("succeeded"), Some(2)), "{done:#}");
+    assert_eq!(done["result"]["promotion"]["activated"], false);
+    assert_eq!(app.get("/models/from-zip/versions").await["active"], 1);
+
+    let mut better = wav_job("from-zip", "datasets/cwru-zip");
+    better["init"] = json!("active");
+    better["promote"] = json!("if_better");
+    let (_, job) = app.submit(&better).await;
+    let done = app.finished(job["id"].as_str().unwrap(), Duration::from_secs(240)).await;
+    assert_eq!((done["status"].as_str(), done["model_version"].as_i64()), (Some("succeeded"), Some(3)), "{done:#}");
+    let promotion = &done["result"]["promotion"];
+    let new = done["result"]["test_accuracy"].as_f64().unwrap();
+    let old = promotion["active_accuracy"].as_f64().expect("the active version was judged");
+    assert_eq!(promotion["activated"].as_bool(), Some(new >= old), "{promotion}");
+    assert!(promotion["reason"].as_str().unwrap().contains("same samples"), "{promotion}");
+    let expected_active = if new >= old { 3 } else { 1 };
+    assert_eq!(app.get("/models/from-zip/versions").await["active"], expected_active);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

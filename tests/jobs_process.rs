@@ -204,8 +204,8 @@ fn drsn_serve_refuses_a_non_loopback_address_without_a_token() {
     assert!(stderr.contains("refusing to listen on 0.0.0.0:0 without a token") && stderr.contains("--allow-insecure"), "{stderr}");
 }
 
-/// p50 and p99 of `n` sequential single-window /diagnose requests, in milliseconds.
-async fn latencies(served: &Served, n: usize) -> (f64, f64) {
+/// Latencies of `n` sequential single-window /diagnose requests, in milliseconds.
+async fn latencies(served: &Served, n: usize) -> Vec<f64> {
     let body = json!({"model": BEARING, "signal": signal(2048, 5), "diagnostics": "none"});
     let mut ms = Vec::with_capacity(n);
     for _ in 0..n {
@@ -215,12 +215,19 @@ async fn latencies(served: &Served, n: usize) -> (f64, f64) {
         response.bytes().await.unwrap();
         ms.push(started.elapsed().as_secs_f64() * 1e3);
     }
+    ms
+}
+
+/// p50 and p99.
+fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
     (at(0.50), at(0.99))
 }
 
 /// The figure: /diagnose latency idle and while a job trains, in one run of one server.
+/// Idle is measured before the job starts and again after it is cancelled, so that a
+/// change in the machine's background load does not fall on one side only.
 /// `cargo test --release --test jobs_process -- --ignored --nocapture diagnose_latency`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check; run on demand"]
@@ -229,13 +236,19 @@ async fn diagnose_latency_while_a_job_trains_vs_idle() {
     let data = tempfile::tempdir().unwrap();
     let served = start(data.path(), &[]);
     latencies(&served, 50).await; // warm-up
-    let (idle_p50, idle_p99) = latencies(&served, n).await;
+    let mut idle = latencies(&served, n / 2).await;
     let id = served.submit(&cwru_job("latency", 1000)).await;
     served.training(&id).await;
-    let (busy_p50, busy_p99) = latencies(&served, n).await;
+    let busy = latencies(&served, n).await;
     let job = served.get(&format!("/jobs/{id}")).await;
     assert_eq!(job["status"], "running", "the job trained throughout the measurement");
-    println!("/diagnose single window, {n} sequential requests, one server:");
-    println!("  idle:            p50 {idle_p50:.2} ms  p99 {idle_p99:.2} ms");
-    println!("  while training:  p50 {busy_p50:.2} ms  p99 {busy_p99:.2} ms  (job at epoch {})", job["progress"]["epoch"]);
+    let response = served.client.post(served.url(&format!("/jobs/{id}/cancel"))).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    served.wait_for(&id, Duration::from_secs(30), |j| j["status"] == "cancelled").await;
+    idle.extend(latencies(&served, n / 2).await);
+    let (idle_p50, idle_p99) = percentiles(idle);
+    let (busy_p50, busy_p99) = percentiles(busy);
+    println!("/diagnose, one 2048-sample window, sequential requests, one server:");
+    println!("  idle ({n} requests):            p50 {idle_p50:.2} ms  p99 {idle_p99:.2} ms");
+    println!("  while training ({n} requests):  p50 {busy_p50:.2} ms  p99 {busy_p99:.2} ms  (job at epoch {})", job["progress"]["epoch"]);
 }

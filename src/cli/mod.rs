@@ -31,7 +31,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve every model over HTTP (diagnosis, models, health, metrics, OpenAPI at /docs).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Ask a running service whether it is ready (exit 0) or not (exit 1); for container
     /// health checks.
     Healthcheck(healthcheck::HealthcheckArgs),
@@ -46,7 +46,7 @@ pub enum Command {
 impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Serve(args) => serve::run(args),
+            Command::Serve(args) => serve::run(*args),
             Command::Spec(args) => spec::run(args),
             Command::Train(args) => train::run(*args),
             Command::Evaluate(args) => evaluate::run(args),

@@ -21,7 +21,7 @@ pub enum UploadError {
     #[error("{file}: unsupported file type; expected .wav, .csv, .txt, .tsv, .npy, .mat, .png or .jpg")]
     UnsupportedType { file: String },
     #[error("{label}/{file}: {source}")]
-    Unreadable { label: String, file: String, source: DataError },
+    Unreadable { label: String, file: String, source: Box<DataError> },
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error("{path}: {source}")]
@@ -164,7 +164,7 @@ impl Uploads {
 /// Decodes the file the way training will; returns its kind.
 fn check_content(label: &str, file: &str, bytes: &[u8], options: &ReadOptions) -> Result<&'static str, UploadError> {
     let kind = file_kind(file).ok_or_else(|| UploadError::UnsupportedType { file: format!("{label}/{file}") })?;
-    let unreadable = |source| UploadError::Unreadable { label: label.into(), file: file.into(), source };
+    let unreadable = |source| UploadError::Unreadable { label: label.into(), file: file.into(), source: Box::new(source) };
     match kind {
         "png" | "jpeg" => {
             decode_image(bytes).map_err(unreadable)?;

@@ -114,7 +114,7 @@ fn publish(
     // Written under a hidden name and renamed: the registry never sees half a version.
     let partial = parent.join(format!(".{version}.partial-{}", uuid::Uuid::new_v4()));
     let window = (run_request.spec.dim == Dim::One)
-        .then(|| WindowInfo { length: plan.options.window, train_stride: plan.options.train_stride });
+        .then_some(WindowInfo { length: plan.options.window, train_stride: plan.options.train_stride });
     let info = CardInfo {
         name: name.to_string(),
         version,

@@ -17,6 +17,7 @@ use super::execute::{execute, metrics_summary, ExecuteError, JobContext};
 use super::queue::WorkQueue;
 use crate::registry::{ModelEntry, Registry};
 use crate::store::{CancelOutcome, JobOutcome, JobRow, NewModelVersion, Store, StoreError};
+use crate::telemetry;
 use crate::train::CancelToken;
 
 /// The error recorded on a job stopped because the service shut down.
@@ -89,6 +90,7 @@ impl Runner {
     /// Queues a job already recorded as `queued`.
     pub fn submit(&self, id: &str) {
         self.inner.queue.push(id.to_string());
+        metrics::gauge!(telemetry::JOBS_QUEUED).set(self.inner.queue.len() as f64);
         self.publish(JobEvent::Status {
             job_id: id.to_string(),
             status: crate::store::JobStatus::Queued,
@@ -204,9 +206,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn worker(inner: &Arc<Inner>) {
     while let Some(id) = inner.queue.pop() {
+        metrics::gauge!(telemetry::JOBS_QUEUED).set(inner.queue.len() as f64);
         let token = CancelToken::new();
         lock(&inner.running).insert(id.clone(), token.clone());
+        metrics::gauge!(telemetry::JOBS_RUNNING).increment(1.0);
         run_one(inner, &id, &token);
+        metrics::gauge!(telemetry::JOBS_RUNNING).decrement(1.0);
         lock(&inner.running).remove(&id);
     }
 }
@@ -244,6 +249,7 @@ fn finish(inner: &Inner, id: &str, outcome: &JobOutcome) {
         match inner.rt.block_on(inner.store.finish_job(id, outcome)) {
             Ok(Some(row)) => {
                 tracing::info!(job = id, status = row.status.as_str(), error = ?row.error, "job finished");
+                metrics::counter!(telemetry::JOBS_FINISHED, "status" => row.status.as_str()).increment(1);
                 inner.publish_status(&row);
                 return;
             }
