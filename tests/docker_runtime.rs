@@ -265,8 +265,9 @@ fn mapped_libraries(pid: u32) -> Vec<PathBuf> {
     libs
 }
 
-/// A whole CWRU drive-end recording of `label` at 0 hp, from the shared data's manifest.
-fn cwru_recording(label: &str) -> Vec<f32> {
+/// A whole CWRU drive-end recording of `label` at 0 hp, from the shared data's manifest,
+/// with its sampling rate (the normal baseline is at 48 kHz, the faults at 12 kHz).
+fn cwru_recording(label: &str) -> (Vec<f32>, u32) {
     let root = shared_data_root().join("cwru");
     let manifest = root.join("manifest.csv");
     assert!(
@@ -282,11 +283,12 @@ fn cwru_recording(label: &str) -> Vec<f32> {
             .position(|h| h == name)
             .unwrap_or_else(|| panic!("no {name} column"))
     };
-    let (file, label_col, load, variable) = (
+    let (file, label_col, load, variable, rate) = (
         column("file"),
         column("label"),
         column("load_hp"),
         column("variable"),
+        column("sampling_rate_hz"),
     );
     let row = reader
         .records()
@@ -298,7 +300,8 @@ fn cwru_recording(label: &str) -> Vec<f32> {
         ..ReadOptions::default()
     };
     let recording = read_recording(&root.join(&row[file]), &options).expect("CWRU recording");
-    recording.channels.into_iter().next().expect("one channel")
+    let rate: u32 = row[rate].parse().expect("numeric sampling rate");
+    (recording.channels.into_iter().next().expect("one channel"), rate)
 }
 
 fn shipped_models() -> Vec<String> {
@@ -394,7 +397,7 @@ fn the_entrypoint_refuses_all_interfaces_without_a_token() {
 async fn the_staged_runtime_serves_a_real_diagnosis_without_the_build_environment() {
     let stage =
         runtime_stage(&std::fs::read_to_string(Path::new(REPO).join("docker/Dockerfile")).unwrap());
-    let recordings: Vec<(&str, Vec<f32>)> = CWRU_LABELS
+    let recordings: Vec<(&str, (Vec<f32>, u32))> = CWRU_LABELS
         .iter()
         .map(|&l| (l, cwru_recording(l)))
         .collect();
@@ -495,10 +498,13 @@ async fn the_staged_runtime_serves_a_real_diagnosis_without_the_build_environmen
     let length = card["window"]["length"]
         .as_u64()
         .expect("the bearing model's window length") as usize;
-    for (label, samples) in &recordings {
-        let windows: Vec<&[f32]> = samples.chunks_exact(length).take(MAX_WINDOWS).collect();
-        let request =
-            serde_json::json!({"model": BEARING_MODEL, "signals": windows, "diagnostics": "none"});
+    let model_rate = card["sample_rate"].as_u64().expect("the bearing model's rate") as usize;
+    for (label, (samples, rate)) in &recordings {
+        // Windows at the recording's own rate, resampled by the service to the model's.
+        let span = length * *rate as usize / model_rate;
+        let windows: Vec<&[f32]> = samples.chunks_exact(span).take(MAX_WINDOWS).collect();
+        let request = serde_json::json!({"model": BEARING_MODEL, "signals": windows,
+            "sample_rate": rate, "diagnostics": "none"});
         let response = client
             .post(service.url("/diagnose"))
             .json(&request)
