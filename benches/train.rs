@@ -1,26 +1,33 @@
-//! Training throughput (samples/s) of `drsn::train::train` against the PyTorch twin on
-//! the same network (paper-1d DRSN-CW, 10 classes), batch (128), optimiser (SGD momentum
-//! 0.9, L2 1e-4 on kernels), data and thread count, in one run. Rounds alternate between
-//! the two so that load from elsewhere on the machine hits both alike; the best round of
-//! each is compared.
+//! Training throughput (samples/s) of `drsn::train::train` against the PyTorch twin
+//! (`python/train_bench.py`) on the same network (paper-1d DRSN-CW, 10 classes), batch
+//! (128), optimiser (SGD momentum 0.9, L2 1e-4 on kernels), data and thread count, in one
+//! run. Rounds alternate between the two so that load from elsewhere on the machine hits
+//! both alike; the medians of the paired rounds are compared, by wall-clock time and by
+//! CPU time (which a busy shared machine disturbs less).
 //!
 //!     cargo bench --bench train
 //!
-//! Environment: DRSN_BENCH_THREADS (default 2), DRSN_BENCH_EPOCHS (default 2),
-//! DRSN_BENCH_BATCHES (batches per epoch, default 8), DRSN_BENCH_ROUNDS (default 3),
-//! DRSN_BENCH_DEVICE (cpu or cuda, default cpu), DRSN_PYTHON (a Python with torch).
+//! Environment: DRSN_BENCH_THREADS (default 1), DRSN_BENCH_BATCHES (batches per round,
+//! default 4), DRSN_BENCH_ROUNDS (default 5), DRSN_BENCH_DEVICE (cpu or cuda, default
+//! cpu), DRSN_PYTHON (a Python with torch; `scripts/libtorch.sh` exports it).
+//!
+//! One thread by default: on a small machine shared with other work, two intra-op
+//! threads made both sides about ten times slower (OpenMP threads spinning at barriers
+//! while the other is descheduled), which measures the neighbours rather than the code.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use drsn::data::{Dataset, Normalization, Samples};
-use drsn::nn::{Arch, ModelSpec};
+use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::train::{init_model, train, CancelToken, Optimizer, TrainConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 const BATCH: usize = 128;
 const LR: f64 = 0.01;
@@ -47,69 +54,126 @@ fn samples(n: usize, len: usize, seed: u64) -> Samples {
     }
 }
 
-fn rust_round(
-    spec: &ModelSpec,
-    data: &Dataset,
-    config: &TrainConfig,
-    device: Device,
-) -> anyhow::Result<f64> {
-    let mut model = init_model(spec, device, config.seed)?;
+/// CPU seconds used so far by every thread of this process.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// One measurement: samples trained, wall-clock seconds, CPU seconds.
+struct Timing {
+    samples: f64,
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+fn rust_round(model: &mut Model, data: &Dataset, config: &TrainConfig) -> anyhow::Result<Timing> {
+    let (wall, cpu) = (Instant::now(), cpu_seconds());
     let report = train(
-        &mut model,
+        model,
         data,
         Normalization::ZScore,
         config,
         &mut |_| {},
         &CancelToken::new(),
     )?;
-    Ok(report.samples_per_s)
+    Ok(Timing {
+        samples: (report.steps * BATCH) as f64,
+        seconds: wall.elapsed().as_secs_f64(),
+        cpu_seconds: cpu_seconds() - cpu,
+    })
 }
 
-fn python_round(
-    python: &str,
-    dir: &Path,
-    epochs: usize,
-    threads: usize,
-    device: &str,
-) -> anyhow::Result<f64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/train_bench.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .args(["--spec", &dir.join("spec.json").display().to_string()])
-        .args([
-            "--data",
-            &dir.join("data.safetensors").display().to_string(),
-        ])
-        .args([
-            "--epochs",
-            &epochs.to_string(),
-            "--batch",
-            &BATCH.to_string(),
-        ])
-        .args(["--lr", &LR.to_string(), "--l2", &L2.to_string()])
-        .args(["--threads", &threads.to_string(), "--device", device])
-        .output()
-        .with_context(|| format!("running {python} {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+/// The twin's training loop in a Python process that answers timing requests.
+struct Twin {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Twin {
+    fn start(python: &str, dir: &Path, threads: usize, device: &str) -> anyhow::Result<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/train_bench.py");
+        let mut child = Command::new(python)
+            .arg(&script)
+            .args(["--spec", &dir.join("spec.json").display().to_string()])
+            .args([
+                "--data",
+                &dir.join("data.safetensors").display().to_string(),
+            ])
+            .args([
+                "--batch",
+                &BATCH.to_string(),
+                "--lr",
+                &LR.to_string(),
+                "--l2",
+                &L2.to_string(),
+            ])
+            .args(["--threads", &threads.to_string(), "--device", device])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {python} {}", script.display()))?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("no stdout")?);
+        let mut twin = Twin {
+            child,
+            stdin,
+            stdout,
+        };
+        twin.answer()?;
+        Ok(twin)
     }
-    let line = String::from_utf8_lossy(&out.stdout);
-    let json: serde_json::Value = serde_json::from_str(line.trim())
-        .with_context(|| format!("train_bench.py printed {line:?}"))?;
-    json["samples_per_s"]
-        .as_f64()
-        .context("train_bench.py gave no samples_per_s")
+
+    fn answer(&mut self) -> anyhow::Result<serde_json::Value> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("python/train_bench.py ended early (its error is above)");
+        }
+        serde_json::from_str(&line).with_context(|| format!("python/train_bench.py said {line:?}"))
+    }
+
+    fn round(&mut self) -> anyhow::Result<Timing> {
+        writeln!(self.stdin, "1")?;
+        self.stdin.flush()?;
+        let json = self.answer()?;
+        let field = |name: &str| {
+            json[name]
+                .as_f64()
+                .with_context(|| format!("no {name} in {json}"))
+        };
+        Ok(Timing {
+            samples: field("samples")?,
+            seconds: field("seconds")?,
+            cpu_seconds: field("cpu_seconds")?,
+        })
+    }
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn main() -> anyhow::Result<()> {
-    let threads: usize = env_or("DRSN_BENCH_THREADS", 2)?;
-    let epochs: usize = env_or("DRSN_BENCH_EPOCHS", 2)?;
-    let batches: usize = env_or("DRSN_BENCH_BATCHES", 8)?;
-    let rounds: usize = env_or("DRSN_BENCH_ROUNDS", 3)?;
+    let threads: usize = env_or("DRSN_BENCH_THREADS", 1)?;
+    let batches: usize = env_or("DRSN_BENCH_BATCHES", 4)?;
+    let rounds: usize = env_or("DRSN_BENCH_ROUNDS", 5)?;
     let device_name: String = env_or("DRSN_BENCH_DEVICE", "cpu".to_string())?;
     let device = drsn::device::parse(&device_name)?;
     let python = std::env::var("DRSN_PYTHON")
@@ -123,12 +187,13 @@ fn main() -> anyhow::Result<()> {
         train: train_set.clone(),
         ..Default::default()
     };
+    // One epoch per round; no validation data, so nothing but training is timed.
     let config = TrainConfig {
         optimizer: Optimizer::Sgd { momentum: 0.9 },
         lr: LR,
         lr_milestones: vec![],
         lr_gamma: 0.1,
-        epochs,
+        epochs: 1,
         batch_size: BATCH,
         weight_decay: L2,
         seed: 0,
@@ -144,32 +209,37 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "training throughput: paper-1d DRSN-CW, batch {BATCH}, SGD momentum 0.9, L2 {L2}, \
-         {batches} batches x {epochs} epochs per round, {rounds} rounds, {threads} threads, {device_name}"
+         {batches} steps per round, {rounds} rounds, {threads} threads, {device_name}"
     );
+    let mut twin = Twin::start(&python, dir.path(), threads, &device_name)?;
+    let mut model = init_model(&spec, device, 0)?;
     // Warm-up: first-touch allocations and kernel selection on both sides.
-    rust_round(
-        &spec,
-        &Dataset {
-            train: samples(BATCH * 2, len, 2),
-            ..data.clone()
-        },
-        &TrainConfig {
-            epochs: 1,
-            ..config.clone()
-        },
-        device,
-    )?;
-    let (mut best_rust, mut best_py) = (0.0f64, 0.0f64);
+    rust_round(&mut model, &data, &config)?;
+    twin.round()?;
+    let (mut rust_wall, mut py_wall, mut wall_ratio, mut cpu_ratio) =
+        (vec![], vec![], vec![], vec![]);
     for round in 1..=rounds {
-        let rust = rust_round(&spec, &data, &config, device)?;
-        let py = python_round(&python, dir.path(), epochs, threads, &device_name)?;
-        println!("round {round}: drsn {rust:8.1} samples/s   pytorch twin {py:8.1} samples/s   ratio {:.2}", rust / py);
-        best_rust = best_rust.max(rust);
-        best_py = best_py.max(py);
+        let r = rust_round(&mut model, &data, &config)?;
+        let p = twin.round()?;
+        let (rw, pw) = (r.samples / r.seconds, p.samples / p.seconds);
+        let (rc, pc) = (r.samples / r.cpu_seconds, p.samples / p.cpu_seconds);
+        println!(
+            "round {round}: drsn {rw:7.1} samples/s ({rc:6.1} per CPU-s)   \
+             pytorch twin {pw:7.1} samples/s ({pc:6.1} per CPU-s)   ratio {:.2} (CPU {:.2})",
+            rw / pw,
+            rc / pc
+        );
+        rust_wall.push(rw);
+        py_wall.push(pw);
+        wall_ratio.push(rw / pw);
+        cpu_ratio.push(rc / pc);
     }
     println!(
-        "best: drsn {best_rust:.1} samples/s, pytorch twin {best_py:.1} samples/s, ratio {:.2}",
-        best_rust / best_py
+        "median: drsn {:.1} samples/s, pytorch twin {:.1} samples/s; ratio {:.2} by wall clock, {:.2} by CPU time",
+        median(rust_wall),
+        median(py_wall),
+        median(wall_ratio),
+        median(cpu_ratio)
     );
     Ok(())
 }

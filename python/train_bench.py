@@ -4,11 +4,14 @@ optimiser and regularisation as `drsn::train::train`, written as a PyTorch user 
 
 Per step: a shuffled batch of raw windows, z-score per window and channel, forward,
 cross-entropy, backward, SGD with momentum whose weight decay (2 * L2, the gradient of
-`l2 * w^2`) is on the convolution and dense kernels only, as the Rust loop does.
+`l2 * w^2`) is on the convolution and dense kernels only, as the Rust loop does; the loss
+and the batch accuracy are read back every step, as the Rust loop does for its progress.
 
-    python train_bench.py --spec spec.json --data data.safetensors --epochs 3 --batch 128
+    python train_bench.py --spec spec.json --data data.safetensors --batch 128
 
-Prints one JSON line: {"samples": ..., "seconds": ..., "samples_per_s": ...}.
+Serves timing requests on stdin so that a caller can interleave them with its own: each
+line holds a number of epochs; each answer is a JSON line with the samples trained, the
+wall-clock seconds and the CPU seconds (all threads of this process) they took.
 """
 
 import argparse
@@ -47,7 +50,6 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help=".safetensors with `x` (N x C x L) and `y` (N)")
-    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--l2", type=float, default=1e-4)
@@ -73,11 +75,9 @@ def main():
     n = len(y)
     steps = n // args.batch + (1 if n % args.batch >= 2 else 0)
 
-    samples = 0
-    start = time.perf_counter()
-    for _ in range(args.epochs):
+    def epoch():
         order = torch.randperm(n)
-        correct = 0
+        samples = correct = 0
         for step in range(steps):
             idx = order[step * args.batch:(step + 1) * args.batch]
             xb = zscore(x[idx]).to(device)
@@ -87,13 +87,20 @@ def main():
             opt.zero_grad()
             loss.backward()
             opt.step()
-            # The Rust loop reads the loss and the batch accuracy back every step; so does this.
             loss.item()
             correct += (out.argmax(-1) == yb).sum().item()
             samples += len(idx)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"samples": samples, "seconds": seconds, "samples_per_s": samples / seconds,
-                      "threads": torch.get_num_threads()}))
+        return samples
+
+    print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        epochs = int(line)
+        wall, cpu = time.perf_counter(), time.process_time()
+        samples = sum(epoch() for _ in range(epochs))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(json.dumps({"samples": samples, "seconds": wall, "cpu_seconds": cpu}), flush=True)
 
 
 if __name__ == "__main__":

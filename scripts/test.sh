@@ -5,4 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/libtorch.sh)"
+# The image's files first: they cannot be built here (no Docker engine), so lint them.
+# hadolint fails on any finding, info included; the ignores in the Dockerfile say why.
+hadolint docker/Dockerfile
+for script in scripts/*.sh docker/*.sh; do bash -n "$script"; done
 cargo test --locked "$@"

@@ -2,11 +2,14 @@
 
 pub mod cli;
 pub mod data;
+pub mod datasets;
 pub mod device;
 pub mod engine;
 pub mod http;
+pub mod jobs;
 pub mod nn;
 pub mod registry;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod train;

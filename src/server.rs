@@ -98,3 +98,84 @@ pub async fn shutdown_signal() {
         _ = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// Settings of training jobs and dataset uploads.
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    /// The folder job datasets must lie in; uploads go to its `datasets/`.
+    pub data_root: PathBuf,
+    /// The SQLite file of jobs, versions and datasets.
+    pub database: PathBuf,
+    /// Jobs trained at once, each on its own thread.
+    pub workers: usize,
+    /// Bearer token of mutating endpoints; `None`: open.
+    pub token: Option<String>,
+    /// Largest upload body (one file or one archive) in bytes.
+    pub upload_limit: usize,
+    /// Most bytes an archive may unpack to.
+    pub unpacked_limit: u64,
+    /// Most files in one archive.
+    pub archive_files: usize,
+    /// Where jobs train.
+    pub device: tch::Device,
+}
+
+/// Why jobs could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsStartError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Path(#[from] crate::datasets::PathError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// Training jobs, started: the runner (to shut down at the end) and the routes to serve.
+pub struct Jobs {
+    pub runner: Arc<crate::jobs::Runner>,
+    pub state: crate::http::jobs::JobsState,
+}
+
+impl Jobs {
+    /// Opens the database (migrating it), settles what a crash left, starts the workers.
+    pub async fn start(server: &Server, config: JobsConfig) -> Result<Jobs, JobsStartError> {
+        if let Some(parent) = config.database.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| JobsStartError::Io { path: parent.display().to_string(), source })?;
+        }
+        let root = crate::datasets::canonical_root(&config.data_root)?;
+        let limits = crate::datasets::Limits {
+            max_files: config.archive_files,
+            max_file_bytes: config.unpacked_limit,
+            max_total_bytes: config.unpacked_limit,
+        };
+        let uploads = crate::datasets::Uploads::new(&root, limits);
+        let store = crate::store::Store::open(&config.database).await?;
+        let ctx = crate::jobs::JobContext::new(root, server.state.registry.clone(), config.device);
+        let runner = Arc::new(crate::jobs::Runner::start(store, ctx, config.workers).await?);
+        let state = crate::http::jobs::JobsState {
+            runner: runner.clone(),
+            uploads: Arc::new(uploads),
+            upload_limit: config.upload_limit,
+            token: config.token.map(Arc::from),
+        };
+        Ok(Jobs { runner, state })
+    }
+
+    pub fn routes(&self) -> Router<AppState> {
+        crate::http::jobs::routes(self.state.clone())
+    }
+
+    /// Stops the workers: running jobs end as failed ("interrupted: the service shut
+    /// down"), queued ones stay queued for the next start; event streams end.
+    pub async fn shutdown(&self) {
+        let runner = self.runner.clone();
+        let _ = tokio::task::spawn_blocking(move || runner.shutdown(Duration::from_secs(10))).await;
+    }
+
+    /// Closes the database (after the last request).
+    pub async fn close(&self) {
+        self.runner.store().close().await;
+    }
+}

@@ -1,7 +1,12 @@
 //! The command line: one sub-module per sub-command. Every flag is also an env var.
 
+mod data_args;
+mod evaluate;
+mod healthcheck;
+mod report;
 mod serve;
 mod spec;
+mod train;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -27,8 +32,15 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve every model over HTTP (diagnosis, models, health, metrics, OpenAPI at /docs).
     Serve(serve::ServeArgs),
+    /// Ask a running service whether it is ready (exit 0) or not (exit 1); for container
+    /// health checks.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Print a preset's model spec as JSON (a starting point for custom networks).
     Spec(spec::SpecArgs),
+    /// Train a model on a data set, evaluate it on held-out data, write its model folder.
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a model folder on a data set: accuracy, per-class table, confusion, SNR sweep.
+    Evaluate(evaluate::EvaluateArgs),
 }
 
 impl Command {
@@ -36,6 +48,9 @@ impl Command {
         match self {
             Command::Serve(args) => serve::run(args),
             Command::Spec(args) => spec::run(args),
+            Command::Train(args) => train::run(*args),
+            Command::Evaluate(args) => evaluate::run(args),
+            Command::Healthcheck(args) => healthcheck::run(args),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,7 +10,8 @@ use clap::Args;
 
 use crate::engine::EngineConfig;
 use crate::http::HttpConfig;
-use crate::server::{shutdown_signal, Server, ServerConfig};
+use crate::server::{shutdown_signal, Jobs, JobsConfig, Server, ServerConfig};
+use crate::store::DB_FILE;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -45,6 +47,28 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger ones answer 413.
     #[arg(long, env = "DRSN_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
     pub body_limit: usize,
+    /// Bearer token required by mutating endpoints (jobs, cancel, activate, uploads).
+    #[arg(long, env = "DRSN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Listen on a non-loopback address without a token (anyone who can reach it can
+    /// start jobs and change the model in service).
+    #[arg(long, env = "DRSN_ALLOW_INSECURE")]
+    pub allow_insecure: bool,
+    /// Folder that job datasets must lie in (uploads go to its `datasets/`); default: the data folder.
+    #[arg(long, env = "DRSN_DATA_ROOT")]
+    pub data_root: Option<PathBuf>,
+    /// SQLite database of jobs, versions and datasets; default: `<data-dir>/drsn.sqlite`.
+    #[arg(long, env = "DRSN_DATABASE")]
+    pub database: Option<PathBuf>,
+    /// Training jobs run at once (each on its own thread).
+    #[arg(long, env = "DRSN_JOB_WORKERS", default_value_t = 1)]
+    pub job_workers: usize,
+    /// Largest dataset upload (one file or one archive) in bytes.
+    #[arg(long, env = "DRSN_UPLOAD_LIMIT", default_value_t = 512 * 1024 * 1024)]
+    pub upload_limit: usize,
+    /// Most bytes an uploaded archive may unpack to.
+    #[arg(long, env = "DRSN_UNPACKED_LIMIT", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub unpacked_limit: u64,
 }
 
 impl ServeArgs {
@@ -68,10 +92,47 @@ impl ServeArgs {
             http: HttpConfig { body_limit: self.body_limit },
         })
     }
+
+    pub fn jobs_config(&self, device: tch::Device) -> anyhow::Result<JobsConfig> {
+        anyhow::ensure!(self.job_workers >= 1, "--job-workers must be at least 1");
+        if let Some(token) = &self.token {
+            anyhow::ensure!(!token.trim().is_empty(), "--token (DRSN_TOKEN) is empty");
+        }
+        Ok(JobsConfig {
+            data_root: self.data_root.clone().unwrap_or_else(|| self.data_dir.clone()),
+            database: self.database.clone().unwrap_or_else(|| self.data_dir.join(DB_FILE)),
+            workers: self.job_workers,
+            token: self.token.clone(),
+            upload_limit: self.upload_limit,
+            unpacked_limit: self.unpacked_limit,
+            archive_files: ARCHIVE_FILES,
+            device,
+        })
+    }
+
+    /// Refuses a non-loopback address without a token, unless told to allow it.
+    pub fn check_exposure(&self) -> anyhow::Result<()> {
+        if !self.addr.ip().is_loopback() && self.token.is_none() {
+            anyhow::ensure!(
+                self.allow_insecure,
+                "refusing to listen on {} without a token: anyone who reaches it could start jobs and \
+                 change the model in service. Set --token (DRSN_TOKEN), listen on 127.0.0.1, or pass \
+                 --allow-insecure (DRSN_ALLOW_INSECURE=true)",
+                self.addr
+            );
+            tracing::warn!(addr = %self.addr, "listening on a non-loopback address without a token (--allow-insecure)");
+        }
+        Ok(())
+    }
 }
 
+/// Most files in one uploaded archive.
+const ARCHIVE_FILES: usize = 100_000;
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    args.check_exposure()?;
     let config = args.config()?;
+    let jobs_config = args.jobs_config(config.engine.device)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("drsn-http")
@@ -83,8 +144,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let addr = listener.local_addr().context("listening address")?;
-        let app = server.app(axum::Router::new());
+        let jobs = Arc::new(Jobs::start(&server, jobs_config).await.context("cannot start training jobs")?);
+        let app = server.app(jobs.routes());
         tracing::info!(addr = %addr, models = ?server.state.registry.names(), "ready");
-        server.serve(listener, app, shutdown_signal()).await.context("serving")
+        // Jobs stop first: their event streams end, so that open connections can drain.
+        let stopping = jobs.clone();
+        let shutdown = async move {
+            shutdown_signal().await;
+            stopping.shutdown().await;
+        };
+        let served = server.serve(listener, app, shutdown).await.context("serving");
+        jobs.close().await;
+        served
     })
 }

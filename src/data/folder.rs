@@ -65,12 +65,21 @@ pub(crate) fn entries(
     }
     let mut entries = Vec::new();
     for dir in classes {
-        let label = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let names: Vec<String> = file_names(&dir)?.into_iter().filter(|n| accept(n)).collect();
+        let label = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let names: Vec<String> = file_names(&dir)?
+            .into_iter()
+            .filter(|n| accept(n))
+            .collect();
         if names.is_empty() {
             return Err(DataError::EmptyClass {
                 class: label,
-                detail: format!(": folder {} holds no file of a format read here", dir.display()),
+                detail: format!(
+                    ": folder {} holds no file of a format read here",
+                    dir.display()
+                ),
             });
         }
         for name in names {

@@ -33,7 +33,10 @@ pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Recording, DataError> {
                     format!("{}-bit float WAV (only 32-bit float)", spec.bits_per_sample),
                 ));
             }
-            reader.into_samples::<f32>().collect::<Result<_, _>>().map_err(bad)?
+            reader
+                .into_samples::<f32>()
+                .collect::<Result<_, _>>()
+                .map_err(bad)?
         }
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f64;
@@ -47,8 +50,19 @@ pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Recording, DataError> {
     let n = spec.channels as usize;
     let frames = interleaved.len() / n;
     let channels: Vec<Vec<f32>> = (0..n)
-        .map(|c| interleaved.iter().skip(c).step_by(n).take(frames).copied().collect())
+        .map(|c| {
+            interleaved
+                .iter()
+                .skip(c)
+                .step_by(n)
+                .take(frames)
+                .copied()
+                .collect()
+        })
         .collect();
     check_finite(file, &channels)?;
-    Ok(Recording { sample_rate: Some(spec.sample_rate), channels })
+    Ok(Recording {
+        sample_rate: Some(spec.sample_rate),
+        channels,
+    })
 }

@@ -21,6 +21,13 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A mutating endpoint called without the configured bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The request clashes with the resource's state (e.g. an idempotency key reused for
+    /// another request, cancelling a job that has ended).
+    #[error("{0}")]
+    Conflict(String),
     /// The request was understood but its content is wrong: shape, values, encoding.
     #[error("{0}")]
     Validation(String),
@@ -45,7 +52,7 @@ pub struct ErrorBody {
     /// What went wrong, and what was expected.
     pub error: String,
     /// A stable machine-readable kind: `unknown_model`, `not_found`, `method_not_allowed`,
-    /// `validation`, `bad_request`, `payload_too_large`, `unsupported_media_type`,
+    /// `unauthorized`, `conflict`, `validation`, `bad_request`, `payload_too_large`, `unsupported_media_type`,
     /// `overloaded`, `not_ready` or `internal`.
     pub error_type: String,
 }
@@ -56,6 +63,8 @@ impl ApiError {
             ApiError::UnknownModel(_) => (StatusCode::NOT_FOUND, "unknown_model"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -69,23 +78,33 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.parts().0
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, kind) = self.parts();
-        metrics::counter!(telemetry::HTTP_FAILURES, "reason" => kind).increment(1);
+    /// The error answered with `status` and `body`: counted by its type, logged, and with
+    /// `Retry-After` when trying again may help. Protocols with their own error bodies and
+    /// statuses (the Open Inference Protocol) answer through this too.
+    pub(crate) fn respond(&self, status: StatusCode, body: impl Serialize) -> Response {
+        metrics::counter!(telemetry::HTTP_FAILURES, "reason" => self.parts().1).increment(1);
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %self, "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), error = %self, "request refused");
         }
-        let body = ErrorBody { error: self.to_string(), error_type: kind.to_string() };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.parts();
+        let body = ErrorBody { error: self.to_string(), error_type: kind.to_string() };
+        self.respond(status, body)
     }
 }
 
@@ -111,6 +130,17 @@ impl From<RegistryError> for ApiError {
             RegistryError::Card(_) | RegistryError::Layout(_) | RegistryError::Io { .. } => {
                 ApiError::Internal(e.to_string())
             }
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::NotFound(m) => ApiError::NotFound(m),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

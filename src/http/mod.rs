@@ -4,9 +4,11 @@
 pub mod diagnose;
 pub mod error;
 mod health;
+pub mod jobs;
 mod models;
 mod openapi;
 mod telemetry;
+pub mod v2;
 
 use std::sync::Arc;
 
@@ -58,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(telemetry::render))
+        .merge(v2::routes())
 }
 
 /// The complete application: routes, OpenAPI and Swagger UI, body limit, metrics, tracing.

@@ -128,4 +128,4 @@ pub fn global_average(xs: &Tensor) -> Tensor {
 }
 
 /// The spatial axes of `N x C x L` and `N x C x H x W` tensors.
-pub const SPATIAL_AXES: [i64; 2] = [2, 3];
+const SPATIAL_AXES: [i64; 2] = [2, 3];

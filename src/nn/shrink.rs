@@ -72,9 +72,16 @@ impl Shrinkage {
         // N x C' -> N x C' x 1 [x 1] to broadcast over the spatial axes.
         let mut shape = thresholds.size();
         shape.extend(std::iter::repeat_n(1, xs.dim() - 2));
-        let inside = clamp_within(&xs, &thresholds.view(shape.as_slice()));
-        // Unless autograd needs `xs` for the backward pass, the result can take its place.
-        let out = if xs.requires_grad() { &xs - inside } else { xs.g_sub_(&inside) };
+        let tau = thresholds.view(shape.as_slice());
+        let out = if xs.requires_grad() {
+            // Training: the clamp form's backward (masks and reductions for both tensor
+            // bounds) made the whole backward pass about 1.5x slower than this form's.
+            (&xs - &tau).relu() - (-&xs - &tau).relu()
+        } else {
+            // Inference: nothing needs `xs` afterwards, so the result takes its place.
+            let inside = clamp_within(&xs, &tau);
+            xs.g_sub_(&inside)
+        };
         let diag = diagnostics.then(|| {
             ShrinkDiagnostics { zeroed_fraction: zeroed_fraction(&out), thresholds, scales, mean_abs }
         });

@@ -18,7 +18,7 @@ pub use evaluate::{
     evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
 };
 pub use pipeline::{
-    run, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED, VALIDATION_NOISE_SEED,
+    judged_test, run, run_from, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED, VALIDATION_NOISE_SEED,
 };
 pub use progress::{CancelToken, EpochMetrics, Progress, StepProgress};
 pub use trainer::{check_samples, init_model, train, TrainReport};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::data::noise::noisy_copy;
-use crate::data::{Dataset, NoiseKind, Normalization};
+use crate::data::{Dataset, NoiseKind, Normalization, Samples};
 use crate::nn::{Model, ModelSpec};
 
 use super::evaluate::{evaluate, paper_snrs, snr_sweep, Evaluation, SnrSweep};
@@ -102,6 +102,7 @@ pub const VALIDATION_NOISE_SEED: u64 = 0x5EED_0001;
 pub const TEST_NOISE_SEED: u64 = 0x5EED_0002;
 pub const SWEEP_NOISE_SEED: u64 = 0x5EED_0003;
 
+/// Trains a freshly initialised model (seeded) and judges it; see [`run_from`].
 pub fn run(
     dataset: &Dataset,
     request: &RunRequest,
@@ -109,13 +110,30 @@ pub fn run(
     cancel: &CancelToken,
 ) -> Result<RunOutcome, TrainError> {
     request.config.validate()?;
+    let model = init_model(&request.spec, request.device, request.config.seed)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    run_from(model, dataset, request, on_progress, cancel)
+}
+
+/// Trains `model` from the weights it holds (fine-tuning, e.g. a background job starting
+/// from the version in service), then judges it on the test part.
+pub fn run_from(
+    mut model: Model,
+    dataset: &Dataset,
+    request: &RunRequest,
+    on_progress: &mut dyn FnMut(&Progress),
+    cancel: &CancelToken,
+) -> Result<RunOutcome, TrainError> {
+    request.config.validate()?;
+    if model.spec() != &request.spec {
+        return Err(TrainError::Config("the starting model's network differs from the requested spec".into()));
+    }
     let seed = request.config.seed;
     let mut data = dataset.clone();
     if let Some(noise) = request.test_noise {
         data.validation = noisy_copy(&data.validation, noise.kind, noise.snr_db, seed ^ VALIDATION_NOISE_SEED);
-        data.test = noisy_copy(&data.test, noise.kind, noise.snr_db, seed ^ TEST_NOISE_SEED);
     }
-    let mut model = init_model(&request.spec, request.device, seed).map_err(|e| TrainError::Config(e.to_string()))?;
+    data.test = judged_test(dataset, request);
     let report = train(&mut model, &data, request.normalization, &request.config, on_progress, cancel)?;
     let has_test = !data.test.is_empty();
     let test = has_test.then(|| evaluate(&model, &data.test, request.normalization, &data.classes)).transpose()?;
@@ -135,6 +153,15 @@ pub fn run(
         })
         .transpose()?;
     Ok(RunOutcome { model, report, test, clean_test, sweep })
+}
+
+/// The test part a run judges its model on: with the request's fixed test noise, if any,
+/// so that another model can be judged on exactly the same samples.
+pub fn judged_test(dataset: &Dataset, request: &RunRequest) -> Samples {
+    match request.test_noise {
+        Some(noise) => noisy_copy(&dataset.test, noise.kind, noise.snr_db, request.config.seed ^ TEST_NOISE_SEED),
+        None => dataset.test.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `POST /diagnose`: decode and check the body, queue its windows on the engine, report.
 
 mod nested;
-mod response;
-mod windows;
+pub(crate) mod response;
+pub(crate) mod windows;
 
 use std::time::Instant;
 
@@ -323,7 +323,7 @@ async fn respond(
 }
 
 /// Reads the whole body, within the configured limit.
-async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             too_large(state)

@@ -143,7 +143,8 @@ pub struct DiagnoseResponse {
     pub timings: Timings,
 }
 
-fn argmax(values: &[f32]) -> usize {
+/// Index of the largest value (the first of equals).
+pub fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()

@@ -67,6 +67,34 @@ fn normalise(card: &ModelCard, inputs: &mut [f32]) {
     }
 }
 
+/// A batch of windows already at the model's rate, `values` row-major in `shape`
+/// `[N, ...one window]` (any shape [`accepted_sample_shapes`] allows), checked and
+/// normalised. `what` names the batch in messages. Used by the Open Inference Protocol.
+pub fn from_batch(card: &ModelCard, values: Vec<f32>, shape: &[usize], what: &str) -> Result<Prepared, ApiError> {
+    let sample_ok = |s: &[usize]| accepted_sample_shapes(&card.spec).iter().any(|a| a[..] == *s);
+    let windows = match shape.split_first() {
+        Some((&n, sample)) if sample_ok(sample) => n,
+        _ => {
+            return Err(ApiError::Validation(format!(
+                "{what} has shape {}; {} after the batch axis",
+                shape_text(shape),
+                what_a_sample_is(card)
+            )))
+        }
+    };
+    if values.len() != windows * card.spec.sample_len() {
+        return Err(ApiError::Validation(format!(
+            "{what} has shape {} ({} values) but holds {} values",
+            shape_text(shape),
+            windows * card.spec.sample_len(),
+            values.len()
+        )));
+    }
+    let mut inputs = values;
+    normalise(card, &mut inputs);
+    Ok(Prepared { inputs, windows, recording: None })
+}
+
 /// JSON windows: `signals` (`many`) is `[N, ...sample]`, `signal` one sample.
 pub fn from_json(
     card: &ModelCard,

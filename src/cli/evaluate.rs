@@ -1,0 +1,120 @@
+//! `drsn evaluate`: a model folder against a data set: accuracy, per-class precision and
+//! recall, the confusion matrix and the SNR sweep.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use super::data_args::DataArgs;
+use super::report::print_outcome;
+use crate::data::noise::noisy_copy;
+use crate::data::{NoiseKind, Samples};
+use crate::nn::Model;
+use crate::registry::{ModelCard, WEIGHTS_FILE};
+use crate::train::{evaluate, paper_snrs, snr_sweep, NoiseSetting, SWEEP_NOISE_SEED, TEST_NOISE_SEED};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    /// The test part, as `drsn train` split the same data with the same seed and fractions.
+    Test,
+    Validation,
+    Train,
+    /// Every sample: for data the model never saw (another load, another machine).
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A model folder (card.json and weights.safetensors).
+    #[arg(long, env = "DRSN_MODEL")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which part of the data to evaluate on.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    /// Seed of the split (use the training seed to get its test part) and of all noise.
+    #[arg(long, env = "DRSN_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Fixed noise added to the evaluated samples, e.g. `gaussian:-4`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub test_noise: Option<NoiseSetting>,
+    /// Noise kinds of the SNR sweep (-5..+5 dB).
+    #[arg(long, value_delimiter = ',', default_value = "gaussian,laplacian,pink")]
+    pub sweep: Vec<NoiseKind>,
+    #[arg(long)]
+    pub no_sweep: bool,
+    /// Print the results as one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, env = "DRSN_TORCH_THREADS")]
+    pub threads: Option<usize>,
+    #[arg(long, env = "DRSN_DEVICE", default_value = "auto")]
+    pub device: String,
+}
+
+/// Appends `more` to `all`, relabelling through `map` (data-set label -> model label).
+fn append(all: &mut Samples, more: &Samples, map: &[i64]) {
+    if all.sample_shape.is_empty() {
+        all.sample_shape = more.sample_shape.clone();
+    }
+    all.values.extend_from_slice(&more.values);
+    all.labels.extend(more.labels.iter().map(|&l| map[l as usize]));
+}
+
+pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t as i32);
+    }
+    let device = crate::device::parse(&args.device)?;
+    let card = ModelCard::read(&args.model)?;
+    let model = Model::load(&card.spec, &args.model.join(WEIGHTS_FILE), device)?;
+    let window = card.window.as_ref().map_or(card.spec.input_size[0] as usize, |w| w.length);
+    let dataset = args.data.load(window, card.sample_rate, args.seed)?;
+    // The data set's classes may be fewer or in another order than the model's.
+    let map = dataset
+        .classes
+        .iter()
+        .map(|c| {
+            card.classes.iter().position(|k| k == c).map(|i| i as i64).with_context(|| {
+                format!("class {c:?} of the data is not one of the model's classes {:?}", card.classes)
+            })
+        })
+        .collect::<anyhow::Result<Vec<i64>>>()?;
+    let parts = match args.split {
+        SplitArg::Test => vec![&dataset.test],
+        SplitArg::Validation => vec![&dataset.validation],
+        SplitArg::Train => vec![&dataset.train],
+        SplitArg::All => vec![&dataset.train, &dataset.validation, &dataset.test],
+    };
+    let mut samples = Samples::default();
+    for part in parts {
+        append(&mut samples, part, &map);
+    }
+    if samples.is_empty() {
+        bail!("the {:?} part of {} holds no samples", args.split, args.data.data.display());
+    }
+    let noisy = args.test_noise.map(|n| noisy_copy(&samples, n.kind, n.snr_db, args.seed ^ TEST_NOISE_SEED));
+    let test = evaluate(&model, noisy.as_ref().unwrap_or(&samples), card.normalization, &card.classes)?;
+    let clean = noisy.is_some().then(|| evaluate(&model, &samples, card.normalization, &card.classes)).transpose()?;
+    let sweep = (!args.no_sweep && !args.sweep.is_empty())
+        .then(|| snr_sweep(&model, &samples, card.normalization, &args.sweep, &paper_snrs(), args.seed ^ SWEEP_NOISE_SEED))
+        .transpose()?;
+    if args.json {
+        let json = serde_json::json!({
+            "model": card.name,
+            "version": card.version,
+            "split": format!("{:?}", args.split).to_lowercase(),
+            "test": test,
+            "test_noise": args.test_noise,
+            "clean_test": clean,
+            "snr_sweep": sweep,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!("model {} version {} on {} ({:?} part)", card.name, card.version, args.data.data.display(), args.split);
+        print_outcome(Some(&test), args.test_noise, clean.as_ref(), sweep.as_ref());
+    }
+    Ok(())
+}

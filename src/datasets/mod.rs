@@ -1,0 +1,10 @@
+//! Datasets on disk: user paths resolved inside the data root, and files uploaded over
+//! HTTP stored under `<data-root>/datasets/<name>/<label>/<file>`.
+
+pub mod archive;
+pub mod uploads;
+pub mod paths;
+
+pub use archive::{ArchiveError, Extracted, Limits};
+pub use paths::{canonical_root, check_name, resolve_inside, PathError};
+pub use uploads::{file_kind, UploadError, Uploads, UPLOADS_DIR};

@@ -1,0 +1,154 @@
+//! What a model looks like through the protocol: one FP32 input of windows (or images)
+//! and its outputs, the class probabilities, the label and the thresholds of every
+//! shrinkage unit, all with a variable batch axis.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::nn::{Arch, ModelSpec};
+use crate::registry::ModelCard;
+
+/// The one input every model takes.
+pub const INPUT: &str = "input";
+pub const FP32: &str = "FP32";
+pub const BYTES: &str = "BYTES";
+/// What `platform` says: the models are this service's own networks, run by libtorch.
+pub const PLATFORM: &str = "drsn_libtorch";
+
+/// One output of a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// FP32 `[N, classes]`, in the card's class order.
+    Probabilities,
+    /// BYTES `[N]`, the most probable class's name.
+    Label,
+    /// FP32 `[N, T]`: the thresholds of residual unit `i` (`T` channels for DRSN-CW, 1 for DRSN-CS).
+    Thresholds { unit: usize, width: usize },
+}
+
+impl Output {
+    /// The protocol name; thresholds are named after the unit's variable path
+    /// (`units.{i}`, as the network names its units and the engine reports them).
+    pub fn name(&self) -> String {
+        match self {
+            Output::Probabilities => "probabilities".into(),
+            Output::Label => "label".into(),
+            Output::Thresholds { unit, .. } => format!("thresholds/{}", unit_name(*unit)),
+        }
+    }
+
+    pub fn datatype(&self) -> &'static str {
+        match self {
+            Output::Label => BYTES,
+            _ => FP32,
+        }
+    }
+
+    /// The shape with `-1` for the batch axis.
+    fn shape(&self, classes: usize) -> Vec<i64> {
+        match self {
+            Output::Probabilities => vec![-1, classes as i64],
+            Output::Label => vec![-1],
+            Output::Thresholds { width, .. } => vec![-1, *width as i64],
+        }
+    }
+}
+
+pub fn unit_name(unit: usize) -> String {
+    format!("units.{unit}")
+}
+
+/// Every output of a model, in the order metadata lists them and inference returns them.
+pub fn outputs(spec: &ModelSpec) -> Vec<Output> {
+    let mut outputs = vec![Output::Probabilities, Output::Label];
+    if spec.arch.has_shrinkage() {
+        let widths = spec.stages.iter().flat_map(|s| std::iter::repeat_n(s.channels as usize, s.units as usize));
+        for (unit, channels) in widths.enumerate() {
+            let width = if spec.arch == Arch::DrsnCw { channels } else { 1 };
+            outputs.push(Output::Thresholds { unit, width });
+        }
+    }
+    outputs
+}
+
+/// A tensor's name, datatype and shape (`-1`: any length).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TensorMetadata {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerMetadata {
+    pub name: String,
+    pub version: String,
+    /// Protocol extensions served: `binary_tensor_data`.
+    pub extensions: Vec<String>,
+}
+
+impl ServerMetadata {
+    pub fn new() -> Self {
+        ServerMetadata {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: vec!["binary_tensor_data".into()],
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelMetadata {
+    pub name: String,
+    /// Every version of the model, as strings.
+    pub versions: Vec<String>,
+    pub platform: String,
+    /// One input, `input`: FP32 `[-1, channels, length]` or `[-1, channels, height, width]`;
+    /// single-channel models also take it without the channel axis.
+    pub inputs: Vec<TensorMetadata>,
+    /// `probabilities`, `label`, then `thresholds/units.{i}` for every shrinkage unit.
+    pub outputs: Vec<TensorMetadata>,
+}
+
+impl ModelMetadata {
+    pub fn new(card: &ModelCard, versions: Vec<u32>) -> Self {
+        let input_shape = std::iter::once(-1).chain(card.spec.sample_shape()).collect();
+        let classes = card.classes.len();
+        ModelMetadata {
+            name: card.name.clone(),
+            versions: versions.iter().map(u32::to_string).collect(),
+            platform: PLATFORM.into(),
+            inputs: vec![TensorMetadata { name: INPUT.into(), datatype: FP32.into(), shape: input_shape }],
+            outputs: outputs(&card.spec)
+                .iter()
+                .map(|o| TensorMetadata { name: o.name(), datatype: o.datatype().into(), shape: o.shape(classes) })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_name_every_shrinkage_unit_with_its_threshold_count() {
+        let cw = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10).unwrap();
+        let names: Vec<String> = outputs(&cw).iter().map(Output::name).collect();
+        assert_eq!(names.len(), 2 + 12);
+        assert_eq!(names[..3], ["probabilities", "label", "thresholds/units.0"]);
+        assert_eq!(names[13], "thresholds/units.11");
+        let widths: Vec<usize> = outputs(&cw)
+            .iter()
+            .filter_map(|o| match o {
+                Output::Thresholds { width, .. } => Some(*width),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(widths, [4, 4, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16]);
+        let cs = ModelSpec::preset("mnist-2d", Arch::DrsnCs, 10).unwrap();
+        assert!(outputs(&cs).iter().skip(2).all(|o| matches!(o, Output::Thresholds { width: 1, .. })));
+        let resnet = ModelSpec::preset("paper-1d", Arch::Resnet, 10).unwrap();
+        assert_eq!(outputs(&resnet), [Output::Probabilities, Output::Label]);
+    }
+}

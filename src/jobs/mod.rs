@@ -1,0 +1,16 @@
+//! Training jobs in the background: requests and their checks, the queue, the worker
+//! threads that run them to a terminal state, and their progress events.
+
+mod events;
+mod execute;
+mod queue;
+mod request;
+mod runner;
+
+pub use events::JobEvent;
+pub use execute::JobContext;
+pub use request::{
+    DataSettings, Init, Invalid, JobRequest, Network, Plan, Promotion, Recipe, TestSettings, TrainSettings,
+    MAX_EPOCHS, MAX_KEY_LEN,
+};
+pub use runner::{version_record, Runner, SHUT_DOWN};

@@ -1,0 +1,378 @@
+//! What a client asks a training job to do (the body of `POST /jobs`), and its checks.
+//! Everything that can be checked without reading the data is checked before the job is
+//! queued; the runner turns the request into the data and training settings it runs with.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::data::{DatasetOptions, DatasetSource, NoiseKind, Normalization, TestSelection};
+use crate::datasets::resolve_inside;
+use crate::nn::{Arch, Dim, ModelSpec};
+use crate::registry::{validate_name, ModelCard};
+use crate::train::{NoiseAugment, NoiseSetting, Optimizer, TrainConfig};
+
+/// The longest idempotency key accepted.
+pub const MAX_KEY_LEN: usize = 200;
+
+/// A training job: which model, on which data, with which network and settings, and what
+/// to do with the result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Model name: an existing model gets a new version, a new name starts at version 1
+    /// (lower-case letters, digits, '-', '_', '.').
+    pub model: String,
+    /// The dataset, as a path relative to the data root: a folder of class folders
+    /// (recordings or images), a manifest `.csv`, or an MNIST folder. Uploaded datasets
+    /// are at `datasets/<name>`.
+    pub dataset: String,
+    /// How the data is read, windowed and split.
+    #[serde(default)]
+    pub data: DataSettings,
+    /// A network preset (`paper-1d`, `seed-2d`, `mnist-2d`), with `arch`; or give `spec`.
+    /// Neither: `paper-1d`. Not allowed with `init: active` (the active model's network is used).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Architecture for the preset (default `drsn-cw`).
+    #[serde(default)]
+    pub arch: Option<Arch>,
+    /// A full network spec instead of a preset; its class count must match the data.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<ModelSpec>,
+    /// Per-window normalisation (default: `z-score` for signals, `none` for images; with
+    /// `init: active`, the active model's).
+    #[serde(default)]
+    pub normalization: Option<Normalization>,
+    #[serde(default)]
+    pub train: TrainSettings,
+    /// Noise added to training samples (augmentation).
+    #[serde(default)]
+    pub augment: Option<NoiseAugment>,
+    /// Fixed noise added to the validation and test parts (a noisy-test experiment).
+    #[serde(default)]
+    pub test_noise: Option<NoiseSetting>,
+    /// Noise kinds for an SNR sweep (-5..+5 dB) on the test part after training.
+    #[serde(default)]
+    pub snr_sweep: Vec<NoiseKind>,
+    #[serde(default)]
+    pub init: Init,
+    #[serde(default)]
+    pub promote: Promotion,
+    /// A client-chosen key: a repeated request with the same key returns the first job
+    /// instead of starting another (also accepted as the `Idempotency-Key` header).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Where the weights start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Freshly initialised (seeded).
+    #[default]
+    Scratch,
+    /// The weights of the model's active version (fine-tuning); same network and classes.
+    Active,
+}
+
+/// Whether the new version is put into service when the job succeeds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Promotion {
+    /// Keep the active version (the first version of a new model is always active).
+    Never,
+    /// Put the new version into service.
+    Always,
+    /// Put it into service if its held-out accuracy is at least the active version's on
+    /// the same test data.
+    #[default]
+    IfBetter,
+}
+
+/// How the dataset is read (see `drsn train --help` for the same options).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSettings {
+    /// Distance between training windows in samples (default: a quarter window).
+    pub train_stride: Option<usize>,
+    /// Rate every recording is resampled to (default: the active model's for `init:
+    /// active`, else none, and recordings must agree).
+    pub sample_rate: Option<u32>,
+    /// Rate of recordings whose file and manifest do not say (CSV, `.npy`, `.mat`).
+    pub default_sample_rate: Option<u32>,
+    pub channels: Option<Vec<usize>>,
+    /// MAT variable name or pattern (default `*_DE_time`).
+    pub variable: Option<String>,
+    /// CSV column, by name or 0-based index.
+    pub column: Option<String>,
+    pub validation_fraction: Option<f64>,
+    pub test_fraction: Option<f64>,
+    pub seed: Option<u64>,
+    /// Rows to keep, by manifest column (or `file`/`label` for class folders).
+    pub filter: BTreeMap<String, Vec<String>>,
+    /// Test data taken apart (e.g. another load): its own dataset path and/or filter.
+    pub test: Option<TestSettings>,
+    /// At most this many windows per class in each part (quick runs).
+    pub max_per_class: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestSettings {
+    /// Path relative to the data root (default: the job's dataset).
+    pub dataset: Option<String>,
+    pub filter: BTreeMap<String, Vec<String>>,
+}
+
+/// Starting recipe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recipe {
+    /// Adam, lr 1e-3, batch 100, 5 epochs, L2 1e-4 (the seed).
+    #[default]
+    SeedAdam,
+    /// SGD momentum 0.9, lr 0.1 dropping tenfold at 40% and 80%, batch 128, 100 epochs (the paper).
+    PaperSgd,
+}
+
+/// Training settings: a recipe, with any field overridden.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    pub recipe: Recipe,
+    #[schema(value_type = Option<Object>)]
+    pub optimizer: Option<Optimizer>,
+    pub lr: Option<f64>,
+    pub lr_milestones: Option<Vec<f64>>,
+    pub lr_gamma: Option<f64>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub weight_decay: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// A request that cannot run, with what is wrong.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{field}: {problem}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn invalid(field: &'static str, problem: impl std::fmt::Display) -> Invalid {
+    Invalid { field, problem: problem.to_string() }
+}
+
+/// The most epochs one job may ask for.
+pub const MAX_EPOCHS: usize = 10_000;
+
+/// The network a job trains, before the class count is known.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Network {
+    Preset { name: String, arch: Arch },
+    Spec(ModelSpec),
+    /// The active version's network (`init: active`).
+    Active(Box<ModelCard>),
+}
+
+impl Network {
+    /// The spec for `classes` classes.
+    pub fn spec(&self, classes: usize) -> Result<ModelSpec, Invalid> {
+        match self {
+            Network::Preset { name, arch } => {
+                ModelSpec::preset(name, *arch, classes as i64).map_err(|e| invalid("preset", e))
+            }
+            Network::Spec(spec) => same_classes(spec, classes),
+            Network::Active(card) => same_classes(&card.spec, classes),
+        }
+    }
+
+    fn dim(&self) -> Result<Dim, Invalid> {
+        Ok(match self {
+            Network::Preset { name, arch } => ModelSpec::preset(name, *arch, 2).map_err(|e| invalid("preset", e))?.dim,
+            Network::Spec(spec) => spec.dim,
+            Network::Active(card) => card.spec.dim,
+        })
+    }
+}
+
+/// A request checked and resolved against the data root and the model in service.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub source: DatasetSource,
+    pub options: DatasetOptions,
+    pub network: Network,
+    pub normalization: Normalization,
+    pub config: TrainConfig,
+}
+
+impl JobRequest {
+    /// Checks the request and resolves it: the dataset path inside `data_root` (canonical)
+    /// and readable, the network, the data and training settings. `active` is the card of
+    /// the model's active version, if the model exists.
+    pub fn plan(&self, data_root: &Path, active: Option<&ModelCard>) -> Result<Plan, Invalid> {
+        validate_name(&self.model).map_err(|e| invalid("model", e))?;
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.len() > MAX_KEY_LEN {
+                return Err(invalid("idempotency_key", format!("must be 1 to {MAX_KEY_LEN} characters")));
+            }
+        }
+        let source = resolve_source(data_root, &self.dataset, "dataset")?;
+        let network = self.network(active)?;
+        let dim = network.dim()?;
+        let normalization = match (&self.normalization, &network) {
+            (Some(n), Network::Active(card)) if *n != card.normalization => {
+                return Err(invalid("normalization", "must be the active model's with init: active"))
+            }
+            (Some(n), _) => *n,
+            (None, Network::Active(card)) => card.normalization,
+            (None, _) if dim == Dim::Two => Normalization::None,
+            (None, _) => Normalization::ZScore,
+        };
+        let options = self.data_options(data_root, &network)?;
+        let config = self.train_config()?;
+        Ok(Plan { source, options, network, normalization, config })
+    }
+
+    fn network(&self, active: Option<&ModelCard>) -> Result<Network, Invalid> {
+        match self.init {
+            Init::Active => {
+                if self.preset.is_some() || self.arch.is_some() || self.spec.is_some() {
+                    return Err(invalid("init", "with init: active the active version's network is used; leave out preset, arch and spec"));
+                }
+                let card = active.ok_or_else(|| {
+                    invalid("init", format!("model {:?} has no active version to start from; use init: scratch", self.model))
+                })?;
+                Ok(Network::Active(Box::new(card.clone())))
+            }
+            Init::Scratch => match (&self.preset, &self.spec) {
+                (Some(_), Some(_)) => Err(invalid("spec", "give a preset or a spec, not both")),
+                (None, Some(spec)) => {
+                    if self.arch.is_some_and(|a| a != spec.arch) {
+                        return Err(invalid("arch", "conflicts with the spec's arch"));
+                    }
+                    spec.validate().map_err(|e| invalid("spec", e))?;
+                    Ok(Network::Spec(spec.clone()))
+                }
+                (preset, None) => {
+                    let name = preset.clone().unwrap_or_else(|| "paper-1d".into());
+                    let arch = self.arch.unwrap_or(Arch::DrsnCw);
+                    ModelSpec::preset(&name, arch, 2).map_err(|e| invalid("preset", e))?;
+                    Ok(Network::Preset { name, arch })
+                }
+            },
+        }
+    }
+
+    fn data_options(&self, data_root: &Path, network: &Network) -> Result<DatasetOptions, Invalid> {
+        let d = &self.data;
+        let defaults = DatasetOptions::default();
+        let spec = network.spec_any();
+        let window = match spec.dim {
+            Dim::One => spec.input_size[0] as usize,
+            Dim::Two => defaults.window,
+        };
+        let active_rate = match network {
+            Network::Active(card) => card.sample_rate,
+            _ => None,
+        };
+        let test = d
+            .test
+            .as_ref()
+            .map(|t| -> Result<TestSelection, Invalid> {
+                Ok(TestSelection {
+                    source: t.dataset.as_deref().map(|p| resolve_source(data_root, p, "data.test.dataset")).transpose()?,
+                    filter: filter(&t.filter),
+                })
+            })
+            .transpose()?;
+        let options = DatasetOptions {
+            window,
+            train_stride: d.train_stride.unwrap_or((window / 4).max(1)),
+            sample_rate: d.sample_rate.or(active_rate),
+            default_sample_rate: d.default_sample_rate,
+            channels: d.channels.clone(),
+            variable: d.variable.clone(),
+            column: d.column.clone(),
+            validation_fraction: d.validation_fraction.unwrap_or(defaults.validation_fraction),
+            test_fraction: d.test_fraction.unwrap_or(defaults.test_fraction),
+            seed: d.seed.unwrap_or(defaults.seed),
+            filter: filter(&d.filter),
+            test,
+            max_per_class: d.max_per_class,
+        };
+        options.validate().map_err(|e| invalid("data", e))?;
+        if let Some(channels) = &options.channels {
+            if channels.len() as i64 != spec.in_channels {
+                return Err(invalid(
+                    "data.channels",
+                    format!("{} channels selected for a network with {} input channels", channels.len(), spec.in_channels),
+                ));
+            }
+        }
+        Ok(options)
+    }
+
+    fn train_config(&self) -> Result<TrainConfig, Invalid> {
+        let t = &self.train;
+        let base = match t.recipe {
+            Recipe::SeedAdam => TrainConfig::seed_adam(),
+            Recipe::PaperSgd => TrainConfig::paper_sgd(),
+        };
+        let config = TrainConfig {
+            optimizer: t.optimizer.unwrap_or(base.optimizer),
+            lr: t.lr.unwrap_or(base.lr),
+            lr_milestones: t.lr_milestones.clone().unwrap_or(base.lr_milestones),
+            lr_gamma: t.lr_gamma.unwrap_or(base.lr_gamma),
+            epochs: t.epochs.unwrap_or(base.epochs),
+            batch_size: t.batch_size.unwrap_or(base.batch_size),
+            weight_decay: t.weight_decay.unwrap_or(base.weight_decay),
+            seed: t.seed.unwrap_or(base.seed),
+            augment: self.augment.clone(),
+            // Set process-wide by the service, not per job.
+            threads: None,
+        };
+        if config.epochs > MAX_EPOCHS {
+            return Err(invalid("train.epochs", format!("at most {MAX_EPOCHS}")));
+        }
+        config.validate().map_err(|e| invalid("train", e))?;
+        Ok(config)
+    }
+}
+
+impl Network {
+    /// A spec with a placeholder class count, for the input shape.
+    fn spec_any(&self) -> ModelSpec {
+        match self {
+            Network::Preset { name, arch } => ModelSpec::preset(name, *arch, 2).expect("preset checked"),
+            Network::Spec(spec) => spec.clone(),
+            Network::Active(card) => card.spec.clone(),
+        }
+    }
+}
+
+fn same_classes(spec: &ModelSpec, classes: usize) -> Result<ModelSpec, Invalid> {
+    if spec.classes != classes as i64 {
+        return Err(invalid("spec", format!("the network has {} classes but the data has {classes}", spec.classes)));
+    }
+    Ok(spec.clone())
+}
+
+fn filter(map: &BTreeMap<String, Vec<String>>) -> Vec<(String, Vec<String>)> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A dataset path inside the data root, readable, of a kind the data layer reads.
+fn resolve_source(data_root: &Path, path: &str, field: &'static str) -> Result<DatasetSource, Invalid> {
+    let real: PathBuf = resolve_inside(data_root, path).map_err(|e| invalid(field, e))?;
+    if real.is_dir() {
+        std::fs::read_dir(&real).map_err(|e| invalid(field, format!("{path:?} cannot be read: {e}")))?;
+    } else {
+        std::fs::File::open(&real).map_err(|e| invalid(field, format!("{path:?} cannot be read: {e}")))?;
+    }
+    DatasetSource::detect(&real).map_err(|e| invalid(field, e))
+}

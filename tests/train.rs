@@ -1,0 +1,221 @@
+//! Training on real data: a short run on CWRU windows, and the `drsn train` / `drsn
+//! evaluate` commands end to end. Kept small (a subset of windows, few epochs, one
+//! thread) so that the suite stays fast on two shared cores.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use drsn::data::{
+    load_dataset, shared_data_root, DatasetOptions, DatasetSource, NoiseKind, Normalization,
+};
+use drsn::nn::{Arch, Model, ModelSpec};
+use drsn::registry::{write_model_folder, CardInfo, ModelCard, WindowInfo, WEIGHTS_FILE};
+use drsn::train::{self, evaluate, CancelToken, Progress, RunRequest, TrainConfig};
+
+fn cwru_manifest() -> PathBuf {
+    let path = shared_data_root().join("cwru").join("manifest.csv");
+    assert!(
+        path.is_file(),
+        "real data missing: {} does not exist (set DRSN_SHARED_DATA to the folder holding cwru/ and mnist/)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
+    let options = DatasetOptions {
+        sample_rate: Some(12_000),
+        filter: vec![("load_hp".into(), vec!["0".into()])],
+        max_per_class: Some(60),
+        seed: 3,
+        ..DatasetOptions::default()
+    };
+    let data = load_dataset(&DatasetSource::Manifest(cwru_manifest()), &options).unwrap();
+    assert_eq!(data.classes.len(), 10);
+    let request = RunRequest {
+        spec: ModelSpec::preset("paper-1d", Arch::DrsnCw, 10).unwrap(),
+        config: TrainConfig {
+            lr: 0.01,
+            epochs: 6,
+            batch_size: 32,
+            seed: 3,
+            threads: Some(1),
+            ..TrainConfig::seed_adam()
+        },
+        normalization: Normalization::ZScore,
+        test_noise: None,
+        sweep_kinds: vec![NoiseKind::Gaussian],
+        device: tch::Device::Cpu,
+    };
+    let mut epochs = Vec::new();
+    let outcome = train::run(
+        &data,
+        &request,
+        &mut |p| {
+            if let Progress::Epoch(e) = p {
+                epochs.push(e.clone())
+            }
+        },
+        &CancelToken::new(),
+    )
+    .unwrap();
+    let test = outcome.test.as_ref().unwrap();
+    // Chance is 10%.
+    assert!(
+        test.accuracy >= 0.6,
+        "test accuracy {:.3}\n{}",
+        test.accuracy,
+        test.table()
+    );
+    assert_eq!(epochs.len(), 6);
+    let sweep = outcome.sweep.as_ref().unwrap();
+    assert_eq!(sweep.rows[0].accuracy.len(), 11);
+    assert!(
+        sweep.rows[0].accuracy[10] > sweep.rows[0].accuracy[0],
+        "{}",
+        sweep.table()
+    );
+
+    // The folder written reads back, checks out, and predicts what the trained model did.
+    let dir = tempfile::tempdir().unwrap();
+    let info = CardInfo {
+        name: "cwru-short".into(),
+        version: 1,
+        classes: data.classes.clone(),
+        sample_rate: data.sample_rate,
+        window: Some(WindowInfo {
+            length: 2048,
+            train_stride: options.train_stride,
+        }),
+        normalization: Normalization::ZScore,
+        data: data.description.clone(),
+        metrics: outcome.metrics(&request),
+    };
+    write_model_folder(dir.path(), &outcome.model, info).unwrap();
+    let card = ModelCard::read(dir.path()).unwrap();
+    assert_eq!(card.sample_rate, Some(12_000));
+    let stored = card.metrics["test"]["accuracy"].as_f64().unwrap();
+    assert!(
+        (stored - test.accuracy).abs() < 1e-12,
+        "{stored} vs {}",
+        test.accuracy
+    );
+    assert_eq!(card.metrics["best_epoch"], outcome.report.best_epoch);
+    let loaded = Model::load(&card.spec, &dir.path().join(WEIGHTS_FILE), tch::Device::Cpu).unwrap();
+    let again = evaluate(&loaded, &data.test, card.normalization, &card.classes).unwrap();
+    assert_eq!(&again, test);
+}
+
+#[test]
+fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
+    let manifest = cwru_manifest();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny");
+    let output = Command::new(env!("CARGO_BIN_EXE_drsn"))
+        .args(["train", "--data"])
+        .arg(&manifest)
+        .args([
+            "--filter",
+            "load_hp=0",
+            "--filter",
+            "label=normal,IR007,OR021@6",
+        ])
+        .args([
+            "--sample-rate",
+            "12000",
+            "--max-per-class",
+            "12",
+            "--epochs",
+            "1",
+        ])
+        .args([
+            "--batch",
+            "16",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--no-sweep",
+        ])
+        .args([
+            "--name",
+            "tiny",
+            "--version",
+            "4",
+            "--test-noise",
+            "pink:0",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "drsn train failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("test set with pink:0 noise") && printed.contains("confusion matrix"),
+        "{printed}"
+    );
+    let card = ModelCard::read(&out).unwrap();
+    assert_eq!((card.name.as_str(), card.version), ("tiny", 4));
+    assert_eq!(card.classes.len(), 3);
+    assert_eq!(card.spec.classes, 3);
+    assert_eq!(card.window.as_ref().map(|w| w.length), Some(2048));
+    assert_eq!(card.metrics["test_noise"]["kind"], "pink");
+    assert!(
+        card.metrics["clean_test"]["accuracy"].is_number(),
+        "{}",
+        card.metrics
+    );
+    assert_eq!(card.metrics["history"].as_array().map(Vec::len), Some(1));
+    assert!(card.data.is_object(), "{}", card.data);
+
+    // Load 1 was never seen: evaluate all of it, with the model's classes mapped by name.
+    let output = Command::new(env!("CARGO_BIN_EXE_drsn"))
+        .args(["evaluate", "--model"])
+        .arg(&out)
+        .arg("--data")
+        .arg(&manifest)
+        .args(["--filter", "load_hp=1", "--filter", "label=IR007,OR021@6"])
+        .args([
+            "--split",
+            "all",
+            "--max-per-class",
+            "10",
+            "--no-sweep",
+            "--json",
+        ])
+        .args(["--threads", "1", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "drsn evaluate failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["model"], "tiny");
+    let test = &json["test"];
+    let per_class = test["per_class"].as_array().unwrap();
+    assert_eq!(per_class.len(), 3);
+    let support =
+        |class: &str| per_class.iter().find(|c| c["class"] == class).unwrap()["support"].as_u64();
+    // Up to 10 windows per class and part, three parts; no normal data at load 1.
+    assert_eq!(support("normal"), Some(0));
+    assert!(
+        support("IR007").unwrap() > 10 && support("OR021@6").unwrap() > 10,
+        "{test}"
+    );
+    let confusion: u64 = test["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(confusion), test["samples"].as_u64());
+}
