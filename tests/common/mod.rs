@@ -115,8 +115,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(engine: EngineConfig, http: HttpConfig) -> TestApp {
+    spawn_app_serving(fixtures().models.clone(), engine, http).await
+}
+
+/// The service on another models folder (e.g. the shipped one), with a fresh data folder.
+pub async fn spawn_app_serving(models_dir: PathBuf, engine: EngineConfig, http: HttpConfig) -> TestApp {
     let tmp = tempfile::tempdir().expect("temporary data folder");
-    let mut app = spawn_app_on(fixtures().models.clone(), tmp.path().to_path_buf(), engine, http).await;
+    let mut app = spawn_app_on(models_dir, tmp.path().to_path_buf(), engine, http).await;
     app._tmp = Some(tmp);
     app
 }

@@ -158,6 +158,8 @@ pub async fn version_ready(
 }
 
 async fn run(state: &AppState, name: &str, version: Option<&str>, http: Request) -> Result<Response, V2Error> {
+    // Announced, so that a batch being formed waits for this request while it is read.
+    let incoming = state.registry.engine().incoming();
     let entry = entry(state, name, version).await?;
     let card = &entry.card;
     if let Some(encoding) = http.headers().get(header::CONTENT_ENCODING).filter(|e| *e != "identity") {
@@ -172,6 +174,7 @@ async fn run(state: &AppState, name: &str, version: Option<&str>, http: Request)
     let mut infer = request::parse(&json)?;
     let prepared = request::input(card, &mut infer, &binary)?;
     let selected = request::outputs_asked(card, &infer)?;
+    drop(incoming);
     let prediction = state
         .registry
         .engine()

@@ -1,0 +1,234 @@
+//! The shipped models (`models/cwru-bearing`, `models/mnist`) served over HTTP, fed real
+//! CWRU recordings and MNIST digits from `../shared/data` through every input kind.
+//!
+//! Two kinds of checks: the windows a model card says it was tested on, sent to the
+//! service, score exactly the accuracy the card records (so the service windows, resamples
+//! and normalises as training did); and single recordings and digits come back as their
+//! true class.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use drsn::data::{self, ReadOptions};
+use drsn::http::HttpConfig;
+use drsn::registry::ModelCard;
+use image::ImageFormat;
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+
+fn shipped() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert!(dir.join("cwru-bearing/card.json").is_file(), "{} holds no cwru-bearing model", dir.display());
+    dir
+}
+
+fn shared(sub: &str) -> PathBuf {
+    let path = data::shared_data_root().join(sub);
+    assert!(
+        path.exists(),
+        "{} is missing: these tests need the real data sets (set DRSN_SHARED_DATA to the folder holding cwru/ and mnist/)",
+        path.display()
+    );
+    path
+}
+
+async fn app() -> TestApp {
+    spawn_app_serving(shipped(), engine_config(), HttpConfig::default()).await
+}
+
+async fn ok(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(status.as_u16(), 200, "{body}");
+    body
+}
+
+fn labels(body: &Value) -> Vec<String> {
+    body["windows"].as_array().unwrap().iter().map(|w| w["label"].as_str().unwrap().to_string()).collect()
+}
+
+/// One test recording of the CWRU model card: its label and its test stretch, at 12 kHz.
+struct TestStretch {
+    label: String,
+    file: String,
+    samples: Vec<f32>,
+}
+
+/// Every test stretch the card lists, read from the real files (resampled to the model's
+/// rate with the service's resampler where the card says training did).
+fn cwru_test_stretches(card: &ModelCard) -> Vec<TestStretch> {
+    let files = card.data["files"].as_array().expect("the card lists its files");
+    let rate = card.sample_rate.expect("cwru-bearing has a rate");
+    files
+        .iter()
+        .filter_map(|f| {
+            let test = f["stretches"]["test"].as_array()?;
+            let (start, end) = (test[0].as_u64()? as usize, test[1].as_u64()? as usize);
+            let name = Path::new(f["file"].as_str()?).file_name()?.to_string_lossy().into_owned();
+            let options = ReadOptions { variable: f["variable"].as_str().map(String::from), ..ReadOptions::default() };
+            let recording = data::read_recording(&shared(&format!("cwru/{name}")), &options).expect("a readable CWRU file");
+            let mut signal = recording.channels.into_iter().next().unwrap();
+            if let Some(from) = f["resampled_from"].as_u64() {
+                signal = data::resample(&signal, from as u32, rate);
+            }
+            Some(TestStretch { label: f["label"].as_str()?.to_string(), file: name, samples: signal[start..end].to_vec() })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cwru_test_windows_score_through_the_service_exactly_what_the_card_records() {
+    let app = app().await;
+    let card = ModelCard::read(&shipped().join("cwru-bearing")).unwrap();
+    let recorded = card.metrics["test"]["accuracy"].as_f64().expect("the card records a test accuracy");
+    let samples = card.metrics["test"]["samples"].as_u64().unwrap() as usize;
+    let stretches = cwru_test_stretches(&card);
+    assert!(stretches.len() >= 28, "{} test stretches", stretches.len());
+    let (mut right, mut total) = (0, 0);
+    for s in &stretches {
+        let wav = wav_f32(&[s.samples.clone()], 12_000);
+        let body = ok(app
+            .client
+            .post(app.url("/diagnose?model=cwru-bearing&diagnostics=none"))
+            .header("content-type", "audio/wav")
+            .body(wav)
+            .send()
+            .await
+            .unwrap())
+        .await;
+        let got = labels(&body);
+        total += got.len();
+        right += got.iter().filter(|l| **l == s.label).count();
+    }
+    assert_eq!(total, samples, "windows cut by the service vs the card's test set");
+    let accuracy = right as f64 / total as f64;
+    assert!((accuracy - recorded).abs() <= 1.0 / total as f64 + 1e-9, "service {accuracy} vs card {recorded}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_cwru_recordings_come_back_as_their_true_class_through_every_input_kind() {
+    let app = app().await;
+    let card = ModelCard::read(&shipped().join("cwru-bearing")).unwrap();
+    let stretches = cwru_test_stretches(&card);
+    for class in ["IR007", "IR021", "OR014@6", "B014"] {
+        let s = stretches.iter().find(|s| s.label == class).unwrap_or_else(|| panic!("no {class} test stretch"));
+        let windows: Vec<&[f32]> = s.samples.chunks_exact(2048).collect();
+        let json_body = ok(app.diagnose(&json!({"model": "cwru-bearing", "signals": windows})).await).await;
+        let wav = ok(app
+            .client
+            .post(app.url("/diagnose?model=cwru-bearing"))
+            .header("content-type", "audio/wav")
+            .body(wav_f32(&[s.samples.clone()], 12_000))
+            .send()
+            .await
+            .unwrap())
+        .await;
+        let raw = ok(app
+            .client
+            .post(app.url("/diagnose?model=cwru-bearing&sample_rate=12000"))
+            .header("content-type", "application/octet-stream")
+            .body(f32_le(&s.samples))
+            .send()
+            .await
+            .unwrap())
+        .await;
+        let part = Part::bytes(wav_f32(&[s.samples.clone()], 12_000)).file_name(s.file.replace(".mat", ".wav"));
+        let form = Form::new().text("model", "cwru-bearing").part("file", part);
+        let multipart = ok(app.client.post(app.url("/diagnose")).multipart(form).send().await.unwrap()).await;
+        let expected = labels(&json_body);
+        let right = expected.iter().filter(|l| *l == class).count();
+        assert!(right * 10 >= expected.len() * 9, "{class} ({}): {expected:?}", s.file);
+        for (kind, body) in [("WAV", &wav), ("raw f32", &raw), ("multipart", &multipart)] {
+            assert_eq!(labels(body), expected, "{kind} vs JSON for {}", s.file);
+            assert_eq!(body["recording"]["label"], class, "{kind} verdict for {}", s.file);
+            let share = body["recording"]["shares"][class].as_f64().unwrap();
+            assert!(share >= 0.9, "{kind}: {share} of the windows of {} said {class}", s.file);
+        }
+        // Diagnostics of the shipped DRSN-CW: one threshold per channel, 4/8/16 channels.
+        for w in json_body["windows"].as_array().unwrap() {
+            let probabilities: f64 = probabilities(w).iter().map(|(_, p)| p).sum();
+            assert!((probabilities - 1.0).abs() < 1e-4);
+            let blocks = w["blocks"].as_array().unwrap();
+            assert_eq!(blocks.len(), 12);
+            for (i, b) in blocks.iter().enumerate() {
+                assert_eq!(b["thresholds"].as_array().unwrap().len(), [4, 8, 16][i / 4]);
+                let z = b["zeroed_fraction"].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&z));
+            }
+        }
+    }
+}
+
+/// The first `n` MNIST test digits: 8-bit pixels and labels.
+fn mnist_test(n: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let (pixels, count, rows, cols) = data::read_idx_images(&shared("mnist/t10k-images-idx3-ubyte.gz")).unwrap();
+    let labels = data::read_idx_labels(&shared("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    assert_eq!((rows, cols, labels.len()), (28, 28, count));
+    let n = n.min(count);
+    (pixels.chunks(784).take(n).map(<[u8]>::to_vec).collect(), labels[..n].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mnist_test_set_scores_through_the_service_what_the_card_records() {
+    let app = app().await;
+    let card = ModelCard::read(&shipped().join("mnist")).unwrap();
+    let recorded = card.metrics["clean_test"]["accuracy"].as_f64().expect("the card records a clean test accuracy");
+    let (digits, truth) = mnist_test(10_000);
+    let mut right = 0;
+    for (chunk, labels_chunk) in digits.chunks(1000).zip(truth.chunks(1000)) {
+        let values: Vec<f32> = chunk.iter().flatten().map(|&p| p as f32 / 255.0).collect();
+        let body = ok(app
+            .client
+            .post(app.url("/diagnose?model=mnist&diagnostics=none"))
+            .header("content-type", "application/octet-stream")
+            .body(f32_le(&values))
+            .send()
+            .await
+            .unwrap())
+        .await;
+        right += labels(&body).iter().zip(labels_chunk).filter(|(l, t)| **l == t.to_string()).count();
+    }
+    let accuracy = right as f64 / digits.len() as f64;
+    assert!((accuracy - recorded).abs() <= 2e-4, "service {accuracy} vs card {recorded}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mnist_digits_come_back_as_their_true_class_as_png_jpeg_multipart_and_json() {
+    let app = app().await;
+    let (digits, truth) = mnist_test(40);
+    let truth: Vec<String> = truth.iter().map(|t| t.to_string()).collect();
+    let png: Vec<Vec<u8>> = digits.iter().map(|d| encode_image(d, 28, 28, ImageFormat::Png)).collect();
+    let mut one_by_one = Vec::new();
+    for p in &png {
+        let body = ok(app.client.post(app.url("/diagnose?model=mnist")).header("content-type", "image/png").body(p.clone()).send().await.unwrap()).await;
+        one_by_one.extend(labels(&body));
+    }
+    let right = one_by_one.iter().zip(&truth).filter(|(a, b)| a == b).count();
+    assert!(right >= 36, "{right}/40 PNG digits right: {one_by_one:?} vs {truth:?}");
+
+    let mut form = Form::new().text("model", "mnist");
+    for (i, p) in png.iter().enumerate() {
+        form = form.part(format!("digit{i}"), Part::bytes(p.clone()).file_name(format!("{i}.png")).mime_str("image/png").unwrap());
+    }
+    let multipart = ok(app.client.post(app.url("/diagnose")).multipart(form).send().await.unwrap()).await;
+    assert_eq!(labels(&multipart), one_by_one, "multipart PNGs in order");
+
+    let images: Vec<Vec<Vec<f32>>> =
+        digits.iter().map(|d| d.chunks(28).map(|r| r.iter().map(|&p| p as f32 / 255.0).collect()).collect()).collect();
+    let json_body = ok(app.diagnose(&json!({"model": "mnist", "signals": images})).await).await;
+    assert_eq!(labels(&json_body), one_by_one, "JSON vs PNG");
+    // The shipped 2-D model is DRSN-CW at 8, 16 and 32 channels.
+    let blocks = json_body["windows"][0]["blocks"].as_array().unwrap();
+    let widths: Vec<usize> = blocks.iter().map(|b| b["thresholds"].as_array().unwrap().len()).collect();
+    assert_eq!(widths, vec![8, 16, 32]);
+
+    let mut jpeg_right = 0;
+    for (d, t) in digits.iter().zip(&truth) {
+        let jpeg = encode_image(d, 28, 28, ImageFormat::Jpeg);
+        let body = ok(app.client.post(app.url("/diagnose?model=mnist&diagnostics=none")).header("content-type", "image/jpeg").body(jpeg).send().await.unwrap()).await;
+        jpeg_right += usize::from(labels(&body)[0] == *t);
+    }
+    assert!(jpeg_right >= 34, "{jpeg_right}/40 JPEG digits right");
+}
