@@ -32,8 +32,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the Dockerfile's runtime stage says about starting the binary.
 #[derive(Debug)]
 struct RuntimeStage {
-    /// `COPY --from=build <staged> <install>`: the folder collect-runtime.sh fills, and where.
-    staged: String,
+    /// Where `COPY --from=build <staged> <install>` puts the folder collect-runtime.sh fills.
     install: String,
     volume: String,
     exposed_port: u16,
@@ -111,7 +110,6 @@ fn runtime_stage(dockerfile: &str) -> RuntimeStage {
         .split_once(" CMD ")
         .expect("HEALTHCHECK ... CMD [...]");
     RuntimeStage {
-        staged: staged.trim().to_string(),
         install: install.trim().to_string(),
         volume: volumes.remove(0),
         exposed_port: field("EXPOSE ")

@@ -253,6 +253,11 @@ async fn a_body_over_the_configured_limit_answers_413() {
     let app = spawn_app_with(engine_config(), HttpConfig { body_limit: 10_000 }).await;
     let message = expect_error(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await, 413, "payload_too_large").await;
     assert!(message.contains("10000 bytes"), "{message}");
+    // Far over the limit (64 windows, about 1.3 MB): still a clean 413, not a reset connection.
+    let many: Vec<Vec<f32>> = (0..64).map(|i| signal(2048, i)).collect();
+    for _ in 0..5 {
+        expect_error(app.diagnose(&json!({"model": BEARING, "signals": many})).await, 413, "payload_too_large").await;
+    }
     // Within the limit it works.
     let small = ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": [vec![0.5f32; 256], vec![0.25f32; 256]]})).await).await;
     assert_eq!(small["windows"].as_array().unwrap().len(), 1);

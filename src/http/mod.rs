@@ -7,6 +7,7 @@ mod health;
 pub mod jobs;
 mod models;
 mod openapi;
+pub(crate) mod oversized;
 mod telemetry;
 pub mod v2;
 
@@ -28,6 +29,12 @@ use crate::registry::Registry;
 pub struct HttpConfig {
     /// Largest request body in bytes; larger ones answer 413.
     pub body_limit: usize,
+}
+
+impl HttpConfig {
+    pub fn limit(&self) -> oversized::Limit {
+        oversized::Limit { bytes: self.body_limit, what: "body", flag: "--body-limit" }
+    }
 }
 
 impl Default for HttpConfig {
@@ -67,6 +74,7 @@ pub fn routes() -> Router<AppState> {
 pub fn app(state: AppState, extra: Router<AppState>) -> Router {
     let body_limit = state.config.body_limit;
     routes()
+        .route_layer(axum::middleware::from_fn_with_state(state.config.limit(), oversized::refuse))
         .merge(extra)
         .merge(openapi::swagger())
         .fallback(not_found)

@@ -268,10 +268,7 @@ fn multipart_error(state: &AppState, e: MultipartError) -> ApiError {
 }
 
 fn too_large(state: &AppState) -> ApiError {
-    ApiError::PayloadTooLarge(format!(
-        "the body is larger than the limit of {} bytes (--body-limit)",
-        state.config.body_limit
-    ))
+    state.config.limit().error()
 }
 
 async fn respond(

@@ -201,10 +201,7 @@ async fn blocking<T: Send + 'static>(
 async fn read_upload(state: &JobsState, request: Request) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, &()).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "the upload is larger than the limit of {} bytes (--upload-limit)",
-                state.upload_limit
-            ))
+            state.limit().error()
         } else {
             ApiError::BadRequest(format!("cannot read the body: {}", rejection.body_text()))
         }

@@ -19,6 +19,7 @@ use utoipa::OpenApi;
 use auth::BearerScheme;
 pub use views::{JobList, JobView, ProgressView, VersionView, VersionsView};
 
+use super::oversized::{refuse, Limit};
 use super::AppState;
 use crate::datasets::Uploads;
 use crate::jobs::Runner;
@@ -34,6 +35,12 @@ pub struct JobsState {
     pub token: Option<Arc<str>>,
 }
 
+impl JobsState {
+    pub(crate) fn limit(&self) -> Limit {
+        Limit { bytes: self.upload_limit, what: "upload", flag: "--upload-limit" }
+    }
+}
+
 /// The routes, ready to merge into the application (`crate::http::app`'s `extra`).
 pub fn routes(state: JobsState) -> Router<AppState> {
     let guarded = Router::new()
@@ -44,7 +51,8 @@ pub fn routes(state: JobsState) -> Router<AppState> {
             Router::new()
                 .route("/datasets/{name}/files", post(datasets::upload_file))
                 .route("/datasets/{name}/archive", post(datasets::upload_archive))
-                .layer(DefaultBodyLimit::max(state.upload_limit)),
+                .layer(DefaultBodyLimit::max(state.upload_limit))
+                .route_layer(axum::middleware::from_fn_with_state(state.limit(), refuse)),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.token.clone(), auth::require_token));
     Router::new()
