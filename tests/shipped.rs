@@ -8,31 +8,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 
+use common::real::*;
 use common::*;
-use drsn::data::{self, ReadOptions};
+
 use drsn::http::HttpConfig;
 use drsn::registry::ModelCard;
 use image::ImageFormat;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
-
-fn shipped() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    assert!(dir.join("cwru-bearing/card.json").is_file(), "{} holds no cwru-bearing model", dir.display());
-    dir
-}
-
-fn shared(sub: &str) -> PathBuf {
-    let path = data::shared_data_root().join(sub);
-    assert!(
-        path.exists(),
-        "{} is missing: these tests need the real data sets (set DRSN_SHARED_DATA to the folder holding cwru/ and mnist/)",
-        path.display()
-    );
-    path
-}
 
 async fn app() -> TestApp {
     spawn_app_serving(shipped(), engine_config(), HttpConfig::default()).await
@@ -47,35 +31,6 @@ async fn ok(response: reqwest::Response) -> Value {
 
 fn labels(body: &Value) -> Vec<String> {
     body["windows"].as_array().unwrap().iter().map(|w| w["label"].as_str().unwrap().to_string()).collect()
-}
-
-/// One test recording of the CWRU model card: its label and its test stretch, at 12 kHz.
-struct TestStretch {
-    label: String,
-    file: String,
-    samples: Vec<f32>,
-}
-
-/// Every test stretch the card lists, read from the real files (resampled to the model's
-/// rate with the service's resampler where the card says training did).
-fn cwru_test_stretches(card: &ModelCard) -> Vec<TestStretch> {
-    let files = card.data["files"].as_array().expect("the card lists its files");
-    let rate = card.sample_rate.expect("cwru-bearing has a rate");
-    files
-        .iter()
-        .filter_map(|f| {
-            let test = f["stretches"]["test"].as_array()?;
-            let (start, end) = (test[0].as_u64()? as usize, test[1].as_u64()? as usize);
-            let name = Path::new(f["file"].as_str()?).file_name()?.to_string_lossy().into_owned();
-            let options = ReadOptions { variable: f["variable"].as_str().map(String::from), ..ReadOptions::default() };
-            let recording = data::read_recording(&shared(&format!("cwru/{name}")), &options).expect("a readable CWRU file");
-            let mut signal = recording.channels.into_iter().next().unwrap();
-            if let Some(from) = f["resampled_from"].as_u64() {
-                signal = data::resample(&signal, from as u32, rate);
-            }
-            Some(TestStretch { label: f["label"].as_str()?.to_string(), file: name, samples: signal[start..end].to_vec() })
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,15 +114,6 @@ async fn real_cwru_recordings_come_back_as_their_true_class_through_every_input_
             }
         }
     }
-}
-
-/// The first `n` MNIST test digits: 8-bit pixels and labels.
-fn mnist_test(n: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
-    let (pixels, count, rows, cols) = data::read_idx_images(&shared("mnist/t10k-images-idx3-ubyte.gz")).unwrap();
-    let labels = data::read_idx_labels(&shared("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
-    assert_eq!((rows, cols, labels.len()), (28, 28, count));
-    let n = n.min(count);
-    (pixels.chunks(784).take(n).map(<[u8]>::to_vec).collect(), labels[..n].to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

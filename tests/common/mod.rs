@@ -2,6 +2,8 @@
 //! server on a random loopback port.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod real;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
