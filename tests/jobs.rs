@@ -74,6 +74,10 @@ impl JobsApp {
 
 /// The service with jobs, on a random loopback port, with the fixture models.
 async fn spawn(data_root: &Path, token: Option<&str>) -> JobsApp {
+    spawn_with(data_root, token, 64 << 20).await
+}
+
+async fn spawn_with(data_root: &Path, token: Option<&str>, upload_limit: usize) -> JobsApp {
     let data_dir = tempfile::tempdir().expect("temporary data folder");
     let config = ServerConfig {
         models_dir: fixtures().models.clone(),
@@ -89,7 +93,7 @@ async fn spawn(data_root: &Path, token: Option<&str>) -> JobsApp {
             database: data_dir.path().join(DB_FILE),
             workers: 1,
             token: token.map(String::from),
-            upload_limit: 64 << 20,
+            upload_limit,
             unpacked_limit: 64 << 20,
             archive_files: 1000,
             device: tch::Device::Cpu,
@@ -383,6 +387,27 @@ async fn a_corrupt_upload_is_refused_on_arrival_and_a_refused_archive_stores_not
     assert!(!root.path().join("outside.csv").exists() && !root.path().join("datasets/outside.csv").exists());
     let response = app.client.get(app.url("/datasets/bad")).send().await.unwrap();
     expect_error(response, 404, "not_found").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_its_limit_answers_413_and_stores_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let app = spawn_with(root.path(), None, 64 << 10).await;
+    let samples: Vec<f32> = (0..100_000).map(|i| (i as f32 * 0.01).sin()).collect();
+    let wav = wav_f32(&[samples], 12_000);
+    for path in ["/datasets/big/files?label=normal&file=long.wav", "/datasets/big/archive"] {
+        let response = app.post(path).body(wav.clone()).send().await.expect("a 413, not a reset connection");
+        let message = expect_error(response, 413, "payload_too_large").await;
+        assert!(message.contains("65536 bytes") && message.contains("--upload-limit"), "{message}");
+    }
+    let response = app.client.get(app.url("/datasets/big")).send().await.unwrap();
+    expect_error(response, 404, "not_found").await;
+    // The upload limit is its own: a diagnosis larger than it is still answered.
+    let windows: Vec<Vec<f32>> = (0..8).map(|i| signal(2048, i)).collect();
+    let body = json!({"model": BEARING, "signals": windows});
+    assert!(body.to_string().len() > 64 << 10);
+    let response = app.client.post(app.url("/diagnose")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 /// A dataset folder written straight to the data root (not uploaded, so not checked on
