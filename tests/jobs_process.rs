@@ -6,28 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::process::{self, Served};
 use common::*;
 use drsn::data::shared_data_root;
 use drsn::store::{Store, DB_FILE, INTERRUPTED};
 use serde_json::{json, Value};
 
-struct Served {
-    child: Child,
-    addr: String,
-    client: reqwest::Client,
-}
-
 impl Served {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
     async fn get(&self, path: &str) -> Value {
         let response = self.client.get(self.url(path)).send().await.expect("request sent");
         assert_eq!(response.status().as_u16(), 200, "GET {path}");
@@ -56,30 +45,6 @@ impl Served {
     async fn training(&self, id: &str) {
         self.wait_for(id, Duration::from_secs(120), |j| j["progress"]["step"].as_i64().unwrap_or(0) > 0).await;
     }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: sending a signal to our own child process by its id.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "signal {signal} not delivered");
-    }
-
-    async fn exit_within(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "drsn serve still running after {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts the binary on the shared data and waits for its JSON `ready` line.
@@ -90,38 +55,7 @@ fn start(data_dir: &Path, extra: &[&str]) -> Served {
         "real CWRU data not found at {} (set DRSN_SHARED_DATA to the folder holding cwru/)",
         root.join("cwru/manifest.csv").display()
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drsn"))
-        .args(["--log-format", "json", "serve"])
-        .args(extra)
-        .env("DRSN_ADDR", "127.0.0.1:0")
-        .env("DRSN_MODELS", &fixtures().models)
-        .env("DRSN_DATA_DIR", data_dir)
-        .env("DRSN_DATA_ROOT", &root)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("drsn starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            panic!("no ready line from drsn serve within 60 s");
-        };
-        let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
-        if entry["fields"]["message"] == "ready" {
-            let addr = entry["fields"]["addr"].as_str().expect("ready names the address").to_string();
-            return Served { child, addr, client: reqwest::Client::new() };
-        }
-    }
+    process::start(data_dir, extra, &[("DRSN_DATA_ROOT", root.as_os_str())])
 }
 
 fn cwru_job(model: &str, epochs: usize) -> Value {

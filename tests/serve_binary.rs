@@ -3,70 +3,22 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::process::start;
 use common::*;
 use serde_json::{json, Value};
-
-struct Served {
-    child: Child,
-    addr: String,
-    /// Log lines after the ready line.
-    logs: mpsc::Receiver<String>,
-}
-
-/// Starts the binary and waits for its JSON `ready` log line, which names the address.
-fn start(data_dir: &std::path::Path, extra: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drsn"))
-        .args(["--log-format", "json", "serve"])
-        .args(extra)
-        .env("DRSN_ADDR", "127.0.0.1:0")
-        .env("DRSN_MODELS", &fixtures().models)
-        .env("DRSN_DATA_DIR", data_dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("drsn starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("no ready line from drsn serve within 60 s")
-        });
-        let entry: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
-        if entry["fields"]["message"] == "ready" {
-            let addr = entry["fields"]["addr"].as_str().expect("ready names the address").to_string();
-            return Served { child, addr, logs: rx };
-        }
-    }
-}
-
-fn terminate(child: &Child) {
-    // SAFETY: sending a signal to our own child process by its id.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0, "SIGTERM not delivered");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drsn_serve_is_ready_after_warm_up_and_finishes_in_flight_requests_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
-    let mut served = start(data.path(), &[]);
+    let mut served = start(data.path(), &[], &[]);
     let client = reqwest::Client::new();
-    let url = |p: &str| format!("http://{}{p}", served.addr);
+    let url = {
+        let addr = served.addr.clone();
+        move |p: &str| format!("http://{addr}{p}")
+    };
 
     let ready: Value = client.get(url("/health/ready")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ready");
@@ -85,7 +37,7 @@ async fn drsn_serve_is_ready_after_warm_up_and_finishes_in_flight_requests_on_si
         tokio::spawn(request.send())
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    terminate(&served.child);
+    served.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(300)).await;
     tx.send(Ok(rest.to_vec())).await.unwrap();
     drop(tx);
@@ -95,14 +47,7 @@ async fn drsn_serve_is_ready_after_warm_up_and_finishes_in_flight_requests_on_si
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["windows"].as_array().unwrap().len(), 1);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "drsn serve still running 20 s after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = served.exit_within(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status}");
     let logs: Vec<String> = served.logs.try_iter().collect();
     assert!(logs.iter().any(|l| l.contains("SIGTERM received")), "{logs:?}");

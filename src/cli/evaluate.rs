@@ -7,13 +7,14 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use super::data_args::DataArgs;
+use super::noise_args::EvalNoiseArgs;
 use super::report::print_outcome;
 use crate::data::noise::noisy_copy;
-use crate::data::{NoiseKind, Samples};
+use crate::data::Samples;
 use crate::nn::Model;
 use crate::registry::{ModelCard, WEIGHTS_FILE};
 use crate::train::{
-    evaluate, paper_snrs, snr_sweep, CancelToken, NoiseSetting, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
+    evaluate, paper_snrs, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -39,14 +40,8 @@ pub struct EvaluateArgs {
     /// Seed of the split (use the training seed to get its test part) and of all noise.
     #[arg(long, env = "DRSN_SEED", default_value_t = 0)]
     pub seed: u64,
-    /// Fixed noise added to the evaluated samples, e.g. `gaussian:-4`.
-    #[arg(long, allow_hyphen_values = true)]
-    pub test_noise: Option<NoiseSetting>,
-    /// Noise kinds of the SNR sweep (-5..+5 dB).
-    #[arg(long, value_delimiter = ',', default_value = "gaussian,laplacian,pink")]
-    pub sweep: Vec<NoiseKind>,
-    #[arg(long)]
-    pub no_sweep: bool,
+    #[command(flatten)]
+    pub eval_noise: EvalNoiseArgs,
     /// Print the results as one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -112,7 +107,8 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             args.data.data.display()
         );
     }
-    let noisy = args
+    let noise = &args.eval_noise;
+    let noisy = noise
         .test_noise
         .map(|n| noisy_copy(&samples, n.kind, n.snr_db, args.seed ^ TEST_NOISE_SEED));
     let test = evaluate(
@@ -125,13 +121,14 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         .is_some()
         .then(|| evaluate(&model, &samples, card.normalization, &card.classes))
         .transpose()?;
-    let sweep = (!args.no_sweep && !args.sweep.is_empty())
+    let kinds = noise.sweep_kinds();
+    let sweep = (!kinds.is_empty())
         .then(|| {
             snr_sweep(
                 &model,
                 &samples,
                 card.normalization,
-                &args.sweep,
+                &kinds,
                 &paper_snrs(),
                 args.seed ^ SWEEP_NOISE_SEED,
                 &CancelToken::new(),
@@ -144,7 +141,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             "version": card.version,
             "split": format!("{:?}", args.split).to_lowercase(),
             "test": test,
-            "test_noise": args.test_noise,
+            "test_noise": noise.test_noise,
             "clean_test": clean,
             "snr_sweep": sweep,
         });
@@ -157,7 +154,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             args.data.data.display(),
             args.split
         );
-        print_outcome(Some(&test), args.test_noise, clean.as_ref(), sweep.as_ref());
+        print_outcome(Some(&test), noise.test_noise, clean.as_ref(), sweep.as_ref());
     }
     Ok(())
 }

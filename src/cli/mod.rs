@@ -3,6 +3,7 @@
 mod data_args;
 mod evaluate;
 mod healthcheck;
+mod noise_args;
 mod report;
 mod serve;
 mod spec;

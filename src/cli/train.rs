@@ -9,11 +9,12 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data_args::DataArgs;
+use super::noise_args::EvalNoiseArgs;
 use super::report::print_outcome;
 use crate::data::{NoiseKind, Normalization};
 use crate::nn::{Arch, Dim, ModelSpec, PRESETS};
 use crate::registry::{write_model_folder, CardInfo, WindowInfo};
-use crate::train::{self, CancelToken, NoiseAugment, NoiseSetting, Optimizer, Progress, RunRequest, TrainConfig};
+use crate::train::{self, CancelToken, NoiseAugment, Optimizer, Progress, RunRequest, TrainConfig};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OptimizerArg {
@@ -87,16 +88,8 @@ pub struct TrainArgs {
     /// Share of training samples that get augmentation noise.
     #[arg(long, default_value_t = 0.5)]
     pub augment_prob: f64,
-    /// Fixed noise on the validation and test data, e.g. `gaussian:-4` or `uniform-pixel`
-    /// (noisy-test experiments); the clean test set is evaluated too.
-    #[arg(long, allow_hyphen_values = true)]
-    pub test_noise: Option<NoiseSetting>,
-    /// Noise kinds of the SNR sweep (-5..+5 dB) on the clean test set.
-    #[arg(long, value_delimiter = ',', default_value = "gaussian,laplacian,pink")]
-    pub sweep: Vec<NoiseKind>,
-    /// Skip the SNR sweep.
-    #[arg(long)]
-    pub no_sweep: bool,
+    #[command(flatten)]
+    pub eval_noise: EvalNoiseArgs,
     #[arg(long, value_enum, default_value = "auto")]
     pub normalization: NormalizationArg,
     /// libtorch threads [default: libtorch's choice].
@@ -196,8 +189,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         spec,
         config,
         normalization,
-        test_noise: args.test_noise,
-        sweep_kinds: if args.no_sweep { vec![] } else { args.sweep.clone() },
+        test_noise: args.eval_noise.test_noise,
+        sweep_kinds: args.eval_noise.sweep_kinds(),
         device,
     };
 

@@ -167,16 +167,7 @@ pub(crate) fn load_folders(
         "files": sources.len(),
         "counts": parts.counts(&classes),
     });
-    let ([train, validation, test], provenance) = parts.finish(sources);
-    Ok(Dataset {
-        classes,
-        sample_rate: None,
-        train,
-        validation,
-        test,
-        description,
-        provenance,
-    })
+    Ok(parts.into_dataset(classes, None, sources, description))
 }
 
 /// The first file in `dir` whose name starts with `prefix` (e.g. `train-images`).
@@ -368,14 +359,5 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions) -> Result<Dataset
         "counts": parts.counts(&classes),
     });
     let sources = vec![files[0].clone(), files[2].clone()];
-    let ([train, validation, test], provenance) = parts.finish(sources);
-    Ok(Dataset {
-        classes,
-        sample_rate: None,
-        train,
-        validation,
-        test,
-        description,
-        provenance,
-    })
+    Ok(parts.into_dataset(classes, None, sources, description))
 }

@@ -192,16 +192,7 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
         "counts": parts.counts(&classes),
         "classes_without_test_data": without_test,
     });
-    let ([train, validation, test], provenance) = parts.finish(sources);
-    Ok(Dataset {
-        classes,
-        sample_rate,
-        train,
-        validation,
-        test,
-        description,
-        provenance,
-    })
+    Ok(parts.into_dataset(classes, sample_rate, sources, description))
 }
 
 /// The test selection's recordings: labels known from training, no recording shared.

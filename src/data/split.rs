@@ -8,7 +8,7 @@ use std::ops::Range;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 
-use super::{Origin, Provenance, Samples};
+use super::{Dataset, Origin, Provenance, Samples};
 
 /// A part of a data set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,18 +151,30 @@ impl Parts {
         out.into()
     }
 
-    /// The parts and, with `sources`, where each sample came from.
-    pub fn finish(self, sources: Vec<String>) -> ([Samples; 3], Provenance) {
-        let [train, validation, test] = self.origins;
-        (
-            self.samples,
-            Provenance {
+    /// The data set these parts make; `sources` names what `Origin::source` indexes.
+    pub fn into_dataset(
+        self,
+        classes: Vec<String>,
+        sample_rate: Option<u32>,
+        sources: Vec<String>,
+        description: serde_json::Value,
+    ) -> Dataset {
+        let [train, validation, test] = self.samples;
+        let [train_origins, validation_origins, test_origins] = self.origins;
+        Dataset {
+            classes,
+            sample_rate,
+            train,
+            validation,
+            test,
+            description,
+            provenance: Provenance {
                 sources,
-                train,
-                validation,
-                test,
+                train: train_origins,
+                validation: validation_origins,
+                test: test_origins,
             },
-        )
+        }
     }
 }
 
@@ -206,8 +218,9 @@ mod tests {
             (parts.count(Split::Train, 0), parts.count(Split::Train, 1)),
             (3, 3)
         );
-        let ([train, _, _], provenance) = parts.finish(vec!["x".into()]);
-        for (i, o) in provenance.train.iter().enumerate() {
+        let dataset = parts.into_dataset(vec!["a".into(), "b".into()], None, vec!["x".into()], serde_json::Value::Null);
+        let train = &dataset.train;
+        for (i, o) in dataset.provenance.train.iter().enumerate() {
             assert_eq!(train.sample(i)[0], o.start as f32);
             assert_eq!(train.labels[i], (o.start % 2) as i64);
         }

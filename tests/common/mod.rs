@@ -2,6 +2,7 @@
 //! server on a random loopback port.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod process;
 pub mod real;
 
 use std::net::SocketAddr;
