@@ -149,13 +149,7 @@ pub(crate) fn load_folders(
         parts.cap_per_class(max, classes.len(), &mut rng);
     }
     let fractions = options.fractions();
-    let description = json!({
-        "source": source.describe(),
-        "filter": describe_filter(&options.filter),
-        "test_selection": options.test.as_ref().map(|t| json!({
-            "source": t.source.as_ref().unwrap_or(source).describe(),
-            "filter": describe_filter(&t.filter),
-        })),
+    let description = options.describe(source, json!({
         "classes": classes,
         "image_shape": first.as_ref().map(|(h, w, _)| [*h, *w]),
         "split": {
@@ -166,7 +160,7 @@ pub(crate) fn load_folders(
         "max_per_class": options.max_per_class,
         "files": sources.len(),
         "counts": parts.counts(&classes),
-    });
+    }));
     Ok(parts.into_dataset(classes, None, sources, description))
 }
 

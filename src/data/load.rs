@@ -1,6 +1,6 @@
 //! Loading a data set: options, and the dispatch to recordings or images.
 
-use super::source::{DatasetSource, Filter};
+use super::source::{describe_filter, DatasetSource, Filter};
 use super::{image_set, signal_set, DataError, Dataset};
 
 /// A test set taken apart from the training data (e.g. another load of the machine).
@@ -64,6 +64,23 @@ impl Default for DatasetOptions {
 }
 
 impl DatasetOptions {
+    /// A data set's description: what was read and kept of `source`, and `details` (an
+    /// object) of the reader.
+    pub(crate) fn describe(&self, source: &DatasetSource, details: serde_json::Value) -> serde_json::Value {
+        let mut description = serde_json::json!({
+            "source": source.describe(),
+            "filter": describe_filter(&self.filter),
+            "test_selection": self.test.as_ref().map(|t| serde_json::json!({
+                "source": t.source.as_ref().unwrap_or(source).describe(),
+                "filter": describe_filter(&t.filter),
+            })),
+        });
+        if let (Some(all), serde_json::Value::Object(details)) = (description.as_object_mut(), details) {
+            all.extend(details);
+        }
+        description
+    }
+
     /// Train, validation and test shares of each recording or class.
     pub(crate) fn fractions(&self) -> [f64; 3] {
         let test = if self.test.is_some() {

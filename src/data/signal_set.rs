@@ -165,13 +165,7 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
         .filter(|f| !f["resampled_from"].is_null())
         .map(|f| json!({ "file": f["file"], "from": f["resampled_from"], "to": f["sample_rate"] }))
         .collect();
-    let description = json!({
-        "source": source.describe(),
-        "filter": describe_filter(&options.filter),
-        "test_selection": options.test.as_ref().map(|t| json!({
-            "source": t.source.as_ref().unwrap_or(source).describe(),
-            "filter": describe_filter(&t.filter),
-        })),
+    let description = options.describe(source, json!({
         "classes": classes,
         "sample_rate": sample_rate,
         "window": window,
@@ -191,7 +185,7 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
         "rate_conversions": conversions,
         "counts": parts.counts(&classes),
         "classes_without_test_data": without_test,
-    });
+    }));
     Ok(parts.into_dataset(classes, sample_rate, sources, description))
 }
 
