@@ -669,3 +669,50 @@ fn evaluation_windows_tile_and_training_windows_overlap() {
     assert_eq!(train.len(), (10_000 - 2048) / 256 + 1);
     assert!(train.iter().all(|r| r.end <= 10_000));
 }
+
+#[test]
+fn speed_augmentation_adds_training_windows_at_the_new_speed_and_leaves_evaluation_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let tones = [("slow", 300.0), ("fast", 500.0)];
+    for (class, hz) in tones {
+        let csv: String = (0..60_000)
+            .map(|i| format!("{}\n", (2.0 * std::f64::consts::PI * hz * i as f64 / 12_000.0).sin()))
+            .collect();
+        class_folders(dir.path(), &[(class, "tone.csv", &csv)]);
+    }
+    let source = DatasetSource::RecordingFolders(dir.path().into());
+    let plain = DatasetOptions { default_sample_rate: Some(12_000), train_stride: 1024, ..DatasetOptions::default() };
+    let sped = DatasetOptions { speed_factors: vec![0.97, 1.03], ..plain.clone() };
+    let (base, data) = (load_dataset(&source, &plain).unwrap(), load_dataset(&source, &sped).unwrap());
+
+    assert_eq!((data.validation.len(), data.test.len()), (base.validation.len(), base.test.len()));
+    let expected = base.train.len() as f64 * (1.0 + 1.0 / 0.97 + 1.0 / 1.03);
+    assert!((data.train.len() as f64 - expected).abs() <= 6.0, "{} training windows, expected about {expected}", data.train.len());
+    assert_eq!(data.description["speed_factors"], serde_json::json!([0.97, 1.03]));
+
+    // A window played at speed f spans f x 2048 samples of the recording and shows each tone
+    // f times higher (zero crossings of 2048 samples resolve about 6 Hz).
+    let p = &data.provenance;
+    let mut seen = [0; 2];
+    for (i, o) in p.train.iter().enumerate() {
+        let hz = if data.classes[data.train.labels[i] as usize] == "slow" { 300.0 } else { 500.0 };
+        let factor = o.len as f64 / 2048.0;
+        let measured = frequency(data.train.sample(i), 12_000);
+        assert!((measured - hz * factor).abs() < 9.0, "window {i}: {measured} Hz from a {hz} Hz tone at speed {factor}");
+        if o.len < 2048 {
+            seen[0] += 1;
+        } else if o.len > 2048 {
+            seen[1] += 1;
+        }
+    }
+    assert!(seen[0] > 10 && seen[1] > 10, "{seen:?} windows slower and faster");
+    assert!(overlapping(&p.train, &p.test).is_empty() && overlapping(&p.train, &p.validation).is_empty());
+
+    for bad in [vec![1.0], vec![3.0]] {
+        let message = load_err(dir.path(), &DatasetOptions { speed_factors: bad, ..plain.clone() });
+        assert!(message.contains("speed factors"), "{message}");
+    }
+    let images = DatasetOptions { speed_factors: vec![1.03], ..DatasetOptions::default() };
+    let message = load_dataset(&DatasetSource::Mnist(shared("mnist")), &images).unwrap_err().to_string();
+    assert!(message.contains("recordings, not images"), "{message}");
+}

@@ -46,6 +46,11 @@ pub struct DataArgs {
     /// Keep at most this many samples per class in each part (quick runs).
     #[arg(long)]
     pub max_per_class: Option<usize>,
+    /// Speed augmentation: further training windows cut from each training stretch played
+    /// at these speeds (resampled), e.g. `0.97,1.03` for a machine running 3% slower and
+    /// faster, as another load makes it; validation and test windows stay as recorded.
+    #[arg(long, value_delimiter = ',', value_name = "FACTORS")]
+    pub speed_augment: Vec<f64>,
 }
 
 fn filters(texts: &[String]) -> anyhow::Result<Filter> {
@@ -78,6 +83,7 @@ impl DataArgs {
             filter: filters(&self.filter)?,
             test,
             max_per_class: self.max_per_class,
+            speed_factors: self.speed_augment.clone(),
         };
         load_dataset(&source, &options).with_context(|| format!("loading {}", self.data.display()))
     }

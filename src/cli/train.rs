@@ -206,7 +206,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             bar.set_length((s.steps_per_epoch * s.epochs) as u64);
             bar.set_position(((s.epoch - 1) * s.steps_per_epoch + s.step) as u64);
             bar.set_message(format!(
-                "epoch {}/{} loss {:.4} acc {:.1}% lr {}",
+                "epoch {}/{} loss {:.4} acc {:.1}% lr {:.3e}",
                 s.epoch,
                 s.epochs,
                 s.loss,
@@ -217,7 +217,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Progress::Epoch(e) => {
             let val = e.val_accuracy.map_or("n/a".into(), |v| format!("{:.2}%", 100.0 * v));
             let line = format!(
-                "epoch {:>3}/{}: loss {:.4}, train {:.2}%, validation {val}, lr {}{}",
+                "epoch {:>3}/{}: loss {:.4}, train {:.2}%, validation {val}, lr {:.3e}{}",
                 e.epoch,
                 e.epochs,
                 e.loss,

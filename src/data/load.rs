@@ -3,6 +3,10 @@
 use super::source::{describe_filter, DatasetSource, Filter};
 use super::{image_set, signal_set, DataError, Dataset};
 
+/// The range of speed factors: beyond it a machine is not the same machine.
+pub const MIN_SPEED: f64 = 0.5;
+pub const MAX_SPEED: f64 = 2.0;
+
 /// A test set taken apart from the training data (e.g. another load of the machine).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TestSelection {
@@ -40,6 +44,10 @@ pub struct DatasetOptions {
     pub test: Option<TestSelection>,
     /// Keep at most this many samples per class in each part (quick runs).
     pub max_per_class: Option<usize>,
+    /// Speed augmentation (recordings): further training windows cut from every training
+    /// stretch played at each of these speeds (resampled), e.g. `[0.97, 1.03]` for a machine
+    /// running 3% slower and faster; validation and test windows stay as recorded.
+    pub speed_factors: Vec<f64>,
 }
 
 impl Default for DatasetOptions {
@@ -59,6 +67,7 @@ impl Default for DatasetOptions {
             filter: Vec::new(),
             test: None,
             max_per_class: None,
+            speed_factors: Vec::new(),
         }
     }
 }
@@ -114,6 +123,9 @@ impl DatasetOptions {
         if self.max_per_class == Some(0) {
             return bad("max per class must be positive".into());
         }
+        if let Some(f) = self.speed_factors.iter().find(|f| !(MIN_SPEED..=MAX_SPEED).contains(*f) || **f == 1.0) {
+            return bad(format!("speed factors must lie in [{MIN_SPEED}, {MAX_SPEED}] and differ from 1 (got {f})"));
+        }
         Ok(())
     }
 }
@@ -129,6 +141,9 @@ pub fn load_dataset(
     match source {
         DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_) => {
             signal_set::load(source, options)
+        }
+        DatasetSource::ImageFolders(_) | DatasetSource::Mnist(_) if !options.speed_factors.is_empty() => {
+            Err(DataError::Options("speed augmentation is for recordings, not images".into()))
         }
         DatasetSource::ImageFolders(_) => image_set::load_folders(source, options),
         DatasetSource::Mnist(dir) => image_set::load_mnist(dir, options),

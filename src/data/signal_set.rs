@@ -109,6 +109,11 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
                 );
                 count += 1;
             }
+            if split == Split::Train {
+                for &factor in &options.speed_factors {
+                    count += push_at_speed(parts, &loaded.channels, range.clone(), factor, (index, label), options);
+                }
+            }
             stretch_desc.insert(split.name().into(), json!([range.start, range.end]));
             window_counts.insert(split.name().into(), count.into());
         }
@@ -181,12 +186,42 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
             "seed": options.seed,
         },
         "max_per_class": options.max_per_class,
+        "speed_factors": options.speed_factors,
         "files": files,
         "rate_conversions": conversions,
         "counts": parts.counts(&classes),
         "classes_without_test_data": without_test,
     }));
     Ok(parts.into_dataset(classes, sample_rate, sources, description))
+}
+
+/// Training windows of one stretch played at `factor` times its speed: the stretch is
+/// resampled by `1 / factor` (a machine `factor` times faster shows every frequency
+/// `factor` times higher) and windowed as usual. Each window's origin is the span of the
+/// recording it was made from, inside the stretch. Returns how many were added.
+fn push_at_speed(
+    parts: &mut Parts,
+    channels: &[Vec<f32>],
+    range: std::ops::Range<usize>,
+    factor: f64,
+    (source, label): (usize, usize),
+    options: &DatasetOptions,
+) -> usize {
+    // Rates as a ratio of small whole numbers, which the resampler wants.
+    const BASE: u32 = 1000;
+    let to = (BASE as f64 / factor).round() as u32;
+    let played: Vec<Vec<f32>> = channels.iter().map(|c| resample(&c[range.clone()], BASE, to)).collect();
+    let scale = BASE as f64 / to as f64;
+    let window = options.window;
+    let mut count = 0;
+    for w in windows(played[0].len(), window, options.train_stride) {
+        let pieces: Vec<&[f32]> = played.iter().map(|c| &c[w.start..w.start + window]).collect();
+        let start = range.start + (w.start as f64 * scale) as usize;
+        let len = ((window as f64 * scale).ceil() as usize).min(range.end - start);
+        parts.push(Split::Train, label as i64, Origin { source, start, len }, &pieces);
+        count += 1;
+    }
+    count
 }
 
 /// The test selection's recordings: labels known from training, no recording shared.

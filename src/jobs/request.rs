@@ -118,6 +118,8 @@ pub struct DataSettings {
     pub test: Option<TestSettings>,
     /// At most this many windows per class in each part (quick runs).
     pub max_per_class: Option<usize>,
+    /// Speed augmentation: further training windows at these speeds, e.g. `[0.97, 1.03]`.
+    pub speed_factors: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -304,6 +306,7 @@ impl JobRequest {
             filter: filter(&d.filter),
             test,
             max_per_class: d.max_per_class,
+            speed_factors: d.speed_factors.clone(),
         };
         options.validate().map_err(|e| invalid("data", e))?;
         if let Some(channels) = &options.channels {
