@@ -50,33 +50,15 @@ impl Twin {
         let mut child = Command::new(&python)
             .arg(&script)
             .arg("bench")
-            .args([
-                "--spec",
-                &path(dir, "spec.json"),
-                "--weights",
-                &path(dir, "weights.safetensors"),
-            ])
-            .args([
-                "--inputs",
-                &path(dir, "inputs.safetensors"),
-                "--threads",
-                &threads.to_string(),
-            ])
+            .args(["--spec", &path(dir, "spec.json"), "--weights", &path(dir, "weights.safetensors")])
+            .args(["--inputs", &path(dir, "inputs.safetensors"), "--threads", &threads.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {python:?} (set DRSN_PYTHON: eval \"$(bash scripts/libtorch.sh)\")"
-                )
-            })?;
+            .with_context(|| format!("starting {python:?} (set DRSN_PYTHON: eval \"$(bash scripts/libtorch.sh)\")"))?;
         let stdin = child.stdin.take().context("twin stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("twin stdout")?);
-        let mut twin = Twin {
-            child,
-            stdin,
-            stdout,
-        };
+        let mut twin = Twin { child, stdin, stdout };
         let ready = twin.reply()?;
         if ready["threads"] != threads {
             bail!("the twin runs {} threads, not {threads}", ready["threads"]);
@@ -97,9 +79,7 @@ impl Twin {
         writeln!(self.stdin, "{batch} {iterations}")?;
         self.stdin.flush()?;
         let reply = self.reply()?;
-        reply["seconds"]
-            .as_f64()
-            .with_context(|| format!("no seconds in {reply}"))
+        reply["seconds"].as_f64().with_context(|| format!("no seconds in {reply}"))
     }
 }
 
@@ -143,20 +123,12 @@ fn main() -> anyhow::Result<()> {
     // Realistic batch-norm statistics, as after training.
     tch::no_grad(|| {
         for _ in 0..5 {
-            model.forward_t(
-                &Tensor::randn([32, 1, 2048], (Kind::Float, Device::Cpu)),
-                true,
-            );
+            model.forward_t(&Tensor::randn([32, 1, 2048], (Kind::Float, Device::Cpu)), true);
         }
     });
     let inputs: Vec<(String, Tensor)> = BATCHES
         .iter()
-        .map(|&n| {
-            (
-                format!("batch{n}"),
-                Tensor::randn([n, 1, 2048], (Kind::Float, Device::Cpu)),
-            )
-        })
+        .map(|&n| (format!("batch{n}"), Tensor::randn([n, 1, 2048], (Kind::Float, Device::Cpu))))
         .collect();
     let dir = tempfile::tempdir()?;
     export(&model, &inputs, dir.path())?;
@@ -167,10 +139,7 @@ fn main() -> anyhow::Result<()> {
         args.threads, args.rounds, args.seconds
     );
     println!("samples/s of the best round (and the median round)");
-    println!(
-        "{:>6} {:>22} {:>22} {:>14}",
-        "batch", "Rust", "PyTorch", "Rust/PyTorch"
-    );
+    println!("{:>6} {:>22} {:>22} {:>14}", "batch", "Rust", "PyTorch", "Rust/PyTorch");
     let mut ratios = Vec::new();
     for (batch, (_, xs)) in BATCHES.iter().zip(&inputs) {
         // Warm both up, then size a round to take about `seconds` in Rust.
@@ -196,11 +165,7 @@ fn main() -> anyhow::Result<()> {
             "{batch:>6} {:>22} {:>22} {:>14}",
             format!("{rust_best:.1} ({rust_median:.1})"),
             format!("{torch_best:.1} ({torch_median:.1})"),
-            format!(
-                "{:.2} ({:.2})",
-                rust_best / torch_best,
-                rust_median / torch_median
-            ),
+            format!("{:.2} ({:.2})", rust_best / torch_best, rust_median / torch_median),
         );
         ratios.push((*batch, rust_best / torch_best));
     }

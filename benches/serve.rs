@@ -42,7 +42,8 @@ fn args() -> anyhow::Result<Args> {
             "--model" => args.model = Some(it.next().context("--model DIR")?.into()),
             "--no-python" => args.python = false,
             "--serve-args" => {
-                args.serve_args = it.next().context("--serve-args \"FLAGS\"")?.split_whitespace().map(String::from).collect()
+                args.serve_args =
+                    it.next().context("--serve-args \"FLAGS\"")?.split_whitespace().map(String::from).collect()
             }
             "--bench" => {}
             other => bail!("unknown argument {other}; see benches/serve.rs"),
@@ -219,7 +220,8 @@ fn windows() -> Vec<Bytes> {
             let signal: Vec<f32> = (0..2048)
                 .map(|i| {
                     let t = i as f32 / 12_000.0;
-                    (2.0 * std::f32::consts::PI * (90.0 + 7.0 * k as f32) * t).sin() + 0.1 * ((i * 7919 + k as usize * 104_729) % 1000) as f32 / 1000.0
+                    (2.0 * std::f32::consts::PI * (90.0 + 7.0 * k as f32) * t).sin()
+                        + 0.1 * ((i * 7919 + k as usize * 104_729) % 1000) as f32 / 1000.0
                 })
                 .collect();
             let body = serde_json::json!({"model": "cwru-bearing", "signal": signal, "diagnostics": "none"});
@@ -300,8 +302,17 @@ fn main() -> anyhow::Result<()> {
         rows.push((label.to_string(), alone, loaded));
     }
 
-    println!("\nmodel: {} | {} clients for {} s | {} logical CPUs", model.display(), args.clients, args.seconds, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    println!("| server | unloaded p50 ms | unloaded p99 ms | windows/s ({} clients) | p50 ms | p99 ms | errors |", args.clients);
+    println!(
+        "\nmodel: {} | {} clients for {} s | {} logical CPUs",
+        model.display(),
+        args.clients,
+        args.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!(
+        "| server | unloaded p50 ms | unloaded p99 ms | windows/s ({} clients) | p50 ms | p99 ms | errors |",
+        args.clients
+    );
     println!("|---|---|---|---|---|---|---|");
     for (label, a, l) in &rows {
         println!(

@@ -35,9 +35,7 @@ const L2: f64 = 1e-4;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
     match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
+        Ok(v) => v.parse().map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
         Err(_) => Ok(default),
     }
 }
@@ -46,9 +44,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
 fn samples(n: usize, len: usize, seed: u64) -> Samples {
     let mut rng = StdRng::seed_from_u64(seed);
     Samples {
-        values: (0..n * len)
-            .map(|_| rng.sample::<f32, _>(StandardNormal))
-            .collect(),
+        values: (0..n * len).map(|_| rng.sample::<f32, _>(StandardNormal)).collect(),
         sample_shape: vec![1, len],
         labels: (0..n).map(|_| rng.random_range(0..10)).collect(),
     }
@@ -72,14 +68,7 @@ struct Timing {
 
 fn rust_round(model: &mut Model, data: &Dataset, config: &TrainConfig) -> anyhow::Result<Timing> {
     let (wall, cpu) = (Instant::now(), cpu_seconds());
-    let report = train(
-        model,
-        data,
-        Normalization::ZScore,
-        config,
-        &mut |_| {},
-        &CancelToken::new(),
-    )?;
+    let report = train(model, data, Normalization::ZScore, config, &mut |_| {}, &CancelToken::new())?;
     Ok(Timing {
         samples: (report.steps * BATCH) as f64,
         seconds: wall.elapsed().as_secs_f64(),
@@ -100,18 +89,8 @@ impl Twin {
         let mut child = Command::new(python)
             .arg(&script)
             .args(["--spec", &dir.join("spec.json").display().to_string()])
-            .args([
-                "--data",
-                &dir.join("data.safetensors").display().to_string(),
-            ])
-            .args([
-                "--batch",
-                &BATCH.to_string(),
-                "--lr",
-                &LR.to_string(),
-                "--l2",
-                &L2.to_string(),
-            ])
+            .args(["--data", &dir.join("data.safetensors").display().to_string()])
+            .args(["--batch", &BATCH.to_string(), "--lr", &LR.to_string(), "--l2", &L2.to_string()])
             .args(["--threads", &threads.to_string(), "--device", device])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -119,11 +98,7 @@ impl Twin {
             .with_context(|| format!("starting {python} {}", script.display()))?;
         let stdin = child.stdin.take().context("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("no stdout")?);
-        let mut twin = Twin {
-            child,
-            stdin,
-            stdout,
-        };
+        let mut twin = Twin { child, stdin, stdout };
         twin.answer()?;
         Ok(twin)
     }
@@ -140,16 +115,8 @@ impl Twin {
         writeln!(self.stdin, "1")?;
         self.stdin.flush()?;
         let json = self.answer()?;
-        let field = |name: &str| {
-            json[name]
-                .as_f64()
-                .with_context(|| format!("no {name} in {json}"))
-        };
-        Ok(Timing {
-            samples: field("samples")?,
-            seconds: field("seconds")?,
-            cpu_seconds: field("cpu_seconds")?,
-        })
+        let field = |name: &str| json[name].as_f64().with_context(|| format!("no {name} in {json}"));
+        Ok(Timing { samples: field("samples")?, seconds: field("seconds")?, cpu_seconds: field("cpu_seconds")? })
     }
 }
 
@@ -182,11 +149,8 @@ fn main() -> anyhow::Result<()> {
     let spec = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10)?;
     let len = spec.sample_len();
     let train_set = samples(BATCH * batches, len, 1);
-    let data = Dataset {
-        classes: (0..10).map(|i| format!("c{i}")).collect(),
-        train: train_set.clone(),
-        ..Default::default()
-    };
+    let data =
+        Dataset { classes: (0..10).map(|i| format!("c{i}")).collect(), train: train_set.clone(), ..Default::default() };
     // One epoch per round; no validation data, so nothing but training is timed.
     let config = TrainConfig {
         optimizer: Optimizer::Sgd { momentum: 0.9 },
@@ -216,8 +180,7 @@ fn main() -> anyhow::Result<()> {
     // Warm-up: first-touch allocations and kernel selection on both sides.
     rust_round(&mut model, &data, &config)?;
     twin.round()?;
-    let (mut rust_wall, mut py_wall, mut wall_ratio, mut cpu_ratio) =
-        (vec![], vec![], vec![], vec![]);
+    let (mut rust_wall, mut py_wall, mut wall_ratio, mut cpu_ratio) = (vec![], vec![], vec![], vec![]);
     for round in 1..=rounds {
         let r = rust_round(&mut model, &data, &config)?;
         let p = twin.round()?;

@@ -9,4 +9,5 @@ eval "$(bash scripts/libtorch.sh)"
 # hadolint fails on any finding, info included; the ignores in the Dockerfile say why.
 hadolint docker/Dockerfile
 for script in scripts/*.sh docker/*.sh; do bash -n "$script"; done
+cargo fmt --check || { echo "run cargo fmt (rustfmt.toml holds the settings)" >&2; exit 1; }
 cargo test --locked "$@"

@@ -7,9 +7,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use drsn::data::{
-    decode_wav, load_dataset, read_idx_images, read_idx_labels, read_recording, resample,
-    shared_data_root, windows, DataError, Dataset, DatasetOptions, DatasetSource, Origin,
-    ReadOptions, Split, TestSelection,
+    decode_wav, load_dataset, read_idx_images, read_idx_labels, read_recording, resample, shared_data_root, windows,
+    DataError, Dataset, DatasetOptions, DatasetSource, Origin, ReadOptions, Split, TestSelection,
 };
 
 fn shared(sub: &str) -> PathBuf {
@@ -28,10 +27,7 @@ fn rms(x: &[f32]) -> f32 {
 
 /// Options of the paper on CWRU: 2048-sample windows at 12 kHz, training windows 256 apart.
 fn paper_options() -> DatasetOptions {
-    DatasetOptions {
-        sample_rate: Some(12_000),
-        ..DatasetOptions::default()
-    }
+    DatasetOptions { sample_rate: Some(12_000), ..DatasetOptions::default() }
 }
 
 /// The full CWRU manifest with the paper's options, loaded once for the tests that share it.
@@ -40,8 +36,7 @@ fn cwru_dataset() -> &'static (Dataset, Duration) {
     DATA.get_or_init(|| {
         let manifest = shared("cwru").join("manifest.csv");
         let start = Instant::now();
-        let data =
-            load_dataset(&DatasetSource::Manifest(manifest), &paper_options()).expect("CWRU loads");
+        let data = load_dataset(&DatasetSource::Manifest(manifest), &paper_options()).expect("CWRU loads");
         (data, start.elapsed())
     })
 }
@@ -72,11 +67,7 @@ fn a_cwru_fault_file_gives_its_drive_end_signal_in_g() {
     let x = &rec.channels[0];
     let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     // A bearing with a ball fault: a few tenths of a g RMS, peaks of a few g.
-    assert!(
-        (0.05..1.0).contains(&rms(x)) && (0.5..10.0).contains(&peak),
-        "rms {} peak {peak}",
-        rms(x)
-    );
+    assert!((0.05..1.0).contains(&rms(x)) && (0.5..10.0).contains(&peak), "rms {} peak {peak}", rms(x));
     let mean = x.iter().sum::<f32>() / x.len() as f32;
     assert!(mean.abs() < 0.1, "mean {mean}");
 }
@@ -86,19 +77,9 @@ fn the_48_khz_normal_baseline_reads_and_other_variables_can_be_picked() {
     let path = shared("cwru").join("normal_0_97.mat");
     let de = read_recording(&path, &ReadOptions::default()).unwrap();
     assert_eq!(de.channels[0].len(), 243_938);
-    assert!(
-        (0.02..0.5).contains(&rms(&de.channels[0])),
-        "rms {}",
-        rms(&de.channels[0])
-    );
-    let fe = read_recording(
-        &path,
-        &ReadOptions {
-            variable: Some("X097_FE_time".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    assert!((0.02..0.5).contains(&rms(&de.channels[0])), "rms {}", rms(&de.channels[0]));
+    let fe =
+        read_recording(&path, &ReadOptions { variable: Some("X097_FE_time".into()), ..Default::default() }).unwrap();
     assert_eq!(fe.channels[0].len(), 243_938);
     assert_ne!(fe.channels[0][..100], de.channels[0][..100]);
 }
@@ -106,23 +87,11 @@ fn the_48_khz_normal_baseline_reads_and_other_variables_can_be_picked() {
 #[test]
 fn a_missing_variable_names_the_file_and_lists_the_variables_present() {
     let path = shared("cwru").join("normal_0_97.mat");
-    let err = read_recording(
-        &path,
-        &ReadOptions {
-            variable: Some("*_BA_time".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("normal_0_97.mat") && err.contains("no variable matches `*_BA_time`"),
-        "{err}"
-    );
-    assert!(
-        err.contains("X097_DE_time (243938x1 double)") && err.contains("X097RPM (1x1 double)"),
-        "{err}"
-    );
+    let err = read_recording(&path, &ReadOptions { variable: Some("*_BA_time".into()), ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("normal_0_97.mat") && err.contains("no variable matches `*_BA_time`"), "{err}");
+    assert!(err.contains("X097_DE_time (243938x1 double)") && err.contains("X097RPM (1x1 double)"), "{err}");
 }
 
 fn write_wav(path: &Path, spec: hound::WavSpec, frames: &[Vec<f64>]) {
@@ -144,9 +113,7 @@ fn write_wav(path: &Path, spec: hound::WavSpec, frames: &[Vec<f64>]) {
 #[test]
 fn wav_of_every_depth_and_layout_reads_back_scaled_to_one() {
     let dir = tempfile::tempdir().unwrap();
-    let frames: Vec<Vec<f64>> = (0..100)
-        .map(|i| vec![(i as f64 / 50.0) - 1.0, 0.5 - i as f64 / 200.0])
-        .collect();
+    let frames: Vec<Vec<f64>> = (0..100).map(|i| vec![(i as f64 / 50.0) - 1.0, 0.5 - i as f64 / 200.0]).collect();
     let cases = [
         (8, hound::SampleFormat::Int, 1, 1.0 / 128.0),
         (16, hound::SampleFormat::Int, 1, 1.0 / 32768.0),
@@ -155,24 +122,12 @@ fn wav_of_every_depth_and_layout_reads_back_scaled_to_one() {
         (32, hound::SampleFormat::Float, 2, 1e-7),
     ];
     for (bits, format, channels, tolerance) in cases {
-        let spec = hound::WavSpec {
-            channels,
-            sample_rate: 12_000,
-            bits_per_sample: bits,
-            sample_format: format,
-        };
+        let spec = hound::WavSpec { channels, sample_rate: 12_000, bits_per_sample: bits, sample_format: format };
         let path = dir.path().join(format!("{bits}-{format:?}-{channels}.wav"));
-        let used: Vec<Vec<f64>> = frames
-            .iter()
-            .map(|f| f[..channels as usize].to_vec())
-            .collect();
+        let used: Vec<Vec<f64>> = frames.iter().map(|f| f[..channels as usize].to_vec()).collect();
         write_wav(&path, spec, &used);
         let rec = read_recording(&path, &ReadOptions::default()).unwrap();
-        assert_eq!(
-            (rec.sample_rate, rec.channels.len()),
-            (Some(12_000), channels as usize),
-            "{bits} bit"
-        );
+        assert_eq!((rec.sample_rate, rec.channels.len()), (Some(12_000), channels as usize), "{bits} bit");
         for (c, channel) in rec.channels.iter().enumerate() {
             assert_eq!(channel.len(), 100);
             for (i, v) in channel.iter().enumerate() {
@@ -187,14 +142,7 @@ fn wav_of_every_depth_and_layout_reads_back_scaled_to_one() {
         assert_eq!(decode_wav(&std::fs::read(&path).unwrap()).unwrap(), rec);
     }
     let stereo = dir.path().join("24-Int-2.wav");
-    let right = read_recording(
-        &stereo,
-        &ReadOptions {
-            channels: Some(vec![1]),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let right = read_recording(&stereo, &ReadOptions { channels: Some(vec![1]), ..Default::default() }).unwrap();
     assert_eq!(right.channels.len(), 1);
     assert!((right.channels[0][0] - 0.5).abs() < 1e-6);
 }
@@ -204,14 +152,7 @@ fn csv_with_a_header_reads_a_named_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.csv");
     std::fs::write(&path, "time,accel_g\n0.0,0.125\n0.1,-0.5\n0.2,0.75\n").unwrap();
-    let rec = read_recording(
-        &path,
-        &ReadOptions {
-            column: Some("accel_g".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let rec = read_recording(&path, &ReadOptions { column: Some("accel_g".into()), ..Default::default() }).unwrap();
     assert_eq!(rec.channels, vec![vec![0.125, -0.5, 0.75]]);
     let both = read_recording(&path, &ReadOptions::default()).unwrap();
     assert_eq!(both.channels.len(), 2);
@@ -221,20 +162,8 @@ fn csv_with_a_header_reads_a_named_column() {
 fn a_hand_written_npy_reads_as_float32_and_float64() {
     let dir = tempfile::tempdir().unwrap();
     for (descr, bytes) in [
-        (
-            "<f4",
-            [0.5f32, -1.0, 2.0]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        ),
-        (
-            "<f8",
-            [0.5f64, -1.0, 2.0]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        ),
+        ("<f4", [0.5f32, -1.0, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
+        ("<f8", [0.5f64, -1.0, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
     ] {
         let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (3,), }}");
         while (10 + header.len() + 1) % 64 != 0 {
@@ -247,12 +176,7 @@ fn a_hand_written_npy_reads_as_float32_and_float64() {
         file.extend(bytes);
         let path = dir.path().join(format!("x{}.npy", &descr[1..]));
         std::fs::write(&path, file).unwrap();
-        assert_eq!(
-            read_recording(&path, &ReadOptions::default())
-                .unwrap()
-                .channels,
-            vec![vec![0.5, -1.0, 2.0]]
-        );
+        assert_eq!(read_recording(&path, &ReadOptions::default()).unwrap().channels, vec![vec![0.5, -1.0, 2.0]]);
     }
 }
 
@@ -260,10 +184,7 @@ fn a_hand_written_npy_reads_as_float32_and_float64() {
 fn mnist_gz_files_hold_60000_and_10000_digits_and_the_first_is_a_five() {
     let dir = shared("mnist");
     let (pixels, n, rows, cols) = read_idx_images(&dir.join("train-images-idx3-ubyte.gz")).unwrap();
-    assert_eq!(
-        (n, rows, cols, pixels.len()),
-        (60_000, 28, 28, 60_000 * 784)
-    );
+    assert_eq!((n, rows, cols, pixels.len()), (60_000, 28, 28, 60_000 * 784));
     let labels = read_idx_labels(&dir.join("train-labels-idx1-ubyte.gz")).unwrap();
     assert_eq!((labels.len(), labels[0]), (60_000, 5));
     let (_, n, _, _) = read_idx_images(&dir.join("t10k-images-idx3-ubyte.gz")).unwrap();
@@ -280,17 +201,11 @@ fn frequency(x: &[f32], rate: u32) -> f64 {
 #[test]
 fn resampling_48k_to_12k_keeps_a_sines_frequency_and_kills_an_alias() {
     let tone = |f: f64| -> Vec<f32> {
-        (0..96_000)
-            .map(|i| (2.0 * std::f64::consts::PI * f * i as f64 / 48_000.0 + 0.3).sin() as f32)
-            .collect()
+        (0..96_000).map(|i| (2.0 * std::f64::consts::PI * f * i as f64 / 48_000.0 + 0.3).sin() as f32).collect()
     };
     let y = resample(&tone(1234.0), 48_000, 12_000);
     assert_eq!(y.len(), 24_000);
-    assert!(
-        (frequency(&y, 12_000) - 1234.0).abs() < 1.0,
-        "{} Hz",
-        frequency(&y, 12_000)
-    );
+    assert!((frequency(&y, 12_000) - 1234.0).abs() < 1.0, "{} Hz", frequency(&y, 12_000));
     assert!((rms(&y[1000..23_000]) - 0.5f32.sqrt()).abs() < 1e-3);
     // 6.5 kHz is above the new Nyquist (6 kHz): without filtering it would fold to 5.5 kHz.
     let alias = resample(&tone(6500.0), 48_000, 12_000);
@@ -302,10 +217,7 @@ fn resampling_48k_to_12k_keeps_a_sines_frequency_and_kills_an_alias() {
 #[test]
 fn the_cwru_manifest_loads_fast_with_ten_classes_in_every_part() {
     let (data, took) = cwru_dataset();
-    eprintln!(
-        "CWRU manifest, paper settings: {took:?}; counts {}",
-        data.description["counts"]
-    );
+    eprintln!("CWRU manifest, paper settings: {took:?}; counts {}", data.description["counts"]);
     assert!(*took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(data.classes.len(), 10);
     assert_eq!(data.sample_rate, Some(12_000));
@@ -324,44 +236,24 @@ fn the_cwru_manifest_loads_fast_with_ten_classes_in_every_part() {
         }
     }
     // 27 fault files of ~85k training samples with stride 256 give ~320 windows each.
-    assert!((8_000..10_000)
-        .contains(&(data.train.len() - data.train.labels.iter().filter(|&&l| l == 9).count())));
+    assert!((8_000..10_000).contains(&(data.train.len() - data.train.labels.iter().filter(|&&l| l == 9).count())));
     let conversions = data.description["rate_conversions"].as_array().unwrap();
     assert_eq!(conversions.len(), 1);
-    assert!(conversions[0]["file"]
-        .as_str()
-        .unwrap()
-        .ends_with("normal_0_97.mat"));
-    assert_eq!(
-        (
-            conversions[0]["from"].as_u64(),
-            conversions[0]["to"].as_u64()
-        ),
-        (Some(48_000), Some(12_000))
-    );
+    assert!(conversions[0]["file"].as_str().unwrap().ends_with("normal_0_97.mat"));
+    assert_eq!((conversions[0]["from"].as_u64(), conversions[0]["to"].as_u64()), (Some(48_000), Some(12_000)));
     assert_eq!(data.description["classes"].as_array().unwrap().len(), 10);
-    assert_eq!(
-        data.description["counts"]["test"]["normal"],
-        data.test.labels.iter().filter(|&&l| l == 9).count()
-    );
+    assert_eq!(data.description["counts"]["test"]["normal"], data.test.labels.iter().filter(|&&l| l == 9).count());
 }
 
 #[test]
 fn no_test_or_validation_window_shares_signal_with_a_training_window() {
     let (data, _) = cwru_dataset();
     let p = &data.provenance;
-    assert!(
-        overlapping(&p.test, &p.train).is_empty(),
-        "{:?}",
-        &overlapping(&p.test, &p.train)[..1]
-    );
+    assert!(overlapping(&p.test, &p.train).is_empty(), "{:?}", &overlapping(&p.test, &p.train)[..1]);
     assert!(overlapping(&p.validation, &p.train).is_empty());
     assert!(overlapping(&p.validation, &p.test).is_empty());
     // Every source feeds all three parts, from different stretches.
-    assert!(p
-        .test
-        .iter()
-        .any(|t| p.train.iter().any(|r| r.source == t.source)));
+    assert!(p.test.iter().any(|t| p.train.iter().any(|r| r.source == t.source)));
     // Training windows overlap each other (stride 256); evaluation windows do not.
     assert!(p.train[0].overlaps(&p.train[1]) && p.train[1].start - p.train[0].start == 256);
     for (i, a) in p.test.iter().enumerate() {
@@ -375,15 +267,9 @@ fn a_window_holds_the_samples_its_origin_names() {
     let i = data.test.len() / 2;
     let origin = data.provenance.test[i];
     let file = &data.provenance.sources[origin.source];
-    assert!(
-        file.contains("12k_Drive_End"),
-        "pick a 12 kHz file; got {file}"
-    );
+    assert!(file.contains("12k_Drive_End"), "pick a 12 kHz file; got {file}");
     let rec = read_recording(Path::new(file), &ReadOptions::default()).unwrap();
-    assert_eq!(
-        data.test.sample(i),
-        &rec.channels[0][origin.start..origin.start + origin.len]
-    );
+    assert_eq!(data.test.sample(i), &rec.channels[0][origin.start..origin.start + origin.len]);
 }
 
 #[test]
@@ -391,33 +277,20 @@ fn a_load_never_seen_in_training_can_be_the_test_set() {
     let manifest = shared("cwru").join("manifest.csv");
     let options = DatasetOptions {
         filter: vec![("load_hp".into(), vec!["0".into(), "1".into()])],
-        test: Some(TestSelection {
-            source: None,
-            filter: vec![("load_hp".into(), vec!["2".into()])],
-        }),
+        test: Some(TestSelection { source: None, filter: vec![("load_hp".into(), vec!["2".into()])] }),
         max_per_class: Some(50),
         ..paper_options()
     };
     let data = load_dataset(&DatasetSource::Manifest(manifest), &options).unwrap();
     assert_eq!(data.classes.len(), 10);
     let p = &data.provenance;
-    let sources_of = |o: &[Origin]| {
-        o.iter()
-            .map(|o| p.sources[o.source].clone())
-            .collect::<std::collections::BTreeSet<_>>()
-    };
-    assert!(
-        sources_of(&p.test).iter().all(|f| f.contains("_2_")),
-        "{:?}",
-        sources_of(&p.test)
-    );
+    let sources_of =
+        |o: &[Origin]| o.iter().map(|o| p.sources[o.source].clone()).collect::<std::collections::BTreeSet<_>>();
+    assert!(sources_of(&p.test).iter().all(|f| f.contains("_2_")), "{:?}", sources_of(&p.test));
     assert!(sources_of(&p.train).iter().all(|f| !f.contains("_2_")));
     assert!(sources_of(&p.train).is_disjoint(&sources_of(&p.test)));
     // The normal baseline exists only at load 0: reported, not an error.
-    assert_eq!(
-        data.description["classes_without_test_data"],
-        serde_json::json!(["normal"])
-    );
+    assert_eq!(data.description["classes_without_test_data"], serde_json::json!(["normal"]));
     assert_eq!(data.description["split"]["fractions"]["test"], 0.0);
     assert!(data.train.len() <= 500 && data.test.len() <= 450 && data.test.len() >= 9 * 40);
 }
@@ -430,9 +303,7 @@ fn class_folders(root: &Path, files: &[(&str, &str, &str)]) {
 }
 
 fn numbers(n: usize) -> String {
-    (0..n)
-        .map(|i| format!("{}\n", (i as f32 * 0.1).sin()))
-        .collect()
+    (0..n).map(|i| format!("{}\n", (i as f32 * 0.1).sin())).collect()
 }
 
 fn load_err(root: &Path, options: &DatasetOptions) -> String {
@@ -444,82 +315,35 @@ fn load_err(root: &Path, options: &DatasetOptions) -> String {
 
 #[test]
 fn class_folders_of_csv_load_and_bad_data_is_named() {
-    let options = DatasetOptions {
-        window: 64,
-        train_stride: 16,
-        ..DatasetOptions::default()
-    };
+    let options = DatasetOptions { window: 64, train_stride: 16, ..DatasetOptions::default() };
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good");
-    class_folders(
-        &good,
-        &[
-            ("a", "1.csv", &numbers(1000)),
-            ("b", "1.csv", &numbers(800)),
-            ("b", "notes.txt", "x"),
-        ],
-    );
+    class_folders(&good, &[("a", "1.csv", &numbers(1000)), ("b", "1.csv", &numbers(800)), ("b", "notes.txt", "x")]);
     let data = load_dataset(&DatasetSource::detect(&good).unwrap(), &options).unwrap();
     assert_eq!(data.classes, vec!["a", "b"]);
     assert_eq!(data.train.sample_shape, vec![1, 64]);
     assert!(overlapping(&data.provenance.test, &data.provenance.train).is_empty());
 
     let nan = dir.path().join("nan");
-    class_folders(
-        &nan,
-        &[
-            ("a", "1.csv", &numbers(1000)),
-            ("b", "bad.csv", &format!("{}NaN\n", numbers(500))),
-        ],
-    );
+    class_folders(&nan, &[("a", "1.csv", &numbers(1000)), ("b", "bad.csv", &format!("{}NaN\n", numbers(500)))]);
     let err = load_err(&nan, &options);
-    assert!(
-        err.contains("bad.csv") && err.contains("NaN at sample 500"),
-        "{err}"
-    );
+    assert!(err.contains("bad.csv") && err.contains("NaN at sample 500"), "{err}");
 
     let short = dir.path().join("short");
-    class_folders(
-        &short,
-        &[
-            ("a", "1.csv", &numbers(1000)),
-            ("b", "tiny.csv", &numbers(50)),
-        ],
-    );
+    class_folders(&short, &[("a", "1.csv", &numbers(1000)), ("b", "tiny.csv", &numbers(50))]);
     let err = load_err(&short, &options);
-    assert!(
-        err.contains("tiny.csv") && err.contains("50 samples") && err.contains("window of 64"),
-        "{err}"
-    );
+    assert!(err.contains("tiny.csv") && err.contains("50 samples") && err.contains("window of 64"), "{err}");
 
     let empty = dir.path().join("empty");
-    class_folders(
-        &empty,
-        &[
-            ("a", "1.csv", &numbers(1000)),
-            ("b", "readme.md", "nothing"),
-        ],
-    );
+    class_folders(&empty, &[("a", "1.csv", &numbers(1000)), ("b", "readme.md", "nothing")]);
     let err = load_err(&empty, &options);
-    assert!(
-        err.contains("class `b` has no data") && err.contains("empty/b"),
-        "{err}"
-    );
+    assert!(err.contains("class `b` has no data") && err.contains("empty/b"), "{err}");
 
     // Long enough for a window, too short to give the test part one as well.
     let thin = dir.path().join("thin");
-    class_folders(
-        &thin,
-        &[
-            ("a", "1.csv", &numbers(1000)),
-            ("b", "2.csv", &numbers(100)),
-        ],
-    );
+    class_folders(&thin, &[("a", "1.csv", &numbers(1000)), ("b", "2.csv", &numbers(100))]);
     let err = load_err(&thin, &options);
-    assert!(
-        err.contains("class `b` has no data in the") && err.contains("2.csv"),
-        "{err}"
-    );
+    assert!(err.contains("class `b` has no data in the") && err.contains("2.csv"), "{err}");
 }
 
 #[test]
@@ -529,90 +353,38 @@ fn a_manifest_with_a_wrong_variable_or_unknown_test_label_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("m.csv");
     let file = cwru.join("12k_Drive_End_B007_0_118.mat");
-    std::fs::write(
-        &manifest,
-        format!(
-            "file,label,variable\n{},B007,X999_DE_time\n",
-            file.display()
-        ),
-    )
-    .unwrap();
-    let err = load_dataset(
-        &DatasetSource::Manifest(manifest.clone()),
-        &DatasetOptions::default(),
-    )
-    .unwrap_err();
+    std::fs::write(&manifest, format!("file,label,variable\n{},B007,X999_DE_time\n", file.display())).unwrap();
+    let err = load_dataset(&DatasetSource::Manifest(manifest.clone()), &DatasetOptions::default()).unwrap_err();
     assert!(matches!(err, DataError::Variable { .. }), "{err}");
     let err = err.to_string();
-    assert!(
-        err.contains("B007_0_118.mat")
-            && err.contains("X999_DE_time")
-            && err.contains("X118_DE_time"),
-        "{err}"
-    );
+    assert!(err.contains("B007_0_118.mat") && err.contains("X999_DE_time") && err.contains("X118_DE_time"), "{err}");
 
     let other = dir.path().join("t.csv");
     let ir = cwru.join("12k_Drive_End_IR007_0_105.mat");
     std::fs::write(&manifest, format!("file,label\n{},B007\n", file.display())).unwrap();
     std::fs::write(&other, format!("file,label\n{},IR007\n", ir.display())).unwrap();
     let options = DatasetOptions {
-        test: Some(TestSelection {
-            source: Some(DatasetSource::Manifest(other)),
-            filter: vec![],
-        }),
+        test: Some(TestSelection { source: Some(DatasetSource::Manifest(other)), filter: vec![] }),
         ..DatasetOptions::default()
     };
-    let err = load_dataset(&DatasetSource::Manifest(manifest), &options)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("IR007_0_105.mat")
-            && err.contains("unknown label `IR007`")
-            && err.contains("B007"),
-        "{err}"
-    );
+    let err = load_dataset(&DatasetSource::Manifest(manifest), &options).unwrap_err().to_string();
+    assert!(err.contains("IR007_0_105.mat") && err.contains("unknown label `IR007`") && err.contains("B007"), "{err}");
 
-    let options = DatasetOptions {
-        filter: vec![("load".into(), vec!["0".into()])],
-        ..DatasetOptions::default()
-    };
-    let err = load_dataset(
-        &DatasetSource::Manifest(cwru.join("manifest.csv")),
-        &options,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("manifest.csv: no column `load`") && err.contains("load_hp"),
-        "{err}"
-    );
+    let options = DatasetOptions { filter: vec![("load".into(), vec!["0".into()])], ..DatasetOptions::default() };
+    let err = load_dataset(&DatasetSource::Manifest(cwru.join("manifest.csv")), &options).unwrap_err().to_string();
+    assert!(err.contains("manifest.csv: no column `load`") && err.contains("load_hp"), "{err}");
 }
 
 #[test]
 fn mnist_uses_the_official_test_set_and_carves_validation_from_train() {
-    let options = DatasetOptions {
-        max_per_class: Some(30),
-        validation_fraction: 0.1,
-        seed: 7,
-        ..DatasetOptions::default()
-    };
+    let options =
+        DatasetOptions { max_per_class: Some(30), validation_fraction: 0.1, seed: 7, ..DatasetOptions::default() };
     let data = load_dataset(&DatasetSource::detect(&shared("mnist")).unwrap(), &options).unwrap();
-    assert_eq!(
-        data.classes,
-        (0..10).map(|d| d.to_string()).collect::<Vec<_>>()
-    );
+    assert_eq!(data.classes, (0..10).map(|d| d.to_string()).collect::<Vec<_>>());
     assert_eq!(data.train.sample_shape, vec![1, 28, 28]);
-    assert_eq!(
-        (data.train.len(), data.validation.len(), data.test.len()),
-        (300, 300, 300)
-    );
+    assert_eq!((data.train.len(), data.validation.len(), data.test.len()), (300, 300, 300));
     assert!(data.provenance.test.iter().all(|o| o.source == 1));
-    assert!(data
-        .provenance
-        .train
-        .iter()
-        .chain(&data.provenance.validation)
-        .all(|o| o.source == 0));
+    assert!(data.provenance.train.iter().chain(&data.provenance.validation).all(|o| o.source == 0));
     assert!(overlapping(&data.provenance.train, &data.provenance.validation).is_empty());
     assert!(data.train.values.iter().all(|v| (0.0..=1.0).contains(v)));
     let mean = data.train.values.iter().sum::<f32>() / data.train.values.len() as f32;
@@ -632,32 +404,20 @@ fn image_folders_split_per_class_and_reject_mixed_sizes() {
     for (class, value) in [("dark", 10u8), ("light", 240)] {
         std::fs::create_dir_all(dir.path().join(class)).unwrap();
         for i in 0..10 {
-            std::fs::write(
-                dir.path().join(class).join(format!("{i}.png")),
-                png(5, 4, value),
-            )
-            .unwrap();
+            std::fs::write(dir.path().join(class).join(format!("{i}.png")), png(5, 4, value)).unwrap();
         }
     }
     let source = DatasetSource::detect(dir.path()).unwrap();
     assert!(matches!(source, DatasetSource::ImageFolders(_)));
     let data = load_dataset(&source, &DatasetOptions::default()).unwrap();
     assert_eq!(data.train.sample_shape, vec![1, 4, 5]);
-    assert_eq!(
-        (data.train.len(), data.validation.len(), data.test.len()),
-        (12, 4, 4)
-    );
+    assert_eq!((data.train.len(), data.validation.len(), data.test.len()), (12, 4, 4));
     let first_light = data.train.labels.iter().position(|&l| l == 1).unwrap();
     assert!((data.train.sample(first_light)[0] - 240.0 / 255.0).abs() < 1e-6);
 
     std::fs::write(dir.path().join("light").join("odd.png"), png(6, 4, 0)).unwrap();
-    let err = load_dataset(&source, &DatasetOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("odd.png") && err.contains("4x6") && err.contains("share one size"),
-        "{err}"
-    );
+    let err = load_dataset(&source, &DatasetOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("odd.png") && err.contains("4x6") && err.contains("share one size"), "{err}");
 }
 
 #[test]
@@ -687,7 +447,11 @@ fn speed_augmentation_adds_training_windows_at_the_new_speed_and_leaves_evaluati
 
     assert_eq!((data.validation.len(), data.test.len()), (base.validation.len(), base.test.len()));
     let expected = base.train.len() as f64 * (1.0 + 1.0 / 0.97 + 1.0 / 1.03);
-    assert!((data.train.len() as f64 - expected).abs() <= 6.0, "{} training windows, expected about {expected}", data.train.len());
+    assert!(
+        (data.train.len() as f64 - expected).abs() <= 6.0,
+        "{} training windows, expected about {expected}",
+        data.train.len()
+    );
     assert_eq!(data.description["speed_factors"], serde_json::json!([0.97, 1.03]));
 
     // A window played at speed f spans f x 2048 samples of the recording and shows each tone
@@ -698,7 +462,10 @@ fn speed_augmentation_adds_training_windows_at_the_new_speed_and_leaves_evaluati
         let hz = if data.classes[data.train.labels[i] as usize] == "slow" { 300.0 } else { 500.0 };
         let factor = o.len as f64 / 2048.0;
         let measured = frequency(data.train.sample(i), 12_000);
-        assert!((measured - hz * factor).abs() < 9.0, "window {i}: {measured} Hz from a {hz} Hz tone at speed {factor}");
+        assert!(
+            (measured - hz * factor).abs() < 9.0,
+            "window {i}: {measured} Hz from a {hz} Hz tone at speed {factor}"
+        );
         if o.len < 2048 {
             seen[0] += 1;
         } else if o.len > 2048 {

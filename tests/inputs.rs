@@ -46,7 +46,8 @@ fn recording() -> Vec<f32> {
 
 /// The same windows as JSON, cut by hand.
 async fn json_answers(app: &TestApp, rec: &[f32], stride: usize) -> Vec<Vec<(String, f64)>> {
-    let windows: Vec<&[f32]> = (0..).map(|i| i * stride).take_while(|s| s + 2048 <= rec.len()).map(|s| &rec[s..s + 2048]).collect();
+    let windows: Vec<&[f32]> =
+        (0..).map(|i| i * stride).take_while(|s| s + 2048 <= rec.len()).map(|s| &rec[s..s + 2048]).collect();
     let body = ok(app.diagnose(&json!({"model": BEARING, "signals": windows, "diagnostics": "none"})).await).await;
     all_probabilities(&body)
 }
@@ -60,15 +61,25 @@ async fn a_wav_body_is_cut_into_windows_with_a_verdict_for_the_recording() {
     for content_type in ["audio/wav", "audio/x-wav", "audio/wave"] {
         let body = ok(post(&app, &format!("?model={BEARING}&diagnostics=none"), content_type, wav.clone()).await).await;
         assert_close(&all_probabilities(&body), &expected, 1e-5);
-        let starts: Vec<u64> = body["windows"].as_array().unwrap().iter().map(|w| w["start"].as_u64().unwrap()).collect();
+        let starts: Vec<u64> =
+            body["windows"].as_array().unwrap().iter().map(|w| w["start"].as_u64().unwrap()).collect();
         assert_eq!(starts, vec![0, 2048, 4096, 6144, 8192]);
         let verdict = &body["recording"];
-        assert_eq!((verdict["windows"].clone(), verdict["stride"].clone(), verdict["samples"].clone()), (json!(5), json!(2048), json!(rec.len())));
+        assert_eq!(
+            (verdict["windows"].clone(), verdict["stride"].clone(), verdict["samples"].clone()),
+            (json!(5), json!(2048), json!(rec.len()))
+        );
         assert!(verdict.get("resampled_from").is_none());
-        let mean: Vec<(String, f64)> = verdict["probabilities"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap())).collect();
+        let mean: Vec<(String, f64)> = verdict["probabilities"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect();
         assert!((mean.iter().map(|p| p.1).sum::<f64>() - 1.0).abs() < 1e-4);
         for (class, p) in &mean {
-            let by_hand: f64 = expected.iter().map(|w| w.iter().find(|(c, _)| c == class).unwrap().1).sum::<f64>() / 5.0;
+            let by_hand: f64 =
+                expected.iter().map(|w| w.iter().find(|(c, _)| c == class).unwrap().1).sum::<f64>() / 5.0;
             assert!((p - by_hand).abs() < 1e-5, "{class}");
         }
         let shares: f64 = verdict["shares"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
@@ -93,13 +104,20 @@ async fn a_recording_at_another_rate_is_resampled_to_the_models() {
     assert_eq!(verdict["samples"], 12_000);
     assert_eq!(verdict["windows"], 12_000 / 2048);
     // Raw samples say their rate in the query; same recording, same answers.
-    let raw = ok(post(&app, &format!("?model={BEARING}&sample_rate=48000"), "application/octet-stream", f32_le(&rec)).await).await;
+    let raw =
+        ok(post(&app, &format!("?model={BEARING}&sample_rate=48000"), "application/octet-stream", f32_le(&rec)).await)
+            .await;
     assert_close(&all_probabilities(&raw), &all_probabilities(&body), 1e-6);
     // JSON windows at 24 kHz: 4096 samples each become the model's 2048.
     let at_24k = signal(4096, 5);
     let body = ok(app.diagnose(&json!({"model": BEARING, "signal": at_24k, "sample_rate": 24_000})).await).await;
     assert_eq!(body["windows"].as_array().unwrap().len(), 1);
-    let message = expect_error(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 5), "sample_rate": 24_000})).await, 422, "validation").await;
+    let message = expect_error(
+        app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 5), "sample_rate": 24_000})).await,
+        422,
+        "validation",
+    )
+    .await;
     assert!(message.contains("becomes 1024 samples") && message.contains("send 4096 samples"), "{message}");
 }
 
@@ -113,8 +131,14 @@ async fn raw_f32_bodies_are_recordings_for_signal_models_and_images_for_image_mo
     // Two channels interleaved for the two-channel model.
     let (a, b) = (signal(600, 1), signal(600, 2));
     let interleaved: Vec<f32> = a.iter().zip(&b).flat_map(|(x, y)| [*x, *y]).collect();
-    let raw = ok(post(&app, &format!("?model={TWO_CHANNEL}&stride=256"), "application/octet-stream", f32_le(&interleaved)).await).await;
-    let by_json = ok(app.diagnose(&json!({"model": TWO_CHANNEL, "signals": [[&a[..256], &b[..256]], [&a[256..512], &b[256..512]]]})).await).await;
+    let raw =
+        ok(post(&app, &format!("?model={TWO_CHANNEL}&stride=256"), "application/octet-stream", f32_le(&interleaved))
+            .await)
+        .await;
+    let by_json = ok(app
+        .diagnose(&json!({"model": TWO_CHANNEL, "signals": [[&a[..256], &b[..256]], [&a[256..512], &b[256..512]]]}))
+        .await)
+    .await;
     assert_close(&all_probabilities(&raw), &all_probabilities(&by_json), 1e-6);
     // Images back to back for the image model.
     let images: Vec<f32> = (0..2 * 784).map(|i| (i % 255) as f32 / 255.0).collect();
@@ -128,8 +152,10 @@ async fn raw_f32_bodies_are_recordings_for_signal_models_and_images_for_image_mo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn png_and_jpeg_images_are_read_as_pixels_over_255_in_the_order_sent() {
     let app = spawn_app().await;
-    let digits: Vec<Vec<u8>> = (0..3u32).map(|k| (0..784u32).map(|i| ((i * (k + 3) + k * 50) % 256) as u8).collect()).collect();
-    let as_json = |px: &[u8]| -> Vec<Vec<f32>> { px.chunks(28).map(|r| r.iter().map(|&v| v as f32 / 255.0).collect()).collect() };
+    let digits: Vec<Vec<u8>> =
+        (0..3u32).map(|k| (0..784u32).map(|i| ((i * (k + 3) + k * 50) % 256) as u8).collect()).collect();
+    let as_json =
+        |px: &[u8]| -> Vec<Vec<f32>> { px.chunks(28).map(|r| r.iter().map(|&v| v as f32 / 255.0).collect()).collect() };
     let expected = ok(app.diagnose(&json!({"model": DIGITS, "signals": digits.iter().map(|d| as_json(d)).collect::<Vec<_>>(), "diagnostics": "none"})).await).await;
     let expected = all_probabilities(&expected);
     let png = encode_image(&digits[0], 28, 28, ImageFormat::Png);
@@ -138,7 +164,10 @@ async fn png_and_jpeg_images_are_read_as_pixels_over_255_in_the_order_sent() {
     // Multipart: several images, answered in the order of the parts.
     let mut form = Form::new().text("model", DIGITS);
     for (k, d) in digits.iter().enumerate() {
-        let part = Part::bytes(encode_image(d, 28, 28, ImageFormat::Png)).file_name(format!("digit{k}.png")).mime_str("image/png").unwrap();
+        let part = Part::bytes(encode_image(d, 28, 28, ImageFormat::Png))
+            .file_name(format!("digit{k}.png"))
+            .mime_str("image/png")
+            .unwrap();
         form = form.part(format!("file{k}"), part);
     }
     let body = ok(app.client.post(app.url("/diagnose?diagnostics=none")).multipart(form).send().await.unwrap()).await;
@@ -147,7 +176,8 @@ async fn png_and_jpeg_images_are_read_as_pixels_over_255_in_the_order_sent() {
     let flat = vec![128u8; 784];
     let jpeg = encode_image(&flat, 28, 28, ImageFormat::Jpeg);
     let by_jpeg = ok(post(&app, &format!("?model={DIGITS}&diagnostics=none"), "image/jpeg", jpeg).await).await;
-    let by_json = ok(app.diagnose(&json!({"model": DIGITS, "signal": as_json(&flat), "diagnostics": "none"})).await).await;
+    let by_json =
+        ok(app.diagnose(&json!({"model": DIGITS, "signal": as_json(&flat), "diagnostics": "none"})).await).await;
     assert_close(&all_probabilities(&by_jpeg), &all_probabilities(&by_json), 1e-3);
 }
 
@@ -157,11 +187,21 @@ async fn a_multipart_wav_upload_names_its_model_in_the_query_or_the_form() {
     let rec = recording();
     let expected = json_answers(&app, &rec, 2048).await;
     // A client that labels the file application/octet-stream: the WAV signature decides.
-    let part = || Part::bytes(wav_f32(&[rec.clone()], 12_000)).file_name("pump.wav").mime_str("application/octet-stream").unwrap();
-    let by_query = ok(app.client.post(app.url(&format!("/diagnose?model={BEARING}&diagnostics=none"))).multipart(Form::new().part("file", part())).send().await.unwrap()).await;
+    let part = || {
+        Part::bytes(wav_f32(&[rec.clone()], 12_000)).file_name("pump.wav").mime_str("application/octet-stream").unwrap()
+    };
+    let by_query = ok(app
+        .client
+        .post(app.url(&format!("/diagnose?model={BEARING}&diagnostics=none")))
+        .multipart(Form::new().part("file", part()))
+        .send()
+        .await
+        .unwrap())
+    .await;
     assert_close(&all_probabilities(&by_query), &expected, 1e-5);
     let form = Form::new().text("model", BEARING).part("file", part());
-    let by_form = ok(app.client.post(app.url("/diagnose?diagnostics=none")).multipart(form).send().await.unwrap()).await;
+    let by_form =
+        ok(app.client.post(app.url("/diagnose?diagnostics=none")).multipart(form).send().await.unwrap()).await;
     assert_close(&all_probabilities(&by_form), &expected, 1e-5);
     assert_eq!(by_form["recording"]["windows"], 5);
 }
@@ -171,12 +211,19 @@ async fn a_channel_of_a_stereo_recording_can_be_chosen_for_a_mono_model() {
     let app = spawn_app().await;
     let (left, right) = (signal(4096, 8), signal(4096, 9));
     let stereo = wav_f32(&[left.clone(), right.clone()], 12_000);
-    let message = expect_error(post(&app, &format!("?model={BEARING}"), "audio/wav", stereo.clone()).await, 422, "validation").await;
+    let message =
+        expect_error(post(&app, &format!("?model={BEARING}"), "audio/wav", stereo.clone()).await, 422, "validation")
+            .await;
     assert!(message.contains("2 channel(s)") && message.contains("?channel=N"), "{message}");
     let picked = ok(post(&app, &format!("?model={BEARING}&channel=1"), "audio/wav", stereo.clone()).await).await;
     let mono = ok(post(&app, &format!("?model={BEARING}"), "audio/wav", wav_f32(&[right], 12_000)).await).await;
     assert_close(&all_probabilities(&picked), &all_probabilities(&mono), 1e-6);
-    let message = expect_error(post(&app, &format!("?model={BEARING}&channel=2"), "audio/wav", stereo.clone()).await, 422, "validation").await;
+    let message = expect_error(
+        post(&app, &format!("?model={BEARING}&channel=2"), "audio/wav", stereo.clone()).await,
+        422,
+        "validation",
+    )
+    .await;
     assert!(message.contains("numbered from 0"), "{message}");
     // The two-channel model takes both.
     let stereo_256 = wav_f32(&[left[..512].to_vec(), signal(512, 3)], 12_000);
@@ -193,7 +240,12 @@ async fn undecodable_short_and_ill_fitting_uploads_are_refused_with_422() {
     with_nan[3000] = f32::NAN;
     let cases: Vec<(String, &str, Vec<u8>, &str)> = vec![
         (q.clone(), "audio/wav", b"RIFF....not a wav".to_vec(), "cannot decode the WAV body"),
-        (q.clone(), "audio/wav", wav_f32(&[signal(1000, 1)], 12_000), "1000 samples per channel at 12000 Hz, fewer than one window of 2048"),
+        (
+            q.clone(),
+            "audio/wav",
+            wav_f32(&[signal(1000, 1)], 12_000),
+            "1000 samples per channel at 12000 Hz, fewer than one window of 2048",
+        ),
         (q.clone(), "audio/wav", wav_f32(&[with_nan.clone()], 12_000), "NaN"),
         (q.clone(), "application/octet-stream", vec![0, 0, 128, 63, 0], "not a whole number of 4-byte"),
         (q.clone(), "application/octet-stream", f32_le(&with_nan), "NaN"),
@@ -211,14 +263,26 @@ async fn undecodable_short_and_ill_fitting_uploads_are_refused_with_422() {
         let message = expect_error(post(&app, &query, content_type, body).await, 422, "validation").await;
         assert!(message.contains(needle), "{query} {content_type}: {message}");
     }
-    let message = expect_error(post(&app, "?model=pump", "audio/wav", wav_f32(&[signal(4096, 1)], 12_000)).await, 404, "unknown_model").await;
+    let message = expect_error(
+        post(&app, "?model=pump", "audio/wav", wav_f32(&[signal(4096, 1)], 12_000)).await,
+        404,
+        "unknown_model",
+    )
+    .await;
     assert!(message.contains("pump"));
     // A multipart form without a file, and with a part of an unknown type.
     let form = Form::new().text("model", BEARING);
-    let message = expect_error(app.client.post(app.url("/diagnose")).multipart(form).send().await.unwrap(), 422, "validation").await;
+    let message =
+        expect_error(app.client.post(app.url("/diagnose")).multipart(form).send().await.unwrap(), 422, "validation")
+            .await;
     assert!(message.contains("no file"), "{message}");
     let form = Form::new().part("file", Part::bytes(b"a,b".to_vec()).file_name("x.csv").mime_str("text/csv").unwrap());
-    let message = expect_error(app.client.post(app.url(&format!("/diagnose{q}"))).multipart(form).send().await.unwrap(), 415, "unsupported_media_type").await;
+    let message = expect_error(
+        app.client.post(app.url(&format!("/diagnose{q}"))).multipart(form).send().await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
     assert!(message.contains("text/csv"), "{message}");
 }
 
@@ -227,11 +291,17 @@ async fn a_recording_cut_into_more_windows_than_the_queue_holds_answers_413() {
     let app = spawn_app().await;
     // 4096 windows fit the default queue; stride 2 over 20 000 samples makes 8977.
     let wav = wav_f32(&[signal(20_000, 1)], 12_000);
-    let message = expect_error(post(&app, &format!("?model={BEARING}&stride=2"), "audio/wav", wav).await, 413, "payload_too_large").await;
+    let message = expect_error(
+        post(&app, &format!("?model={BEARING}&stride=2"), "audio/wav", wav).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
     assert!(message.contains("8977 windows"), "{message}");
     // A multipart body over the body limit.
     let small = spawn_app_with(engine_config(), drsn::http::HttpConfig { body_limit: 20_000 }).await;
     let form = Form::new().part("file", Part::bytes(wav_f32(&[signal(12_000, 1)], 12_000)).file_name("a.wav"));
-    let response = small.client.post(small.url(&format!("/diagnose?model={BEARING}"))).multipart(form).send().await.unwrap();
+    let response =
+        small.client.post(small.url(&format!("/diagnose?model={BEARING}"))).multipart(form).send().await.unwrap();
     expect_error(response, 413, "payload_too_large").await;
 }

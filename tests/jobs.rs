@@ -199,15 +199,24 @@ async fn a_job_on_real_cwru_data_records_every_epoch_and_its_version_serves_diag
     let events = tokio::time::timeout(Duration::from_secs(10), events).await.expect("stream ended").unwrap();
     let epochs: Vec<i64> =
         events.iter().filter(|(n, _)| n == "epoch").map(|(_, d)| d["epoch"].as_i64().unwrap()).collect();
-    assert!(!epochs.is_empty() && epochs.windows(2).all(|w| w[1] == w[0] + 1) && *epochs.last().unwrap() == 3, "{epochs:?}");
+    assert!(
+        !epochs.is_empty() && epochs.windows(2).all(|w| w[1] == w[0] + 1) && *epochs.last().unwrap() == 3,
+        "{epochs:?}"
+    );
     let (last_name, last) = events.last().unwrap();
-    assert_eq!((last_name.as_str(), last["status"].as_str(), last["model_version"].as_i64()), ("status", Some("succeeded"), Some(2)));
+    assert_eq!(
+        (last_name.as_str(), last["status"].as_str(), last["model_version"].as_i64()),
+        ("status", Some("succeeded"), Some(2))
+    );
 
     // The new version is in service and recorded with its job.
     let versions = app.get(&format!("/models/{BEARING}/versions")).await;
     assert_eq!(versions["active"], 2);
     let v2 = &versions["versions"].as_array().unwrap()[1];
-    assert_eq!((v2["version"].as_i64(), v2["active"].as_bool(), v2["job_id"].as_str()), (Some(2), Some(true), Some(id.as_str())));
+    assert_eq!(
+        (v2["version"].as_i64(), v2["active"].as_bool(), v2["job_id"].as_str()),
+        (Some(2), Some(true), Some(id.as_str()))
+    );
     assert_eq!(v2["origin"], "data_dir");
     assert_eq!(v2["metrics"]["test_accuracy"].as_f64(), Some(test_accuracy));
     let card = app.get(&format!("/models/{BEARING}")).await;
@@ -216,7 +225,8 @@ async fn a_job_on_real_cwru_data_records_every_epoch_and_its_version_serves_diag
     assert_eq!(card["sample_rate"], 12000);
 
     let (_, window) = cwru_window("12k_Drive_End_IR007_0_105.mat", "X105_DE_time", "IR007");
-    let response = app.client.post(app.url("/diagnose")).json(&json!({"model": BEARING, "signal": window})).send().await.unwrap();
+    let response =
+        app.client.post(app.url("/diagnose")).json(&json!({"model": BEARING, "signal": window})).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["model"]["version"], 2, "the next /diagnose uses the new version");
@@ -229,7 +239,16 @@ async fn a_job_on_real_cwru_data_records_every_epoch_and_its_version_serves_diag
     // Roll back and forward without a restart.
     let back = app.post(&format!("/models/{BEARING}/activate")).json(&json!({"version": 1})).send().await.unwrap();
     assert_eq!(back.status().as_u16(), 200);
-    let body: Value = app.client.post(app.url("/diagnose")).json(&json!({"model": BEARING, "signal": signal(2048, 3)})).send().await.unwrap().json().await.unwrap();
+    let body: Value = app
+        .client
+        .post(app.url("/diagnose"))
+        .json(&json!({"model": BEARING, "signal": signal(2048, 3)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["model"]["version"], 1);
     let store = app.jobs.runner.store();
     assert_eq!(store.active_version(BEARING).await.unwrap().unwrap().version, 1);
@@ -248,9 +267,15 @@ fn cwru_wavs() -> Vec<(String, String, Vec<u8>)> {
         .iter()
         .map(|(label, file, variable)| {
             let path = shared_root().join("cwru").join(file);
-            let recording = read_recording(&path, &ReadOptions { variable: Some(variable.to_string()), ..Default::default() })
-                .unwrap_or_else(|e| panic!("{e}"));
-            let spec = hound::WavSpec { channels: 1, sample_rate: 12_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+            let recording =
+                read_recording(&path, &ReadOptions { variable: Some(variable.to_string()), ..Default::default() })
+                    .unwrap_or_else(|e| panic!("{e}"));
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 12_000,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
             let mut out = std::io::Cursor::new(Vec::new());
             let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
             for &s in &recording.channels[0][..40_000] {
@@ -329,7 +354,13 @@ async fn datasets_uploaded_as_wav_files_and_as_one_archive_are_listed_and_train(
         assert_eq!(card["classes"], json!(["B007", "IR007", "OR007"]));
     }
     let (_, window) = cwru_window("12k_Drive_End_B007_0_118.mat", "X118_DE_time", "B007");
-    let response = app.client.post(app.url("/diagnose")).json(&json!({"model": "from-zip", "signal": window})).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/diagnose"))
+        .json(&json!({"model": "from-zip", "signal": window}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 
     // `never` keeps the version in service; `if_better`, fine-tuning the active weights,
@@ -369,7 +400,8 @@ async fn a_corrupt_upload_is_refused_on_arrival_and_a_refused_archive_stores_not
         .unwrap();
     let message = expect_error(response, 422, "validation").await;
     assert!(message.contains("ball/broken.wav"), "{message}");
-    let response = app.post("/datasets/bad/files?label=ball&file=notes.docx").body(b"hello".to_vec()).send().await.unwrap();
+    let response =
+        app.post("/datasets/bad/files?label=ball&file=notes.docx").body(b"hello".to_vec()).send().await.unwrap();
     expect_error(response, 422, "validation").await;
     let response = app.post("/datasets/bad/files?label=..&file=a.csv").body(b"1\n2\n".to_vec()).send().await.unwrap();
     expect_error(response, 422, "validation").await;
@@ -522,7 +554,10 @@ async fn bad_job_requests_are_refused_before_queueing_with_what_is_wrong() {
         (json!({"model": "m", "dataset": "plant", "preset": "huge-3d"}), "huge-3d"),
         (json!({"model": "m", "dataset": "plant", "train": {"epochs": 0}}), "epochs"),
         (json!({"model": "m", "dataset": "plant", "train": {"lr": -1.0}}), "learning rate"),
-        (json!({"model": "m", "dataset": "plant", "augment": {"kinds": [], "snr_db": [0, 5], "probability": 0.5}}), "noise"),
+        (
+            json!({"model": "m", "dataset": "plant", "augment": {"kinds": [], "snr_db": [0, 5], "probability": 0.5}}),
+            "noise",
+        ),
         (json!({"model": "m", "dataset": "plant", "promote": "sometimes"}), "sometimes"),
         (json!({"model": "m", "dataset": "plant", "init": "active"}), "no active version"),
         (json!({"model": "m", "dataset": "plant", "epochs": 3}), "unknown field"),
@@ -564,7 +599,13 @@ async fn mutating_endpoints_need_the_token_when_one_is_configured() {
     assert_eq!(app.get("/jobs").await["total"], 0, "reading needs no token");
     let (status, _) = app.submit(&job).await;
     assert_eq!(status, 202, "with the token");
-    let diagnose = app.client.post(app.url("/diagnose")).json(&json!({"model": BEARING, "signal": signal(2048, 1)})).send().await.unwrap();
+    let diagnose = app
+        .client
+        .post(app.url("/diagnose"))
+        .json(&json!({"model": BEARING, "signal": signal(2048, 1)}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(diagnose.status().as_u16(), 200, "diagnosis stays open");
 }
 

@@ -135,7 +135,10 @@ fn drsn_serve_refuses_a_non_loopback_address_without_a_token() {
         .expect("drsn runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("refusing to listen on 0.0.0.0:0 without a token") && stderr.contains("--allow-insecure"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without a token") && stderr.contains("--allow-insecure"),
+        "{stderr}"
+    );
 }
 
 /// Latencies of `n` sequential single-window /diagnose requests, in milliseconds.
@@ -184,5 +187,8 @@ async fn diagnose_latency_while_a_job_trains_vs_idle() {
     let (busy_p50, busy_p99) = percentiles(busy);
     println!("/diagnose, one 2048-sample window, sequential requests, one server:");
     println!("  idle ({n} requests):            p50 {idle_p50:.2} ms  p99 {idle_p99:.2} ms");
-    println!("  while training ({n} requests):  p50 {busy_p50:.2} ms  p99 {busy_p99:.2} ms  (job at epoch {})", job["progress"]["epoch"]);
+    println!(
+        "  while training ({n} requests):  p50 {busy_p50:.2} ms  p99 {busy_p99:.2} ms  (job at epoch {})",
+        job["progress"]["epoch"]
+    );
 }

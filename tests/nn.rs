@@ -36,11 +36,8 @@ fn channel_wise_units_give_one_threshold_per_channel_and_shared_units_one() {
             let spec = ModelSpec::preset(preset, arch, 10).unwrap();
             let model = Model::new(&spec, Device::Cpu).unwrap();
             let out = model.infer(&batch(&spec, 4), true).unwrap();
-            let widths: Vec<i64> = spec
-                .stages
-                .iter()
-                .flat_map(|s| std::iter::repeat_n(s.channels, s.units as usize))
-                .collect();
+            let widths: Vec<i64> =
+                spec.stages.iter().flat_map(|s| std::iter::repeat_n(s.channels, s.units as usize)).collect();
             for (block, channels) in out.blocks.iter().zip(widths) {
                 let d = &block.diagnostics;
                 let expected = if per_channel { channels } else { 1 };

@@ -20,16 +20,9 @@ fn specs() -> Vec<(String, ModelSpec)> {
     let mut specs = Vec::new();
     for arch in [Arch::Resnet, Arch::DrsnCs, Arch::DrsnCw] {
         for preset in ["paper-1d", "seed-2d"] {
-            specs.push((
-                format!("{preset}-{arch}"),
-                ModelSpec::preset(preset, arch, 10).unwrap(),
-            ));
+            specs.push((format!("{preset}-{arch}"), ModelSpec::preset(preset, arch, 10).unwrap()));
         }
-        let stage = |channels, units, stride| StageSpec {
-            channels,
-            units,
-            stride,
-        };
+        let stage = |channels, units, stride| StageSpec { channels, units, stride };
         specs.push((
             format!("custom-1d-{arch}"),
             ModelSpec {
@@ -37,11 +30,7 @@ fn specs() -> Vec<(String, ModelSpec)> {
                 dim: Dim::One,
                 in_channels: 2,
                 input_size: vec![301],
-                stem: StemSpec {
-                    channels: 3,
-                    kernel: 5,
-                    stride: 1,
-                },
+                stem: StemSpec { channels: 3, kernel: 5, stride: 1 },
                 stages: vec![stage(4, 2, 2), stage(7, 1, 3)],
                 classes: 5,
                 kernel: 5,
@@ -54,11 +43,7 @@ fn specs() -> Vec<(String, ModelSpec)> {
                 dim: Dim::Two,
                 in_channels: 3,
                 input_size: vec![15, 12],
-                stem: StemSpec {
-                    channels: 5,
-                    kernel: 3,
-                    stride: 2,
-                },
+                stem: StemSpec { channels: 5, kernel: 3, stride: 2 },
                 stages: vec![stage(6, 1, 1), stage(9, 2, 2)],
                 classes: 4,
                 kernel: 3,
@@ -111,11 +96,7 @@ fn write_case(dir: &Path, spec: &ModelSpec) -> Vec<String> {
 
     let xs_train = batch(spec);
     let labels = Tensor::randint(spec.classes, [BATCH], (Kind::Int64, Device::Cpu));
-    model
-        .forward_t(&xs_train, true)
-        .logits
-        .cross_entropy_for_logits(&labels)
-        .backward();
+    model.forward_t(&xs_train, true).logits.cross_entropy_for_logits(&labels).backward();
     let mut train = Vec::new();
     for (name, var) in model.var_store().variables() {
         if var.requires_grad() {
@@ -154,10 +135,7 @@ fn run_twin(dir: &Path) -> BTreeMap<String, BTreeMap<String, Option<f64>>> {
         output.status
     );
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the twin's report is not the expected JSON ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
+        panic!("the twin's report is not the expected JSON ({e}):\n{}", String::from_utf8_lossy(&output.stdout))
     })
 }
 
@@ -172,10 +150,7 @@ fn the_pytorch_twin_agrees_on_probabilities_thresholds_and_gradients_for_every_a
     }
     let report = run_twin(dir.path());
 
-    assert_eq!(
-        report.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(report.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
     let mut failures = Vec::new();
     let mut largest = 0.0f64;
     for (case, outputs) in &expected {
@@ -184,15 +159,9 @@ fn the_pytorch_twin_agrees_on_probabilities_thresholds_and_gradients_for_every_a
         let mut wanted: Vec<&String> = outputs.iter().collect();
         reported.sort();
         wanted.sort();
-        assert_eq!(
-            reported, wanted,
-            "{case}: the twin compared other outputs than Rust wrote"
-        );
+        assert_eq!(reported, wanted, "{case}: the twin compared other outputs than Rust wrote");
         // Every shrinkage unit reports its thresholds; a ResNet has none.
-        let thresholds = outputs
-            .iter()
-            .filter(|n| n.ends_with(".thresholds"))
-            .count();
+        let thresholds = outputs.iter().filter(|n| n.ends_with(".thresholds")).count();
         assert_eq!(thresholds > 0, !case.contains("resnet"), "{case}");
         for (output, diff) in diffs {
             match diff {
@@ -201,13 +170,6 @@ fn the_pytorch_twin_agrees_on_probabilities_thresholds_and_gradients_for_every_a
             }
         }
     }
-    println!(
-        "largest difference over {} cases: {largest:e}",
-        expected.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "Rust and the PyTorch twin differ by more than {TOLERANCE}:\n{}",
-        failures.join("\n")
-    );
+    println!("largest difference over {} cases: {largest:e}", expected.len());
+    assert!(failures.is_empty(), "Rust and the PyTorch twin differ by more than {TOLERANCE}:\n{}", failures.join("\n"));
 }

@@ -145,7 +145,13 @@ async fn diagnostics_follow_the_model_one_threshold_per_channel_for_cw_and_one_f
     let app = spawn_app().await;
     let cw_widths: Vec<usize> = [4, 8, 16].iter().flat_map(|&c| [c; 4]).collect();
     for level in ["summary", "full"] {
-        let body = ok_json(app.diagnose(&json!({"model": BEARING, "signals": [signal(2048, 4), signal(2048, 5)], "diagnostics": level})).await).await;
+        let body = ok_json(
+            app.diagnose(
+                &json!({"model": BEARING, "signals": [signal(2048, 4), signal(2048, 5)], "diagnostics": level}),
+            )
+            .await,
+        )
+        .await;
         for w in body["windows"].as_array().unwrap() {
             check_blocks(w, &cw_widths, true, level == "full");
         }
@@ -153,7 +159,8 @@ async fn diagnostics_follow_the_model_one_threshold_per_channel_for_cw_and_one_f
         let body = ok_json(app.diagnose(&json!({"model": DIGITS, "signal": image, "diagnostics": level})).await).await;
         check_blocks(&body["windows"][0], &[8], false, level == "full");
     }
-    let body = ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4), "diagnostics": "none"})).await).await;
+    let body =
+        ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4), "diagnostics": "none"})).await).await;
     assert!(body["windows"][0].get("blocks").is_none());
     // The default is a summary.
     let body = ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4)})).await).await;
@@ -166,7 +173,8 @@ async fn multi_channel_and_image_shapes_are_accepted_in_every_documented_form() 
     let window = vec![signal(256, 1), signal(256, 2)];
     let one = ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": window})).await).await;
     assert_eq!(one["windows"].as_array().unwrap().len(), 1);
-    let two = ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signals": [window.clone(), window.clone()]})).await).await;
+    let two =
+        ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signals": [window.clone(), window.clone()]})).await).await;
     assert_eq!(two["windows"].as_array().unwrap().len(), 2);
     let image = vec![vec![0.25f32; 28]; 28];
     for body in [
@@ -227,7 +235,8 @@ async fn malformed_json_windows_are_refused_with_422_saying_what_was_expected() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_models_and_versions_answer_404() {
     let app = spawn_app().await;
-    let message = expect_error(app.diagnose(&json!({"model": "pump", "signal": [1.0]})).await, 404, "unknown_model").await;
+    let message =
+        expect_error(app.diagnose(&json!({"model": "pump", "signal": [1.0]})).await, 404, "unknown_model").await;
     assert!(message.contains("\"pump\""), "{message}");
     let message = expect_error(
         app.diagnose(&json!({"model": BEARING, "version": 9, "signal": signal(2048, 1)})).await,
@@ -241,7 +250,8 @@ async fn unknown_models_and_versions_answer_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_content_types_answer_415() {
     let app = spawn_app().await;
-    let response = app.client.post(app.url("/diagnose")).header("content-type", "text/csv").body("1,2,3").send().await.unwrap();
+    let response =
+        app.client.post(app.url("/diagnose")).header("content-type", "text/csv").body("1,2,3").send().await.unwrap();
     let message = expect_error(response, 415, "unsupported_media_type").await;
     assert!(message.contains("text/csv") && message.contains("application/json"), "{message}");
     let response = app.client.post(app.url("/diagnose")).body("[1]").send().await.unwrap();
@@ -251,7 +261,12 @@ async fn unsupported_content_types_answer_415() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_configured_limit_answers_413() {
     let app = spawn_app_with(engine_config(), HttpConfig { body_limit: 10_000 }).await;
-    let message = expect_error(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await, 413, "payload_too_large").await;
+    let message = expect_error(
+        app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
     assert!(message.contains("10000 bytes"), "{message}");
     // Far over the limit (64 windows, about 1.3 MB): still a clean 413, not a reset connection.
     let many: Vec<Vec<f32>> = (0..64).map(|i| signal(2048, i)).collect();
@@ -259,7 +274,9 @@ async fn a_body_over_the_configured_limit_answers_413() {
         expect_error(app.diagnose(&json!({"model": BEARING, "signals": many})).await, 413, "payload_too_large").await;
     }
     // Within the limit it works.
-    let small = ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": [vec![0.5f32; 256], vec![0.25f32; 256]]})).await).await;
+    let small =
+        ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": [vec![0.5f32; 256], vec![0.25f32; 256]]})).await)
+            .await;
     assert_eq!(small["windows"].as_array().unwrap().len(), 1);
 }
 
@@ -285,7 +302,8 @@ async fn a_full_queue_answers_429_and_the_queued_request_still_succeeds() {
     assert_eq!(first["windows"].as_array().unwrap().len(), 2);
     // More windows than the queue can ever hold: 413, not a retry loop.
     let three: Vec<Vec<f32>> = (0..3).map(|i| signal(2048, i)).collect();
-    let message = expect_error(app.diagnose(&json!({"model": BEARING, "signals": three})).await, 413, "payload_too_large").await;
+    let message =
+        expect_error(app.diagnose(&json!({"model": BEARING, "signals": three})).await, 413, "payload_too_large").await;
     assert!(message.contains("3 windows"), "{message}");
 }
 
@@ -371,10 +389,14 @@ async fn a_new_version_goes_into_service_live_survives_a_restart_and_rolls_back(
     assert_eq!((v, &after), (2, &v2));
     let list = ok_json(app.client.get(app.url("/models")).send().await.unwrap()).await;
     let entry = list.as_array().unwrap().iter().find(|m| m["name"] == BEARING).unwrap().clone();
-    assert_eq!((entry["version"].clone(), entry["versions"].clone(), entry["origin"].clone()), (json!(2), json!([1, 2]), json!("data_dir")));
+    assert_eq!(
+        (entry["version"].clone(), entry["versions"].clone(), entry["origin"].clone()),
+        (json!(2), json!([1, 2]), json!("data_dir"))
+    );
 
     // A restart on the same data folder serves the activated version.
-    let again = spawn_app_on(fixtures().models.clone(), app.data_dir.clone(), engine_config(), HttpConfig::default()).await;
+    let again =
+        spawn_app_on(fixtures().models.clone(), app.data_dir.clone(), engine_config(), HttpConfig::default()).await;
     assert_eq!(served_version(&again, body.clone()).await.0, 2);
 
     // Roll back.

@@ -8,7 +8,6 @@
 
 mod common;
 
-
 use common::real::*;
 use common::*;
 
@@ -148,7 +147,15 @@ async fn mnist_digits_come_back_as_their_true_class_as_png_jpeg_multipart_and_js
     let png: Vec<Vec<u8>> = digits.iter().map(|d| encode_image(d, 28, 28, ImageFormat::Png)).collect();
     let mut one_by_one = Vec::new();
     for p in &png {
-        let body = ok(app.client.post(app.url("/diagnose?model=mnist")).header("content-type", "image/png").body(p.clone()).send().await.unwrap()).await;
+        let body = ok(app
+            .client
+            .post(app.url("/diagnose?model=mnist"))
+            .header("content-type", "image/png")
+            .body(p.clone())
+            .send()
+            .await
+            .unwrap())
+        .await;
         one_by_one.extend(labels(&body));
     }
     let right = one_by_one.iter().zip(&truth).filter(|(a, b)| a == b).count();
@@ -156,7 +163,10 @@ async fn mnist_digits_come_back_as_their_true_class_as_png_jpeg_multipart_and_js
 
     let mut form = Form::new().text("model", "mnist");
     for (i, p) in png.iter().enumerate() {
-        form = form.part(format!("digit{i}"), Part::bytes(p.clone()).file_name(format!("{i}.png")).mime_str("image/png").unwrap());
+        form = form.part(
+            format!("digit{i}"),
+            Part::bytes(p.clone()).file_name(format!("{i}.png")).mime_str("image/png").unwrap(),
+        );
     }
     let multipart = ok(app.client.post(app.url("/diagnose")).multipart(form).send().await.unwrap()).await;
     assert_eq!(labels(&multipart), one_by_one, "multipart PNGs in order");
@@ -173,7 +183,15 @@ async fn mnist_digits_come_back_as_their_true_class_as_png_jpeg_multipart_and_js
     let mut jpeg_right = 0;
     for (d, t) in digits.iter().zip(&truth) {
         let jpeg = encode_image(d, 28, 28, ImageFormat::Jpeg);
-        let body = ok(app.client.post(app.url("/diagnose?model=mnist&diagnostics=none")).header("content-type", "image/jpeg").body(jpeg).send().await.unwrap()).await;
+        let body = ok(app
+            .client
+            .post(app.url("/diagnose?model=mnist&diagnostics=none"))
+            .header("content-type", "image/jpeg")
+            .body(jpeg)
+            .send()
+            .await
+            .unwrap())
+        .await;
         jpeg_right += usize::from(labels(&body)[0] == *t);
     }
     assert!(jpeg_right >= 34, "{jpeg_right}/40 JPEG digits right");

@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use drsn::data::{
-    load_dataset, shared_data_root, DatasetOptions, DatasetSource, NoiseKind, Normalization,
-};
+use drsn::data::{load_dataset, shared_data_root, DatasetOptions, DatasetSource, NoiseKind, Normalization};
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{write_model_folder, CardInfo, ModelCard, WindowInfo, WEIGHTS_FILE};
 use drsn::train::{self, evaluate, CancelToken, Progress, RunRequest, TrainConfig};
@@ -62,20 +60,11 @@ fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
     .unwrap();
     let test = outcome.test.as_ref().unwrap();
     // Chance is 10%.
-    assert!(
-        test.accuracy >= 0.6,
-        "test accuracy {:.3}\n{}",
-        test.accuracy,
-        test.table()
-    );
+    assert!(test.accuracy >= 0.6, "test accuracy {:.3}\n{}", test.accuracy, test.table());
     assert_eq!(epochs.len(), 6);
     let sweep = outcome.sweep.as_ref().unwrap();
     assert_eq!(sweep.rows[0].accuracy.len(), 11);
-    assert!(
-        sweep.rows[0].accuracy[10] > sweep.rows[0].accuracy[0],
-        "{}",
-        sweep.table()
-    );
+    assert!(sweep.rows[0].accuracy[10] > sweep.rows[0].accuracy[0], "{}", sweep.table());
 
     // The folder written reads back, checks out, and predicts what the trained model did.
     let dir = tempfile::tempdir().unwrap();
@@ -84,10 +73,7 @@ fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
         version: 1,
         classes: data.classes.clone(),
         sample_rate: data.sample_rate,
-        window: Some(WindowInfo {
-            length: 2048,
-            train_stride: options.train_stride,
-        }),
+        window: Some(WindowInfo { length: 2048, train_stride: options.train_stride }),
         normalization: Normalization::ZScore,
         data: data.description.clone(),
         metrics: outcome.metrics(&request),
@@ -96,11 +82,7 @@ fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
     let card = ModelCard::read(dir.path()).unwrap();
     assert_eq!(card.sample_rate, Some(12_000));
     let stored = card.metrics["test"]["accuracy"].as_f64().unwrap();
-    assert!(
-        (stored - test.accuracy).abs() < 1e-12,
-        "{stored} vs {}",
-        test.accuracy
-    );
+    assert!((stored - test.accuracy).abs() < 1e-12, "{stored} vs {}", test.accuracy);
     assert_eq!(card.metrics["best_epoch"], outcome.report.best_epoch);
     let loaded = Model::load(&card.spec, &dir.path().join(WEIGHTS_FILE), tch::Device::Cpu).unwrap();
     let again = evaluate(&loaded, &data.test, card.normalization, &card.classes).unwrap();
@@ -115,62 +97,23 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
     let output = Command::new(env!("CARGO_BIN_EXE_drsn"))
         .args(["train", "--data"])
         .arg(&manifest)
-        .args([
-            "--filter",
-            "load_hp=0",
-            "--filter",
-            "label=normal,IR007,OR021@6",
-        ])
-        .args([
-            "--sample-rate",
-            "12000",
-            "--max-per-class",
-            "12",
-            "--epochs",
-            "1",
-        ])
-        .args([
-            "--batch",
-            "16",
-            "--threads",
-            "1",
-            "--device",
-            "cpu",
-            "--no-sweep",
-        ])
-        .args([
-            "--name",
-            "tiny",
-            "--version",
-            "4",
-            "--test-noise",
-            "pink:0",
-            "--out",
-        ])
+        .args(["--filter", "load_hp=0", "--filter", "label=normal,IR007,OR021@6"])
+        .args(["--sample-rate", "12000", "--max-per-class", "12", "--epochs", "1"])
+        .args(["--batch", "16", "--threads", "1", "--device", "cpu", "--no-sweep"])
+        .args(["--name", "tiny", "--version", "4", "--test-noise", "pink:0", "--out"])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "drsn train failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "drsn train failed: {}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("test set with pink:0 noise") && printed.contains("confusion matrix"),
-        "{printed}"
-    );
+    assert!(printed.contains("test set with pink:0 noise") && printed.contains("confusion matrix"), "{printed}");
     let card = ModelCard::read(&out).unwrap();
     assert_eq!((card.name.as_str(), card.version), ("tiny", 4));
     assert_eq!(card.classes.len(), 3);
     assert_eq!(card.spec.classes, 3);
     assert_eq!(card.window.as_ref().map(|w| w.length), Some(2048));
     assert_eq!(card.metrics["test_noise"]["kind"], "pink");
-    assert!(
-        card.metrics["clean_test"]["accuracy"].is_number(),
-        "{}",
-        card.metrics
-    );
+    assert!(card.metrics["clean_test"]["accuracy"].is_number(), "{}", card.metrics);
     assert_eq!(card.metrics["history"].as_array().map(Vec::len), Some(1));
     assert!(card.data.is_object(), "{}", card.data);
 
@@ -181,35 +124,20 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
         .arg("--data")
         .arg(&manifest)
         .args(["--filter", "load_hp=1", "--filter", "label=IR007,OR021@6"])
-        .args([
-            "--split",
-            "all",
-            "--max-per-class",
-            "10",
-            "--no-sweep",
-            "--json",
-        ])
+        .args(["--split", "all", "--max-per-class", "10", "--no-sweep", "--json"])
         .args(["--threads", "1", "--device", "cpu"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "drsn evaluate failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "drsn evaluate failed: {}", String::from_utf8_lossy(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["model"], "tiny");
     let test = &json["test"];
     let per_class = test["per_class"].as_array().unwrap();
     assert_eq!(per_class.len(), 3);
-    let support =
-        |class: &str| per_class.iter().find(|c| c["class"] == class).unwrap()["support"].as_u64();
+    let support = |class: &str| per_class.iter().find(|c| c["class"] == class).unwrap()["support"].as_u64();
     // Up to 10 windows per class and part, three parts; no normal data at load 1.
     assert_eq!(support("normal"), Some(0));
-    assert!(
-        support("IR007").unwrap() > 10 && support("OR021@6").unwrap() > 10,
-        "{test}"
-    );
+    assert!(support("IR007").unwrap() > 10 && support("OR021@6").unwrap() > 10, "{test}");
     let confusion: u64 = test["confusion"]
         .as_array()
         .unwrap()

@@ -30,7 +30,9 @@ async fn triton_client(url: String, cases: Value) -> Value {
         .arg(&findings_path)
         .output()
         .await
-        .unwrap_or_else(|e| panic!("could not run {python:?} (DRSN_PYTHON): {e}; eval \"$(bash scripts/libtorch.sh)\""));
+        .unwrap_or_else(|e| {
+            panic!("could not run {python:?} (DRSN_PYTHON): {e}; eval \"$(bash scripts/libtorch.sh)\"")
+        });
     assert!(
         output.status.success(),
         "the Triton client failed (is tritonclient[http] installed? scripts/libtorch.sh installs it):\n{}",
@@ -165,7 +167,10 @@ async fn the_unmodified_triton_client_gets_the_true_class_and_the_probabilities_
     let windows: Vec<Vec<f32>> = bearing
         .classes
         .iter()
-        .map(|c| stretches.iter().find(|s| &s.label == c).unwrap_or_else(|| panic!("no {c} test stretch")).samples[..2048].to_vec())
+        .map(|c| {
+            stretches.iter().find(|s| &s.label == c).unwrap_or_else(|| panic!("no {c} test stretch")).samples[..2048]
+                .to_vec()
+        })
         .collect();
     let mnist = ModelCard::read(&shipped().join("mnist")).unwrap();
     let (digits, digit_labels) = mnist_test(DIGITS);

@@ -13,9 +13,7 @@ use crate::data::noise::noisy_copy;
 use crate::data::Samples;
 use crate::nn::Model;
 use crate::registry::{ModelCard, WEIGHTS_FILE};
-use crate::train::{
-    evaluate, paper_snrs, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
-};
+use crate::train::{evaluate, paper_snrs, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SplitArg {
@@ -57,8 +55,7 @@ fn append(all: &mut Samples, more: &Samples, map: &[i64]) {
         all.sample_shape = more.sample_shape.clone();
     }
     all.values.extend_from_slice(&more.values);
-    all.labels
-        .extend(more.labels.iter().map(|&l| map[l as usize]));
+    all.labels.extend(more.labels.iter().map(|&l| map[l as usize]));
 }
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
@@ -68,26 +65,16 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let device = crate::device::parse(&args.device)?;
     let card = ModelCard::read(&args.model)?;
     let model = Model::load(&card.spec, &args.model.join(WEIGHTS_FILE), device)?;
-    let window = card
-        .window
-        .as_ref()
-        .map_or(card.spec.input_size[0] as usize, |w| w.length);
+    let window = card.window.as_ref().map_or(card.spec.input_size[0] as usize, |w| w.length);
     let dataset = args.data.load(window, card.sample_rate, args.seed)?;
     // The data set's classes may be fewer or in another order than the model's.
     let map = dataset
         .classes
         .iter()
         .map(|c| {
-            card.classes
-                .iter()
-                .position(|k| k == c)
-                .map(|i| i as i64)
-                .with_context(|| {
-                    format!(
-                        "class {c:?} of the data is not one of the model's classes {:?}",
-                        card.classes
-                    )
-                })
+            card.classes.iter().position(|k| k == c).map(|i| i as i64).with_context(|| {
+                format!("class {c:?} of the data is not one of the model's classes {:?}", card.classes)
+            })
         })
         .collect::<anyhow::Result<Vec<i64>>>()?;
     let parts = match args.split {
@@ -101,26 +88,12 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         append(&mut samples, part, &map);
     }
     if samples.is_empty() {
-        bail!(
-            "the {:?} part of {} holds no samples",
-            args.split,
-            args.data.data.display()
-        );
+        bail!("the {:?} part of {} holds no samples", args.split, args.data.data.display());
     }
     let noise = &args.eval_noise;
-    let noisy = noise
-        .test_noise
-        .map(|n| noisy_copy(&samples, n.kind, n.snr_db, args.seed ^ TEST_NOISE_SEED));
-    let test = evaluate(
-        &model,
-        noisy.as_ref().unwrap_or(&samples),
-        card.normalization,
-        &card.classes,
-    )?;
-    let clean = noisy
-        .is_some()
-        .then(|| evaluate(&model, &samples, card.normalization, &card.classes))
-        .transpose()?;
+    let noisy = noise.test_noise.map(|n| noisy_copy(&samples, n.kind, n.snr_db, args.seed ^ TEST_NOISE_SEED));
+    let test = evaluate(&model, noisy.as_ref().unwrap_or(&samples), card.normalization, &card.classes)?;
+    let clean = noisy.is_some().then(|| evaluate(&model, &samples, card.normalization, &card.classes)).transpose()?;
     let kinds = noise.sweep_kinds();
     let sweep = (!kinds.is_empty())
         .then(|| {

@@ -23,7 +23,10 @@ pub fn print_outcome(
         println!("\nclean test set: accuracy {:.2}% of {} samples", 100.0 * clean.accuracy, clean.samples);
     }
     if let Some(sweep) = sweep {
-        println!("\nSNR sweep: accuracy (%) with noise added to the clean test windows ({} samples, seed {})", sweep.samples, sweep.seed);
+        println!(
+            "\nSNR sweep: accuracy (%) with noise added to the clean test windows ({} samples, seed {})",
+            sweep.samples, sweep.seed
+        );
         print!("{}", sweep.table());
     }
 }

@@ -17,45 +17,19 @@ pub enum DataError {
     Unsupported { file: String, problem: String },
     /// No variable (MAT) fits the request; `wanted` says what was looked for.
     #[error("{file}: {wanted}; variables present: {present}")]
-    Variable {
-        file: String,
-        wanted: String,
-        present: String,
-    },
+    Variable { file: String, wanted: String, present: String },
     #[error("{file}: no column `{wanted}`; columns present: {present}")]
-    Column {
-        file: String,
-        wanted: String,
-        present: String,
-    },
+    Column { file: String, wanted: String, present: String },
     #[error("{file}: channel {channel} requested, but the recording has {available} channel(s) (numbered from 0)")]
-    Channel {
-        file: String,
-        channel: usize,
-        available: usize,
-    },
+    Channel { file: String, channel: usize, available: usize },
     #[error("{file}: value {value} at sample {index} of channel {channel}; recordings must hold finite numbers")]
-    NotFinite {
-        file: String,
-        channel: usize,
-        index: usize,
-        value: f32,
-    },
+    NotFinite { file: String, channel: usize, index: usize, value: f32 },
     #[error("{file}: {len} samples{detail}, too short for one window of {window}")]
-    TooShort {
-        file: String,
-        len: usize,
-        window: usize,
-        detail: String,
-    },
+    TooShort { file: String, len: usize, window: usize, detail: String },
     #[error("class `{class}` has no data{detail}")]
     EmptyClass { class: String, detail: String },
     #[error("{file}: unknown label `{label}`; known classes: {known}")]
-    UnknownLabel {
-        file: String,
-        label: String,
-        known: String,
-    },
+    UnknownLabel { file: String, label: String, known: String },
     #[error("{file}: sampling rate: {problem}")]
     SampleRate { file: String, problem: String },
     #[error("invalid data set options: {0}")]
@@ -64,24 +38,15 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn malformed(file: &str, problem: impl Into<String>) -> Self {
-        DataError::Malformed {
-            file: file.to_string(),
-            problem: problem.into(),
-        }
+        DataError::Malformed { file: file.to_string(), problem: problem.into() }
     }
 
     pub(crate) fn unsupported(file: &str, problem: impl Into<String>) -> Self {
-        DataError::Unsupported {
-            file: file.to_string(),
-            problem: problem.into(),
-        }
+        DataError::Unsupported { file: file.to_string(), problem: problem.into() }
     }
 
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        DataError::Io {
-            file: path.display().to_string(),
-            source,
-        }
+        DataError::Io { file: path.display().to_string(), source }
     }
 }
 
@@ -94,12 +59,7 @@ pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, DataError> {
 pub(crate) fn check_finite<V: AsRef<[f32]>>(file: &str, channels: &[V]) -> Result<(), DataError> {
     for (channel, values) in channels.iter().map(AsRef::as_ref).enumerate() {
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(DataError::NotFinite {
-                file: file.to_string(),
-                channel,
-                index,
-                value: values[index],
-            });
+            return Err(DataError::NotFinite { file: file.to_string(), channel, index, value: values[index] });
         }
     }
     Ok(())

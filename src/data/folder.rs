@@ -52,10 +52,7 @@ pub(crate) fn class_dirs(root: &Path) -> Result<Vec<PathBuf>, DataError> {
 
 /// Every accepted file under `root/<class>/`, labelled with its folder's name, and the
 /// columns these entries have (`file`, `label`).
-pub(crate) fn entries(
-    root: &Path,
-    accept: fn(&str) -> bool,
-) -> Result<(Vec<Entry>, Vec<String>), DataError> {
+pub(crate) fn entries(root: &Path, accept: fn(&str) -> bool) -> Result<(Vec<Entry>, Vec<String>), DataError> {
     let classes = class_dirs(root)?;
     if classes.is_empty() {
         return Err(DataError::malformed(
@@ -65,28 +62,17 @@ pub(crate) fn entries(
     }
     let mut entries = Vec::new();
     for dir in classes {
-        let label = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let names: Vec<String> = file_names(&dir)?
-            .into_iter()
-            .filter(|n| accept(n))
-            .collect();
+        let label = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let names: Vec<String> = file_names(&dir)?.into_iter().filter(|n| accept(n)).collect();
         if names.is_empty() {
             return Err(DataError::EmptyClass {
                 class: label,
-                detail: format!(
-                    ": folder {} holds no file of a format read here",
-                    dir.display()
-                ),
+                detail: format!(": folder {} holds no file of a format read here", dir.display()),
             });
         }
         for name in names {
-            let columns = BTreeMap::from([
-                ("file".to_string(), format!("{label}/{name}")),
-                ("label".to_string(), label.clone()),
-            ]);
+            let columns =
+                BTreeMap::from([("file".to_string(), format!("{label}/{name}")), ("label".to_string(), label.clone())]);
             entries.push(Entry {
                 path: dir.join(&name),
                 label: label.clone(),

@@ -35,26 +35,17 @@ fn read(path: &Path, want_dims: usize) -> Result<(Vec<u8>, Vec<usize>), DataErro
 
 fn decode(bytes: &[u8], file: &str, want_dims: usize) -> Result<(Vec<u8>, Vec<usize>), DataError> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
-        return Err(DataError::malformed(
-            file,
-            "not an IDX file (bad magic number)",
-        ));
+        return Err(DataError::malformed(file, "not an IDX file (bad magic number)"));
     }
     if bytes[2] != 0x08 {
         return Err(DataError::unsupported(
             file,
-            format!(
-                "IDX element type 0x{:02x} (only unsigned bytes, 0x08)",
-                bytes[2]
-            ),
+            format!("IDX element type 0x{:02x} (only unsigned bytes, 0x08)", bytes[2]),
         ));
     }
     let ndims = bytes[3] as usize;
     if ndims != want_dims {
-        return Err(DataError::malformed(
-            file,
-            format!("IDX file has {ndims} dimension(s), expected {want_dims}"),
-        ));
+        return Err(DataError::malformed(file, format!("IDX file has {ndims} dimension(s), expected {want_dims}")));
     }
     let header = 4 + 4 * ndims;
     let dims: Vec<usize> = bytes
@@ -68,10 +59,7 @@ fn decode(bytes: &[u8], file: &str, want_dims: usize) -> Result<(Vec<u8>, Vec<us
     if data.len() != count {
         return Err(DataError::malformed(
             file,
-            format!(
-                "IDX header declares {count} bytes of data ({dims:?}), the file holds {}",
-                data.len()
-            ),
+            format!("IDX header declares {count} bytes of data ({dims:?}), the file holds {}", data.len()),
         ));
     }
     Ok((data.to_vec(), dims))
@@ -87,12 +75,7 @@ mod tests {
         bytes.extend([1, 2, 3, 4]);
         let (data, dims) = decode(&bytes, "x", 3).unwrap();
         assert_eq!((data, dims), (vec![1, 2, 3, 4], vec![2, 1, 2]));
-        let err = decode(&bytes[..19], "short-idx", 3)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("short-idx") && err.contains("declares 4 bytes"),
-            "{err}"
-        );
+        let err = decode(&bytes[..19], "short-idx", 3).unwrap_err().to_string();
+        assert!(err.contains("short-idx") && err.contains("declares 4 bytes"), "{err}");
     }
 }

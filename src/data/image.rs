@@ -8,9 +8,8 @@ pub fn decode_image(bytes: &[u8]) -> Result<(Vec<f32>, usize, usize), DataError>
 }
 
 pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<(Vec<f32>, usize, usize), DataError> {
-    let image = image::load_from_memory(bytes).map_err(|e| {
-        DataError::malformed(file, format!("not a readable PNG or JPEG image: {e}"))
-    })?;
+    let image = image::load_from_memory(bytes)
+        .map_err(|e| DataError::malformed(file, format!("not a readable PNG or JPEG image: {e}")))?;
     let gray = image.to_luma32f();
     let (width, height) = (gray.width() as usize, gray.height() as usize);
     if width == 0 || height == 0 {
@@ -27,22 +26,12 @@ mod tests {
     fn a_png_decodes_to_grayscale_in_zero_one() {
         let img = image::GrayImage::from_raw(3, 2, vec![0, 51, 255, 102, 153, 204]).unwrap();
         let mut png = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .unwrap();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         let (values, h, w) = decode_image(&png).unwrap();
         assert_eq!((h, w), (2, 3));
         let expected = [0.0, 0.2, 1.0, 0.4, 0.6, 0.8];
-        assert!(
-            values
-                .iter()
-                .zip(expected)
-                .all(|(v, e)| (v - e).abs() < 1e-6),
-            "{values:?}"
-        );
+        assert!(values.iter().zip(expected).all(|(v, e)| (v - e).abs() < 1e-6), "{values:?}");
         let err = decode(b"not an image", "cat.png").unwrap_err().to_string();
-        assert!(
-            err.contains("cat.png") && err.contains("not a readable"),
-            "{err}"
-        );
+        assert!(err.contains("cat.png") && err.contains("not a readable"), "{err}");
     }
 }

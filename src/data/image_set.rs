@@ -18,12 +18,7 @@ use super::{folder, image, read_idx_images, read_idx_labels, DataError, Dataset,
 /// Per class, which of its items (indices into `labels`) go to which part: a seeded
 /// shuffle, then the first ones to test, the next to validation, the rest to training.
 /// A part with a positive fraction gets at least one item of every class.
-fn deal(
-    labels: &[usize],
-    classes: &[String],
-    fractions: [f64; 3],
-    rng: &mut StdRng,
-) -> Result<Vec<Split>, DataError> {
+fn deal(labels: &[usize], classes: &[String], fractions: [f64; 3], rng: &mut StdRng) -> Result<Vec<Split>, DataError> {
     let mut assigned = vec![Split::Train; labels.len()];
     for (label, class) in classes.iter().enumerate() {
         let mut items: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == label).collect();
@@ -40,9 +35,7 @@ fn deal(
         if test + validation >= n {
             return Err(DataError::EmptyClass {
                 class: class.clone(),
-                detail: format!(
-                    " for training: its {n} item(s) are too few to give every part at least one"
-                ),
+                detail: format!(" for training: its {n} item(s) are too few to give every part at least one"),
             });
         }
         for (k, &i) in items.iter().enumerate() {
@@ -58,17 +51,10 @@ fn deal(
     Ok(assigned)
 }
 
-pub(crate) fn load_folders(
-    source: &DatasetSource,
-    options: &DatasetOptions,
-) -> Result<Dataset, DataError> {
+pub(crate) fn load_folders(source: &DatasetSource, options: &DatasetOptions) -> Result<Dataset, DataError> {
     let train_entries = entries(source, &options.filter)?;
-    let classes: Vec<String> = train_entries
-        .iter()
-        .map(|e| e.label.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let classes: Vec<String> =
+        train_entries.iter().map(|e| e.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     if classes.is_empty() {
         return Err(DataError::Options(format!(
             "the filter {} leaves no image of {}",
@@ -89,11 +75,7 @@ pub(crate) fn load_folders(
         for e in &test_entries {
             if classes.binary_search(&e.label).is_err() {
                 let file = e.path.display().to_string();
-                return Err(DataError::UnknownLabel {
-                    file,
-                    label: e.label.clone(),
-                    known: classes.join(", "),
-                });
+                return Err(DataError::UnknownLabel { file, label: e.label.clone(), known: classes.join(", ") });
             }
             if train_entries.iter().any(|t| t.path == e.path) {
                 return Err(DataError::Options(format!(
@@ -103,11 +85,7 @@ pub(crate) fn load_folders(
             }
         }
     }
-    let label_of = |label: &str| {
-        classes
-            .binary_search(&label.to_string())
-            .expect("labels checked against classes")
-    };
+    let label_of = |label: &str| classes.binary_search(&label.to_string()).expect("labels checked against classes");
     let labels: Vec<usize> = train_entries.iter().map(|e| label_of(&e.label)).collect();
     let mut rng = StdRng::seed_from_u64(options.seed);
     let mut assigned = deal(&labels, &classes, options.fractions(), &mut rng)?;
@@ -122,26 +100,19 @@ pub(crate) fn load_folders(
         let (values, height, width) = image::decode(&read_file(&entry.path)?, &file)?;
         match &first {
             None => first = Some((height, width, entry.path.clone())),
-            Some((h, w, path)) if (*h, *w) != (height, width) => return Err(DataError::malformed(
-                &file,
-                format!(
-                    "{height}x{width} pixels, but {} is {h}x{w}; all images must share one size",
-                    path.display()
-                ),
-            )),
+            Some((h, w, path)) if (*h, *w) != (height, width) => {
+                return Err(DataError::malformed(
+                    &file,
+                    format!(
+                        "{height}x{width} pixels, but {} is {h}x{w}; all images must share one size",
+                        path.display()
+                    ),
+                ))
+            }
             Some(_) => {}
         }
         let parts = parts.get_or_insert_with(|| Parts::new(vec![1, height, width]));
-        parts.push(
-            *split,
-            label_of(&entry.label) as i64,
-            Origin {
-                source: index,
-                start: 0,
-                len: 1,
-            },
-            &[&values],
-        );
+        parts.push(*split, label_of(&entry.label) as i64, Origin { source: index, start: 0, len: 1 }, &[&values]);
         sources.push(file);
     }
     let mut parts = parts.expect("at least one image per class");
@@ -149,18 +120,21 @@ pub(crate) fn load_folders(
         parts.cap_per_class(max, classes.len(), &mut rng);
     }
     let fractions = options.fractions();
-    let description = options.describe(source, json!({
-        "classes": classes,
-        "image_shape": first.as_ref().map(|(h, w, _)| [*h, *w]),
-        "split": {
-            "method": "images dealt per class after a seeded shuffle",
-            "fractions": { "train": fractions[0], "validation": fractions[1], "test": fractions[2] },
-            "seed": options.seed,
-        },
-        "max_per_class": options.max_per_class,
-        "files": sources.len(),
-        "counts": parts.counts(&classes),
-    }));
+    let description = options.describe(
+        source,
+        json!({
+            "classes": classes,
+            "image_shape": first.as_ref().map(|(h, w, _)| [*h, *w]),
+            "split": {
+                "method": "images dealt per class after a seeded shuffle",
+                "fractions": { "train": fractions[0], "validation": fractions[1], "test": fractions[2] },
+                "seed": options.seed,
+            },
+            "max_per_class": options.max_per_class,
+            "files": sources.len(),
+            "counts": parts.counts(&classes),
+        }),
+    );
     Ok(parts.into_dataset(classes, None, sources, description))
 }
 
@@ -170,12 +144,7 @@ fn find(dir: &Path, prefix: &str) -> Result<PathBuf, DataError> {
         .into_iter()
         .find(|n| n.starts_with(prefix))
         .map(|n| dir.join(n))
-        .ok_or_else(|| {
-            DataError::malformed(
-                &dir.display().to_string(),
-                format!("no MNIST file `{prefix}*` here"),
-            )
-        })
+        .ok_or_else(|| DataError::malformed(&dir.display().to_string(), format!("no MNIST file `{prefix}*` here")))
 }
 
 /// Images and labels of one MNIST file pair, filtered by label.
@@ -197,11 +166,7 @@ fn read_part(dir: &Path, prefix: &str, filter: &Filter) -> Result<Part, DataErro
     if labels.len() != count {
         return Err(DataError::malformed(
             &labels_path.display().to_string(),
-            format!(
-                "{} labels for the {count} images of {}",
-                labels.len(),
-                images_path.display()
-            ),
+            format!("{} labels for the {count} images of {}", labels.len(), images_path.display()),
         ));
     }
     let kept = labels
@@ -213,14 +178,7 @@ fn read_part(dir: &Path, prefix: &str, filter: &Filter) -> Result<Part, DataErro
         })
         .map(|(i, &l)| (i, l))
         .collect();
-    Ok(Part {
-        images,
-        rows,
-        cols,
-        kept,
-        images_path,
-        labels_path,
-    })
+    Ok(Part { images, rows, cols, kept, images_path, labels_path })
 }
 
 pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions) -> Result<Dataset, DataError> {
@@ -229,19 +187,14 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions) -> Result<Dataset
         Some(selection) if selection.source.is_none() => &selection.filter,
         Some(_) => {
             return Err(DataError::Options(
-                "MNIST is tested on its official test set; a test selection may only filter it"
-                    .into(),
+                "MNIST is tested on its official test set; a test selection may only filter it".into(),
             ))
         }
     };
     for (column, _) in options.filter.iter().chain(test_filter) {
         if column != "label" {
             let file = dir.display().to_string();
-            return Err(DataError::Column {
-                file,
-                wanted: column.clone(),
-                present: "label".into(),
-            });
+            return Err(DataError::Column { file, wanted: column.clone(), present: "label".into() });
         }
     }
     let train = read_part(dir, "train", &options.filter)?;
@@ -249,20 +202,11 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions) -> Result<Dataset
     if (train.rows, train.cols) != (test.rows, test.cols) {
         return Err(DataError::malformed(
             &test.images_path.display().to_string(),
-            format!(
-                "{}x{} images, the training images are {}x{}",
-                test.rows, test.cols, train.rows, train.cols
-            ),
+            format!("{}x{} images, the training images are {}x{}", test.rows, test.cols, train.rows, train.cols),
         ));
     }
-    let classes: Vec<String> = train
-        .kept
-        .iter()
-        .map(|(_, l)| *l)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .map(|l| l.to_string())
-        .collect();
+    let classes: Vec<String> =
+        train.kept.iter().map(|(_, l)| *l).collect::<BTreeSet<_>>().into_iter().map(|l| l.to_string()).collect();
     if classes.is_empty() {
         return Err(DataError::Options(format!(
             "the filter {} leaves no MNIST image",
@@ -272,70 +216,35 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions) -> Result<Dataset
     let label_of = |l: u8| classes.binary_search(&l.to_string());
     if let Some((_, l)) = test.kept.iter().find(|(_, l)| label_of(*l).is_err()) {
         let file = test.labels_path.display().to_string();
-        return Err(DataError::UnknownLabel {
-            file,
-            label: l.to_string(),
-            known: classes.join(", "),
-        });
+        return Err(DataError::UnknownLabel { file, label: l.to_string(), known: classes.join(", ") });
     }
-    let labels: Vec<usize> = train
-        .kept
-        .iter()
-        .map(|(_, l)| label_of(*l).expect("classes come from these labels"))
-        .collect();
+    let labels: Vec<usize> =
+        train.kept.iter().map(|(_, l)| label_of(*l).expect("classes come from these labels")).collect();
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let assigned = deal(
-        &labels,
-        &classes,
-        [
-            1.0 - options.validation_fraction,
-            options.validation_fraction,
-            0.0,
-        ],
-        &mut rng,
-    )?;
+    let assigned =
+        deal(&labels, &classes, [1.0 - options.validation_fraction, options.validation_fraction, 0.0], &mut rng)?;
 
     let (rows, cols) = (train.rows, train.cols);
     let pixels = rows * cols;
     let mut parts = Parts::new(vec![1, rows, cols]);
     let mut scaled = vec![0.0f32; pixels];
-    let batches = [
-        (0, &train, assigned),
-        (1, &test, vec![Split::Test; test.kept.len()]),
-    ];
+    let batches = [(0, &train, assigned), (1, &test, vec![Split::Test; test.kept.len()])];
     for (source, part, splits) in &batches {
         for (&(i, l), split) in part.kept.iter().zip(splits) {
-            for (v, &p) in scaled
-                .iter_mut()
-                .zip(&part.images[i * pixels..(i + 1) * pixels])
-            {
+            for (v, &p) in scaled.iter_mut().zip(&part.images[i * pixels..(i + 1) * pixels]) {
                 *v = p as f32 / 255.0;
             }
             let label = label_of(l).expect("labels checked against classes") as i64;
-            parts.push(
-                *split,
-                label,
-                Origin {
-                    source: *source,
-                    start: i,
-                    len: 1,
-                },
-                &[&scaled],
-            );
+            parts.push(*split, label, Origin { source: *source, start: i, len: 1 }, &[&scaled]);
         }
     }
     if let Some(max) = options.max_per_class {
         parts.cap_per_class(max, classes.len(), &mut rng);
     }
-    let files: Vec<String> = [
-        &train.images_path,
-        &train.labels_path,
-        &test.images_path,
-        &test.labels_path,
-    ]
-    .iter()
-    .map(|p| p.display().to_string())
-    .collect();
+    let files: Vec<String> = [&train.images_path, &train.labels_path, &test.images_path, &test.labels_path]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let description = json!({
         "source": DatasetSource::Mnist(dir.to_path_buf()).describe(),
         "filter": describe_filter(&options.filter),

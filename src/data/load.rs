@@ -92,30 +92,21 @@ impl DatasetOptions {
 
     /// Train, validation and test shares of each recording or class.
     pub(crate) fn fractions(&self) -> [f64; 3] {
-        let test = if self.test.is_some() {
-            0.0
-        } else {
-            self.test_fraction
-        };
-        [
-            1.0 - self.validation_fraction - test,
-            self.validation_fraction,
-            test,
-        ]
+        let test = if self.test.is_some() { 0.0 } else { self.test_fraction };
+        [1.0 - self.validation_fraction - test, self.validation_fraction, test]
     }
 
     /// Checks the options alone, before any file is read.
     pub fn validate(&self) -> Result<(), DataError> {
         let bad = |m: String| Err(DataError::Options(m));
         if self.window == 0 || self.train_stride == 0 {
-            return bad(format!(
-                "window ({}) and train stride ({}) must be positive",
-                self.window, self.train_stride
-            ));
+            return bad(format!("window ({}) and train stride ({}) must be positive", self.window, self.train_stride));
         }
         let (v, t) = (self.validation_fraction, self.test_fraction);
         if !(0.0..1.0).contains(&v) || !(0.0..1.0).contains(&t) || self.fractions()[0] <= 0.0 {
-            return bad(format!("validation ({v}) and test ({t}) fractions must be in [0, 1) and leave some training data"));
+            return bad(format!(
+                "validation ({v}) and test ({t}) fractions must be in [0, 1) and leave some training data"
+            ));
         }
         if self.sample_rate == Some(0) || self.default_sample_rate == Some(0) {
             return bad("sample rates must be positive".into());
@@ -133,15 +124,10 @@ impl DatasetOptions {
 /// Reads a data set and splits it into train, validation and test without leakage; see
 /// [`Dataset::description`] for what was done and [`Dataset::provenance`] for where every
 /// sample came from.
-pub fn load_dataset(
-    source: &DatasetSource,
-    options: &DatasetOptions,
-) -> Result<Dataset, DataError> {
+pub fn load_dataset(source: &DatasetSource, options: &DatasetOptions) -> Result<Dataset, DataError> {
     options.validate()?;
     match source {
-        DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_) => {
-            signal_set::load(source, options)
-        }
+        DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_) => signal_set::load(source, options),
         DatasetSource::ImageFolders(_) | DatasetSource::Mnist(_) if !options.speed_factors.is_empty() => {
             Err(DataError::Options("speed augmentation is for recordings, not images".into()))
         }

@@ -10,35 +10,18 @@ use super::source::Entry;
 use super::split::Split;
 use super::DataError;
 
-const RATE_COLUMNS: [&str; 4] = [
-    "sampling_rate",
-    "sampling_rate_hz",
-    "sample_rate",
-    "sample_rate_hz",
-];
+const RATE_COLUMNS: [&str; 4] = ["sampling_rate", "sampling_rate_hz", "sample_rate", "sample_rate_hz"];
 
 /// The rows of a manifest and its column names. `file` is relative to the manifest's folder.
 pub(crate) fn read(path: &Path) -> Result<(Vec<Entry>, Vec<String>), DataError> {
     let file = path.display().to_string();
     let bytes = read_file(path)?;
-    let mut reader = ::csv::ReaderBuilder::new()
-        .trim(::csv::Trim::All)
-        .from_reader(bytes.as_slice());
-    let unreadable =
-        |e: ::csv::Error| DataError::malformed(&file, format!("not readable as CSV: {e}"));
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(unreadable)?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let mut reader = ::csv::ReaderBuilder::new().trim(::csv::Trim::All).from_reader(bytes.as_slice());
+    let unreadable = |e: ::csv::Error| DataError::malformed(&file, format!("not readable as CSV: {e}"));
+    let header: Vec<String> = reader.headers().map_err(unreadable)?.iter().map(str::to_string).collect();
     for required in ["file", "label"] {
         if !header.iter().any(|h| h == required) {
-            return Err(DataError::Column {
-                file: file.clone(),
-                wanted: required.into(),
-                present: header.join(", "),
-            });
+            return Err(DataError::Column { file: file.clone(), wanted: required.into(), present: header.join(", ") });
         }
     }
     let base = path.parent().unwrap_or(Path::new("."));
@@ -47,17 +30,8 @@ pub(crate) fn read(path: &Path) -> Result<(Vec<Entry>, Vec<String>), DataError> 
         let row = row.map_err(unreadable)?;
         let line = row.position().map_or(0, |p| p.line());
         let at = |problem: String| DataError::malformed(&file, format!("line {line}: {problem}"));
-        let columns: BTreeMap<String, String> = header
-            .iter()
-            .cloned()
-            .zip(row.iter().map(str::to_string))
-            .collect();
-        let cell = |name: &str| {
-            columns
-                .get(name)
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
-        };
+        let columns: BTreeMap<String, String> = header.iter().cloned().zip(row.iter().map(str::to_string)).collect();
+        let cell = |name: &str| columns.get(name).map(String::as_str).filter(|v| !v.is_empty());
         let (Some(name), Some(label)) = (cell("file"), cell("label")) else {
             return Err(at("empty `file` or `label`".into()));
         };
@@ -78,20 +52,15 @@ pub(crate) fn read(path: &Path) -> Result<(Vec<Entry>, Vec<String>), DataError> 
                     .filter(|s| !s.is_empty())
                     .map(|s| s.parse::<usize>())
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| {
-                        at(format!(
-                            "channel `{v}` is not a list of channel numbers (from 0)"
-                        ))
-                    })?,
+                    .map_err(|_| at(format!("channel `{v}` is not a list of channel numbers (from 0)")))?,
             ),
         };
-        let split =
-            match cell("split") {
-                None => None,
-                Some(v) => Some(Split::parse(v).ok_or_else(|| {
-                    at(format!("split `{v}`: expected train, validation or test"))
-                })?),
-            };
+        let split = match cell("split") {
+            None => None,
+            Some(v) => {
+                Some(Split::parse(v).ok_or_else(|| at(format!("split `{v}`: expected train, validation or test")))?)
+            }
+        };
         entries.push(Entry {
             path: base.join(name),
             label: label.to_string(),

@@ -27,8 +27,8 @@ const MI_MATRIX: u32 = 14;
 const MI_COMPRESSED: u32 = 15;
 
 const CLASS_NAMES: [&str; 16] = [
-    "unknown", "cell", "struct", "object", "char", "sparse", "double", "single", "int8", "uint8",
-    "int16", "uint16", "int32", "uint32", "int64", "uint64",
+    "unknown", "cell", "struct", "object", "char", "sparse", "double", "single", "int8", "uint8", "int16", "uint16",
+    "int32", "uint32", "int64", "uint64",
 ];
 
 /// One variable as found in the file; its values are decoded only when asked for.
@@ -49,10 +49,7 @@ impl Variable<'_> {
 
     fn describe(&self) -> String {
         let dims: Vec<String> = self.dims.iter().map(|d| d.to_string()).collect();
-        let class = CLASS_NAMES
-            .get(self.class as usize)
-            .copied()
-            .unwrap_or("unknown");
+        let class = CLASS_NAMES.get(self.class as usize).copied().unwrap_or("unknown");
         let complex = if self.complex { " complex" } else { "" };
         format!("{} ({}{complex} {class})", self.name, dims.join("x"))
     }
@@ -61,11 +58,7 @@ impl Variable<'_> {
 /// Reads the channels of one variable: `variable` is a name or a pattern with `*` and `?`;
 /// `None` takes the one matching [`DEFAULT_VARIABLE`], or the only numeric array with more
 /// than one element. Returns the channels and the variable's name.
-pub(crate) fn decode(
-    bytes: &[u8],
-    file: &str,
-    variable: Option<&str>,
-) -> Result<(Vec<Vec<f32>>, String), DataError> {
+pub(crate) fn decode(bytes: &[u8], file: &str, variable: Option<&str>) -> Result<(Vec<Vec<f32>>, String), DataError> {
     let big_endian = check_header(bytes, file)?;
     let mut variables = Vec::new();
     let mut rest = &bytes[128..];
@@ -82,12 +75,7 @@ pub(crate) fn decode(
                 let mut inflated = Vec::new();
                 flate2::read::ZlibDecoder::new(element.data)
                     .read_to_end(&mut inflated)
-                    .map_err(|e| {
-                        DataError::malformed(
-                            file,
-                            format!("a compressed variable does not inflate: {e}"),
-                        )
-                    })?;
+                    .map_err(|e| DataError::malformed(file, format!("a compressed variable does not inflate: {e}")))?;
                 let (inner, _) = next_element(&inflated, big_endian, file, "compressed variable")?;
                 if inner.kind == MI_MATRIX {
                     let data = inner.data.to_vec();
@@ -104,11 +92,7 @@ pub(crate) fn decode(
     if values.len() != count {
         return Err(DataError::malformed(
             file,
-            format!(
-                "variable `{}` declares {count} values but holds {}",
-                chosen.name,
-                values.len()
-            ),
+            format!("variable `{}` declares {count} values but holds {}", chosen.name, values.len()),
         ));
     }
     let channels = to_channels(values, &chosen.dims, file, &chosen.name)?;
@@ -125,18 +109,12 @@ fn check_header(bytes: &[u8], file: &str) -> Result<bool, DataError> {
         ));
     }
     if bytes.len() < 128 || !bytes.starts_with(b"MATLAB") {
-        return Err(DataError::malformed(
-            file,
-            "not a MATLAB level 5 MAT-file (no MATLAB header)",
-        ));
+        return Err(DataError::malformed(file, "not a MATLAB level 5 MAT-file (no MATLAB header)"));
     }
     match &bytes[126..128] {
         b"IM" => Ok(false),
         b"MI" => Ok(true),
-        _ => Err(DataError::malformed(
-            file,
-            "MAT-file header has no endian indicator (IM/MI)",
-        )),
+        _ => Err(DataError::malformed(file, "MAT-file header has no endian indicator (IM/MI)")),
     }
 }
 
@@ -170,60 +148,36 @@ fn next_element<'a>(
     if first >> 16 != 0 {
         let size = (first >> 16) as usize;
         if size > 4 {
-            return Err(DataError::malformed(
-                file,
-                format!("bad small element in {what}"),
-            ));
+            return Err(DataError::malformed(file, format!("bad small element in {what}")));
         }
-        let element = Element {
-            kind: first & 0xffff,
-            data: &bytes[4..4 + size],
-        };
+        let element = Element { kind: first & 0xffff, data: &bytes[4..4 + size] };
         return Ok((element, &bytes[8..]));
     }
     let size = read_u32(&bytes[4..], big_endian) as usize;
     let data = bytes.get(8..8 + size).ok_or_else(truncated)?;
     // Compressed elements are not padded; everything else is to a multiple of 8 bytes.
-    let padded = if first == MI_COMPRESSED {
-        size
-    } else {
-        size.div_ceil(8) * 8
-    };
+    let padded = if first == MI_COMPRESSED { size } else { size.div_ceil(8) * 8 };
     let rest = bytes.get(8 + padded..).unwrap_or(&[]);
     Ok((Element { kind: first, data }, rest))
 }
 
-fn parse_matrix<'a>(
-    data: Cow<'a, [u8]>,
-    big_endian: bool,
-    file: &str,
-) -> Result<Option<Variable<'a>>, DataError> {
+fn parse_matrix<'a>(data: Cow<'a, [u8]>, big_endian: bool, file: &str) -> Result<Option<Variable<'a>>, DataError> {
     // An empty matrix element (allowed by the format) has no name and no values.
     if data.is_empty() {
         return Ok(None);
     }
     let (flags, rest) = next_element(&data, big_endian, file, "array flags")?;
     if flags.kind != MI_UINT32 || flags.data.len() < 8 {
-        return Err(DataError::malformed(
-            file,
-            "variable without valid array flags",
-        ));
+        return Err(DataError::malformed(file, "variable without valid array flags"));
     }
     let word = read_u32(flags.data, big_endian);
     let class = (word & 0xff) as u8;
     let complex = word & 0x800 != 0;
     let (dims, rest) = next_element(rest, big_endian, file, "array dimensions")?;
     if dims.kind != MI_INT32 {
-        return Err(DataError::malformed(
-            file,
-            "variable without valid dimensions",
-        ));
+        return Err(DataError::malformed(file, "variable without valid dimensions"));
     }
-    let dims: Vec<usize> = dims
-        .data
-        .chunks_exact(4)
-        .map(|c| read_u32(c, big_endian) as usize)
-        .collect();
+    let dims: Vec<usize> = dims.data.chunks_exact(4).map(|c| read_u32(c, big_endian) as usize).collect();
     let (name, rest) = next_element(rest, big_endian, file, "array name")?;
     let name = String::from_utf8_lossy(name.data).into_owned();
     let offset = data.len() - rest.len();
@@ -234,14 +188,7 @@ fn parse_matrix<'a>(
             Cow::Owned(v)
         }
     };
-    Ok(Some(Variable {
-        name,
-        class,
-        complex,
-        dims,
-        body,
-        big_endian,
-    }))
+    Ok(Some(Variable { name, class, complex, dims, body, big_endian }))
 }
 
 fn choose<'v, 'a>(
@@ -253,51 +200,34 @@ fn choose<'v, 'a>(
         if variables.is_empty() {
             "none".to_string()
         } else {
-            variables
-                .iter()
-                .map(Variable::describe)
-                .collect::<Vec<_>>()
-                .join(", ")
+            variables.iter().map(Variable::describe).collect::<Vec<_>>().join(", ")
         }
     };
-    let error = |wanted: String| DataError::Variable {
-        file: file.to_string(),
-        wanted,
-        present: present(),
-    };
+    let error = |wanted: String| DataError::Variable { file: file.to_string(), wanted, present: present() };
     let pattern = wanted.unwrap_or(DEFAULT_VARIABLE);
-    let matches: Vec<&Variable> = variables
-        .iter()
-        .filter(|v| glob_match(pattern, &v.name))
-        .collect();
+    let matches: Vec<&Variable> = variables.iter().filter(|v| glob_match(pattern, &v.name)).collect();
     let chosen = match (matches.as_slice(), wanted) {
         ([one], _) => *one,
         ([], Some(w)) => return Err(error(format!("no variable matches `{w}`"))),
         ([], None) => {
-            let numeric: Vec<&Variable> = variables
-                .iter()
-                .filter(|v| v.is_numeric() && v.dims.iter().product::<usize>() > 1)
-                .collect();
+            let numeric: Vec<&Variable> =
+                variables.iter().filter(|v| v.is_numeric() && v.dims.iter().product::<usize>() > 1).collect();
             match numeric.as_slice() {
                 [one] => *one,
-                _ => return Err(error(format!(
-                    "no variable named and none matches the default `{DEFAULT_VARIABLE}`; name one"
-                ))),
+                _ => {
+                    return Err(error(format!(
+                        "no variable named and none matches the default `{DEFAULT_VARIABLE}`; name one"
+                    )))
+                }
             }
         }
         (several, _) => {
             let names: Vec<&str> = several.iter().map(|v| v.name.as_str()).collect();
-            return Err(error(format!(
-                "`{pattern}` matches several variables ({}); name one",
-                names.join(", ")
-            )));
+            return Err(error(format!("`{pattern}` matches several variables ({}); name one", names.join(", "))));
         }
     };
     if !chosen.is_numeric() || chosen.complex {
-        return Err(error(format!(
-            "variable `{}` is not a real numeric array",
-            chosen.name
-        )));
+        return Err(error(format!("variable `{}` is not a real numeric array", chosen.name)));
     }
     Ok(chosen)
 }
@@ -312,11 +242,7 @@ fn numbers(body: &[u8], big_endian: bool, file: &str, name: &str) -> Result<Vec<
             d.chunks_exact($n)
                 .map(|c| {
                     let a: [u8; $n] = c.try_into().expect("chunks_exact gives exact chunks");
-                    (if big_endian {
-                        <$t>::from_be_bytes(a)
-                    } else {
-                        <$t>::from_le_bytes(a)
-                    }) as f32
+                    (if big_endian { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f32
                 })
                 .collect()
         };
@@ -333,31 +259,20 @@ fn numbers(body: &[u8], big_endian: bool, file: &str, name: &str) -> Result<Vec<
         MI_INT64 => conv!(i64, 8),
         MI_UINT64 => conv!(u64, 8),
         other => {
-            return Err(DataError::malformed(
-                file,
-                format!("variable `{name}` has values of unknown type {other}"),
-            ))
+            return Err(DataError::malformed(file, format!("variable `{name}` has values of unknown type {other}")))
         }
     })
 }
 
 /// Column-major `rows x cols` to channels: a vector is one channel; in a matrix, time runs
 /// along the longer axis.
-fn to_channels(
-    values: Vec<f32>,
-    dims: &[usize],
-    file: &str,
-    name: &str,
-) -> Result<Vec<Vec<f32>>, DataError> {
+fn to_channels(values: Vec<f32>, dims: &[usize], file: &str, name: &str) -> Result<Vec<Vec<f32>>, DataError> {
     let (rows, cols) = match dims {
         [r, c] => (*r, *c),
         _ => {
             return Err(DataError::unsupported(
                 file,
-                format!(
-                    "variable `{name}` has {} dimensions (only vectors and matrices)",
-                    dims.len()
-                ),
+                format!("variable `{name}` has {} dimensions (only vectors and matrices)", dims.len()),
             ))
         }
     };
@@ -367,9 +282,7 @@ fn to_channels(
     if rows >= cols {
         Ok(values.chunks_exact(rows).map(<[f32]>::to_vec).collect())
     } else {
-        Ok((0..rows)
-            .map(|r| values.iter().skip(r).step_by(rows).copied().collect())
-            .collect())
+        Ok((0..rows).map(|r| values.iter().skip(r).step_by(rows).copied().collect()).collect())
     }
 }
 
@@ -414,10 +327,7 @@ pub(crate) mod tests {
     /// A real double matrix variable, as MATLAB writes it.
     pub(crate) fn matrix(name: &str, rows: usize, cols: usize, values: &[f64]) -> Vec<u8> {
         let mut body = element(MI_UINT32, &[6, 0, 0, 0, 0, 0, 0, 0]);
-        let dims: Vec<u8> = [rows as i32, cols as i32]
-            .iter()
-            .flat_map(|d| d.to_le_bytes())
-            .collect();
+        let dims: Vec<u8> = [rows as i32, cols as i32].iter().flat_map(|d| d.to_le_bytes()).collect();
         body.extend(element(MI_INT32, &dims));
         body.extend(element(MI_INT8, name.as_bytes()));
         let vals: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -436,8 +346,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn mat_file(variables: &[Vec<u8>]) -> Vec<u8> {
-        let mut out =
-            format!("{:<116}", "MATLAB 5.0 MAT-file, written by a drsn test").into_bytes();
+        let mut out = format!("{:<116}", "MATLAB 5.0 MAT-file, written by a drsn test").into_bytes();
         out.extend([0u8; 8]);
         out.extend([0x00, 0x01, b'I', b'M']);
         for v in variables {
@@ -465,10 +374,7 @@ pub(crate) mod tests {
             compressed(&matrix("both", 3, 2, &[1.0, 2.0, 3.0, 10.0, 20.0, 30.0])),
         ]);
         let (ch, name) = decode(&bytes, "t.mat", None).unwrap();
-        assert_eq!(
-            (ch, name.as_str()),
-            (vec![vec![0.5, -0.25, 1.0, 2.0]], "X001_DE_time")
-        );
+        assert_eq!((ch, name.as_str()), (vec![vec![0.5, -0.25, 1.0, 2.0]], "X001_DE_time"));
         let (ch, _) = decode(&bytes, "t.mat", Some("*_FE_time")).unwrap();
         assert_eq!(ch, vec![vec![7.0, 8.0, 9.0]]);
         let (ch, _) = decode(&bytes, "t.mat", Some("both")).unwrap();
@@ -477,34 +383,20 @@ pub(crate) mod tests {
 
     #[test]
     fn missing_or_ambiguous_variables_are_named_with_the_ones_present() {
-        let bytes = mat_file(&[
-            matrix("a1", 2, 1, &[1.0, 2.0]),
-            matrix("a2", 2, 1, &[3.0, 4.0]),
-        ]);
+        let bytes = mat_file(&[matrix("a1", 2, 1, &[1.0, 2.0]), matrix("a2", 2, 1, &[3.0, 4.0])]);
         let err = decode(&bytes, "t.mat", Some("b")).unwrap_err().to_string();
-        assert!(
-            err.contains("t.mat") && err.contains("`b`") && err.contains("a1 (2x1 double)"),
-            "{err}"
-        );
+        assert!(err.contains("t.mat") && err.contains("`b`") && err.contains("a1 (2x1 double)"), "{err}");
         let err = decode(&bytes, "t.mat", Some("a*")).unwrap_err().to_string();
         assert!(err.contains("matches several variables (a1, a2)"), "{err}");
         let err = decode(&bytes, "t.mat", None).unwrap_err().to_string();
-        assert!(
-            err.contains("*_DE_time") && err.contains("a2 (2x1 double)"),
-            "{err}"
-        );
+        assert!(err.contains("*_DE_time") && err.contains("a2 (2x1 double)"), "{err}");
     }
 
     #[test]
     fn a_truncated_file_is_an_error_not_a_file_with_fewer_variables() {
         let bytes = mat_file(&[matrix("x_DE_time", 4, 1, &[1.0, 2.0, 3.0, 4.0])]);
-        let err = decode(&bytes[..bytes.len() - 12], "cut.mat", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("cut.mat") && err.contains("truncated"),
-            "{err}"
-        );
+        let err = decode(&bytes[..bytes.len() - 12], "cut.mat", None).unwrap_err().to_string();
+        assert!(err.contains("cut.mat") && err.contains("truncated"), "{err}");
         let err = decode(b"hello", "x.mat", None).unwrap_err().to_string();
         assert!(err.contains("not a MATLAB level 5 MAT-file"), "{err}");
     }
@@ -513,9 +405,6 @@ pub(crate) mod tests {
     fn nan_in_a_variable_is_reported_with_its_position() {
         let bytes = mat_file(&[matrix("x_DE_time", 3, 1, &[1.0, f64::NAN, 3.0])]);
         let err = decode(&bytes, "nan.mat", None).unwrap_err().to_string();
-        assert!(
-            err.contains("nan.mat") && err.contains("NaN at sample 1 of channel 0"),
-            "{err}"
-        );
+        assert!(err.contains("nan.mat") && err.contains("NaN at sample 1 of channel 0"), "{err}");
     }
 }

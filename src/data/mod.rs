@@ -39,9 +39,7 @@ pub use window::windows;
 
 /// The folder holding the real data sets (CWRU, MNIST): `DRSN_SHARED_DATA` or `../shared/data`.
 pub fn shared_data_root() -> std::path::PathBuf {
-    std::env::var_os("DRSN_SHARED_DATA")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::PathBuf::from("../shared/data"))
+    std::env::var_os("DRSN_SHARED_DATA").map(Into::into).unwrap_or_else(|| std::path::PathBuf::from("../shared/data"))
 }
 
 /// A decoded recording: one `Vec` per channel, all the same length.

@@ -35,8 +35,7 @@ pub const SEED_PIXEL_AMPLITUDE: f32 = 0.5;
 
 impl NoiseKind {
     /// The kinds of the paper's protocol, which are added at an SNR.
-    pub const SNR_KINDS: [NoiseKind; 3] =
-        [NoiseKind::Gaussian, NoiseKind::Laplacian, NoiseKind::Pink];
+    pub const SNR_KINDS: [NoiseKind; 3] = [NoiseKind::Gaussian, NoiseKind::Laplacian, NoiseKind::Pink];
 
     /// Whether the amount of this noise is set by an SNR (all but the seed's pixel noise).
     pub fn uses_snr(self) -> bool {
@@ -63,9 +62,7 @@ impl std::str::FromStr for NoiseKind {
             "laplacian" => Ok(NoiseKind::Laplacian),
             "pink" => Ok(NoiseKind::Pink),
             "uniform-pixel" => Ok(NoiseKind::UniformPixel),
-            other => Err(format!(
-                "unknown noise kind {other:?}; expected gaussian, laplacian, pink or uniform-pixel"
-            )),
+            other => Err(format!("unknown noise kind {other:?}; expected gaussian, laplacian, pink or uniform-pixel")),
         }
     }
 }
@@ -112,9 +109,7 @@ thread_local! {
 /// Pink noise: white Gaussian noise whose spectrum is shaped by 1/sqrt(f), so that its
 /// power spectral density falls as 1/f. The DC bin is removed.
 fn pink(len: usize, rng: &mut impl Rng) -> Vec<f64> {
-    let mut buf: Vec<Complex<f64>> = (0..len)
-        .map(|_| Complex::new(StandardNormal.sample(rng), 0.0))
-        .collect();
+    let mut buf: Vec<Complex<f64>> = (0..len).map(|_| Complex::new(StandardNormal.sample(rng), 0.0)).collect();
     PLANNER.with(|planner| {
         let mut planner = planner.borrow_mut();
         planner.plan_fft_forward(len).process(&mut buf);
@@ -122,11 +117,7 @@ fn pink(len: usize, rng: &mut impl Rng) -> Vec<f64> {
         // spectrum Hermitian, so the inverse transform is real.
         for (k, c) in buf.iter_mut().enumerate() {
             let f = k.min(len - k);
-            *c = if f == 0 {
-                Complex::new(0.0, 0.0)
-            } else {
-                *c / (f as f64).sqrt()
-            };
+            *c = if f == 0 { Complex::new(0.0, 0.0) } else { *c / (f as f64).sqrt() };
         }
         planner.plan_fft_inverse(len).process(&mut buf);
     });
@@ -154,13 +145,7 @@ pub fn add_noise(values: &mut [f32], kind: NoiseKind, snr_db: f64, rng: &mut imp
 }
 
 /// Adds noise to every channel of one sample (`sample_shape[0]` channels, contiguous).
-pub fn add_noise_to_sample(
-    sample: &mut [f32],
-    channels: usize,
-    kind: NoiseKind,
-    snr_db: f64,
-    rng: &mut impl Rng,
-) {
+pub fn add_noise_to_sample(sample: &mut [f32], channels: usize, kind: NoiseKind, snr_db: f64, rng: &mut impl Rng) {
     let per_channel = sample.len() / channels.max(1);
     if per_channel == 0 {
         return;
@@ -208,21 +193,14 @@ mod tests {
                 let mut noisy = clean.clone();
                 add_noise(&mut noisy, kind, snr, &mut rng);
                 let measured = measured_snr_db(&clean, &noisy);
-                assert!(
-                    (measured - snr).abs() < 0.2,
-                    "{kind} at {snr} dB measured {measured} dB"
-                );
+                assert!((measured - snr).abs() < 0.2, "{kind} at {snr} dB measured {measured} dB");
             }
         }
     }
 
     #[test]
     fn noisy_copies_are_reproducible_from_the_seed_and_differ_between_seeds() {
-        let samples = Samples {
-            values: test_signal(2 * 2 * 256),
-            sample_shape: vec![2, 256],
-            labels: vec![0, 1],
-        };
+        let samples = Samples { values: test_signal(2 * 2 * 256), sample_shape: vec![2, 256], labels: vec![0, 1] };
         let a = noisy_copy(&samples, NoiseKind::Pink, -2.0, 11);
         let b = noisy_copy(&samples, NoiseKind::Pink, -2.0, 11);
         let c = noisy_copy(&samples, NoiseKind::Pink, -2.0, 12);
@@ -243,24 +221,17 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let mut psd = vec![0.0f64; len / 2];
         for _ in 0..64 {
-            let mut buf: Vec<Complex<f64>> = draw(kind, len, &mut rng)
-                .into_iter()
-                .map(|v| Complex::new(v, 0.0))
-                .collect();
+            let mut buf: Vec<Complex<f64>> =
+                draw(kind, len, &mut rng).into_iter().map(|v| Complex::new(v, 0.0)).collect();
             FftPlanner::new().plan_fft_forward(len).process(&mut buf);
             for (p, c) in psd.iter_mut().zip(&buf) {
                 *p += c.norm_sqr();
             }
         }
         // Least squares over bins 1..len/2 (DC excluded).
-        let pts: Vec<(f64, f64)> = (1..len / 2)
-            .map(|k| ((k as f64).ln(), psd[k].ln()))
-            .collect();
+        let pts: Vec<(f64, f64)> = (1..len / 2).map(|k| ((k as f64).ln(), psd[k].ln())).collect();
         let n = pts.len() as f64;
-        let (mx, my) = (
-            pts.iter().map(|p| p.0).sum::<f64>() / n,
-            pts.iter().map(|p| p.1).sum::<f64>() / n,
-        );
+        let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
         let sxy: f64 = pts.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
         let sxx: f64 = pts.iter().map(|(x, _)| (x - mx).powi(2)).sum();
         sxy / sxx
@@ -298,32 +269,18 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(9);
         let mut img = vec![0.25f32; 28 * 28];
         add_noise(&mut img, NoiseKind::UniformPixel, -5.0, &mut rng);
-        assert!(
-            img.iter().all(|&v| (0.25..0.75).contains(&v)),
-            "values leave [0.25, 0.75)"
-        );
+        assert!(img.iter().all(|&v| (0.25..0.75).contains(&v)), "values leave [0.25, 0.75)");
         let mean = img.iter().map(|&v| v as f64).sum::<f64>() / img.len() as f64;
-        assert!(
-            (mean - 0.5).abs() < 0.02,
-            "mean {mean}, expected 0.25 + 0.5 * 0.5"
-        );
+        assert!((mean - 0.5).abs() < 0.02, "mean {mean}, expected 0.25 + 0.5 * 0.5");
     }
 
     #[test]
     fn noise_kinds_parse_and_serialise_in_kebab_case() {
-        for kind in [
-            NoiseKind::Gaussian,
-            NoiseKind::Laplacian,
-            NoiseKind::Pink,
-            NoiseKind::UniformPixel,
-        ] {
+        for kind in [NoiseKind::Gaussian, NoiseKind::Laplacian, NoiseKind::Pink, NoiseKind::UniformPixel] {
             let text = kind.to_string();
             assert_eq!(text.parse::<NoiseKind>().unwrap(), kind);
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{text}\""));
         }
-        assert!("white"
-            .parse::<NoiseKind>()
-            .unwrap_err()
-            .contains("gaussian"));
+        assert!("white".parse::<NoiseKind>().unwrap_err().contains("gaussian"));
     }
 }

@@ -12,32 +12,20 @@ pub fn decode_npy(bytes: &[u8]) -> Result<Vec<Vec<f32>>, DataError> {
 }
 
 pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Vec<Vec<f32>>, DataError> {
-    let bad =
-        |problem: &str| DataError::malformed(file, format!("not a valid .npy file: {problem}"));
+    let bad = |problem: &str| DataError::malformed(file, format!("not a valid .npy file: {problem}"));
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("no \\x93NUMPY magic"));
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => {
-            return Err(DataError::unsupported(
-                file,
-                format!(".npy format version {v}"),
-            ))
-        }
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(DataError::unsupported(file, format!(".npy format version {v}"))),
     };
-    let header = bytes
-        .get(start..start + header_len)
-        .ok_or_else(|| bad("header cut short"))?;
+    let header = bytes.get(start..start + header_len).ok_or_else(|| bad("header cut short"))?;
     let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
     let descr = dict_value(header, "descr").ok_or_else(|| bad("header has no 'descr'"))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran =
-        dict_value(header, "fortran_order").ok_or_else(|| bad("header has no 'fortran_order'"))?;
+    let fortran = dict_value(header, "fortran_order").ok_or_else(|| bad("header has no 'fortran_order'"))?;
     let fortran = fortran.trim() == "True";
     let shape = dict_value(header, "shape").ok_or_else(|| bad("header has no 'shape'"))?;
     let shape: Vec<usize> = shape
@@ -45,19 +33,13 @@ pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Vec<Vec<f32>>, DataErro
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| bad("shape is not a tuple of sizes"))
-        })
+        .map(|s| s.parse::<usize>().map_err(|_| bad("shape is not a tuple of sizes")))
         .collect::<Result<_, _>>()?;
     let data = &bytes[start + header_len..];
     let values = numbers(data, descr, file)?;
     let count: usize = shape.iter().product();
     if values.len() < count {
-        return Err(bad(&format!(
-            "shape {shape:?} needs {count} values, the file holds {}",
-            values.len()
-        )));
+        return Err(bad(&format!("shape {shape:?} needs {count} values, the file holds {}", values.len())));
     }
     let channels = match shape.as_slice() {
         [n] => vec![values[..*n].to_vec()],
@@ -71,20 +53,13 @@ pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Vec<Vec<f32>>, DataErro
                 }
             };
             if rows >= cols {
-                (0..cols)
-                    .map(|c| (0..rows).map(|r| at(r, c)).collect())
-                    .collect()
+                (0..cols).map(|c| (0..rows).map(|r| at(r, c)).collect()).collect()
             } else {
-                (0..rows)
-                    .map(|r| (0..cols).map(|c| at(r, c)).collect())
-                    .collect()
+                (0..rows).map(|r| (0..cols).map(|c| at(r, c)).collect()).collect()
             }
         }
         _ => {
-            return Err(DataError::unsupported(
-                file,
-                format!("a {}-dimensional array (only 1-D and 2-D)", shape.len()),
-            ))
+            return Err(DataError::unsupported(file, format!("a {}-dimensional array (only 1-D and 2-D)", shape.len())))
         }
     };
     check_finite(file, &channels)?;
@@ -96,11 +71,7 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let at = header.find(&format!("'{key}'"))? + key.len() + 2;
     let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
     // A tuple holds commas; anything else ends at the next comma or brace.
-    let end = if rest.starts_with('(') {
-        rest.find(')')? + 1
-    } else {
-        rest.find([',', '}']).unwrap_or(rest.len())
-    };
+    let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find([',', '}']).unwrap_or(rest.len()) };
     Some(rest[..end].trim())
 }
 
@@ -108,10 +79,7 @@ fn numbers(data: &[u8], descr: &str, file: &str) -> Result<Vec<f32>, DataError> 
     macro_rules! conv {
         ($t:ty, $n:expr) => {
             data.chunks_exact($n)
-                .map(|c| {
-                    <$t>::from_le_bytes(c.try_into().expect("chunks_exact gives exact chunks"))
-                        as f32
-                })
+                .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunks_exact gives exact chunks")) as f32)
                 .collect()
         };
     }
@@ -141,8 +109,7 @@ mod tests {
 
     fn npy(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
         let order = if fortran { "True" } else { "False" };
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
         while (10 + header.len() + 1) % 64 != 0 {
             header.push(' ');
         }
@@ -156,19 +123,13 @@ mod tests {
 
     #[test]
     fn reads_int16_c_order_and_float64_fortran_order() {
-        let data: Vec<u8> = [1i16, 2, 3, 4, 5, 6]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let data: Vec<u8> = [1i16, 2, 3, 4, 5, 6].iter().flat_map(|v| v.to_le_bytes()).collect();
         // (3, 2): three samples of two channels.
         assert_eq!(
             decode(&npy("<i2", false, "(3, 2)", &data), "a").unwrap(),
             vec![vec![1.0, 3.0, 5.0], vec![2.0, 4.0, 6.0]]
         );
-        let data: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let data: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         // (2, 3) in Fortran order: two channels of three samples, stored column by column.
         assert_eq!(
             decode(&npy("<f8", true, "(2, 3)", &data), "a").unwrap(),
@@ -178,16 +139,9 @@ mod tests {
 
     #[test]
     fn big_endian_and_short_data_are_named_errors() {
-        let err = decode(&npy(">f4", false, "(2,)", &[0; 8]), "b.npy")
-            .unwrap_err()
-            .to_string();
+        let err = decode(&npy(">f4", false, "(2,)", &[0; 8]), "b.npy").unwrap_err().to_string();
         assert!(err.contains("b.npy") && err.contains("`>f4`"), "{err}");
-        let err = decode(&npy("<f4", false, "(4,)", &[0; 8]), "s.npy")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("s.npy") && err.contains("needs 4 values"),
-            "{err}"
-        );
+        let err = decode(&npy("<f4", false, "(4,)", &[0; 8]), "s.npy").unwrap_err().to_string();
+        assert!(err.contains("s.npy") && err.contains("needs 4 values"), "{err}");
     }
 }

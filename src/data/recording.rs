@@ -25,11 +25,7 @@ pub fn read_recording(path: &Path, options: &ReadOptions) -> Result<Recording, D
 
 /// Decodes a recording held in memory; `name` (a file name) is used for its extension and
 /// in error messages.
-pub fn decode_recording(
-    bytes: &[u8],
-    name: &str,
-    options: &ReadOptions,
-) -> Result<Recording, DataError> {
+pub fn decode_recording(bytes: &[u8], name: &str, options: &ReadOptions) -> Result<Recording, DataError> {
     Ok(decode_named(bytes, name, options)?.0)
 }
 
@@ -38,16 +34,10 @@ pub fn decode_f32_le(bytes: &[u8]) -> Result<Vec<f32>, DataError> {
     if bytes.len() % 4 != 0 {
         return Err(DataError::malformed(
             "input",
-            format!(
-                "{} bytes is not a whole number of 4-byte float32 values",
-                bytes.len()
-            ),
+            format!("{} bytes is not a whole number of 4-byte float32 values", bytes.len()),
         ));
     }
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     super::error::check_finite("input", std::slice::from_ref(&values))?;
     Ok(values)
 }
@@ -86,42 +76,21 @@ pub(crate) fn decode_named(
     file: &str,
     options: &ReadOptions,
 ) -> Result<(Recording, Option<String>), DataError> {
-    let format = format_of(bytes, file).ok_or_else(|| {
-        DataError::unsupported(
-            file,
-            "not a recording format read here (.wav, .csv, .npy, .mat)",
-        )
-    })?;
+    let format = format_of(bytes, file)
+        .ok_or_else(|| DataError::unsupported(file, "not a recording format read here (.wav, .csv, .npy, .mat)"))?;
     let (mut recording, variable) = match format {
         Format::Wav => (wav::decode(bytes, file)?, None),
-        Format::Csv => (
-            Recording {
-                sample_rate: None,
-                channels: csv::decode(bytes, file, options.column.as_deref())?,
-            },
-            None,
-        ),
-        Format::Npy => (
-            Recording {
-                sample_rate: None,
-                channels: npy::decode(bytes, file)?,
-            },
-            None,
-        ),
+        Format::Csv => {
+            (Recording { sample_rate: None, channels: csv::decode(bytes, file, options.column.as_deref())? }, None)
+        }
+        Format::Npy => (Recording { sample_rate: None, channels: npy::decode(bytes, file)? }, None),
         Format::Mat => {
             let (channels, name) = mat::decode(bytes, file, options.variable.as_deref())?;
-            (
-                Recording {
-                    sample_rate: None,
-                    channels,
-                },
-                Some(name),
-            )
+            (Recording { sample_rate: None, channels }, Some(name))
         }
     };
     if let Some(picked) = &options.channels {
-        recording.channels =
-            select_channels(std::mem::take(&mut recording.channels), picked, file)?;
+        recording.channels = select_channels(std::mem::take(&mut recording.channels), picked, file)?;
     }
     Ok((recording, variable))
 }
@@ -132,9 +101,7 @@ pub(crate) fn select_channels(
     file: &str,
 ) -> Result<Vec<Vec<f32>>, DataError> {
     if picked.is_empty() {
-        return Err(DataError::Options(format!(
-            "{file}: an empty list of channels selects nothing"
-        )));
+        return Err(DataError::Options(format!("{file}: an empty list of channels selects nothing")));
     }
     picked
         .iter()
@@ -156,51 +123,26 @@ mod tests {
     fn content_wins_over_extension_and_unknown_formats_are_named() {
         assert_eq!(format_of(b"MATLAB 5.0", "x.csv"), Some(Format::Mat));
         assert_eq!(format_of(b"1,2", "x.CSV"), Some(Format::Csv));
-        let err = decode_recording(b"abc", "notes.docx", &ReadOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("notes.docx") && err.contains(".wav, .csv, .npy, .mat"),
-            "{err}"
-        );
+        let err = decode_recording(b"abc", "notes.docx", &ReadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("notes.docx") && err.contains(".wav, .csv, .npy, .mat"), "{err}");
     }
 
     #[test]
     fn channels_are_picked_in_order_and_out_of_range_ones_named() {
-        let opts = ReadOptions {
-            channels: Some(vec![1, 0]),
-            ..Default::default()
-        };
+        let opts = ReadOptions { channels: Some(vec![1, 0]), ..Default::default() };
         let r = decode_recording(b"1,2\n3,4\n", "a.csv", &opts).unwrap();
         assert_eq!(r.channels, vec![vec![2.0, 4.0], vec![1.0, 3.0]]);
-        let opts = ReadOptions {
-            channels: Some(vec![2]),
-            ..Default::default()
-        };
-        let err = decode_recording(b"1,2\n", "a.csv", &opts)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("a.csv: channel 2 requested") && err.contains("has 2 channel"),
-            "{err}"
-        );
+        let opts = ReadOptions { channels: Some(vec![2]), ..Default::default() };
+        let err = decode_recording(b"1,2\n", "a.csv", &opts).unwrap_err().to_string();
+        assert!(err.contains("a.csv: channel 2 requested") && err.contains("has 2 channel"), "{err}");
     }
 
     #[test]
     fn raw_floats_must_be_whole_and_finite() {
-        let bytes: Vec<u8> = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let bytes: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(decode_f32_le(&bytes).unwrap(), vec![1.5, -2.0]);
-        assert!(decode_f32_le(&bytes[..7])
-            .unwrap_err()
-            .to_string()
-            .contains("7 bytes"));
+        assert!(decode_f32_le(&bytes[..7]).unwrap_err().to_string().contains("7 bytes"));
         let inf: Vec<u8> = f32::INFINITY.to_le_bytes().to_vec();
-        assert!(decode_f32_le(&inf)
-            .unwrap_err()
-            .to_string()
-            .contains("inf at sample 0"));
+        assert!(decode_f32_le(&inf).unwrap_err().to_string().contains("inf at sample 0"));
     }
 }

@@ -25,19 +25,11 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
             source.path().display()
         )));
     }
-    let classes: Vec<String> = train_entries
-        .iter()
-        .map(|e| e.label.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let classes: Vec<String> =
+        train_entries.iter().map(|e| e.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let test_entries = test_entries(source, options, &train_entries, &classes)?;
 
-    let mut reader = Reader {
-        options,
-        common_rate: None,
-        channels: None,
-    };
+    let mut reader = Reader { options, common_rate: None, channels: None };
     let mut rng = StdRng::seed_from_u64(options.seed);
     let fractions = options.fractions();
     let window = options.window;
@@ -46,15 +38,10 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
     let mut planned: Vec<[Vec<String>; 3]> = vec![Default::default(); classes.len()];
     let mut files = Vec::new();
     let mut sources = Vec::new();
-    let all = train_entries
-        .iter()
-        .map(|e| (e, false))
-        .chain(test_entries.iter().map(|e| (e, true)));
+    let all = train_entries.iter().map(|e| (e, false)).chain(test_entries.iter().map(|e| (e, true)));
     for (index, (entry, is_test)) in all.enumerate() {
         let file = entry.path.display().to_string();
-        let label = classes
-            .binary_search(&entry.label)
-            .expect("test labels checked, train labels are the classes");
+        let label = classes.binary_search(&entry.label).expect("test labels checked, train labels are the classes");
         let loaded = reader.read(entry)?;
         let len = loaded.channels.first().map_or(0, Vec::len);
         if len < window {
@@ -63,12 +50,7 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
                 (Some(rate), None) => format!(" at {rate} Hz"),
                 _ => String::new(),
             };
-            return Err(DataError::TooShort {
-                file,
-                len,
-                window,
-                detail,
-            });
+            return Err(DataError::TooShort { file, len, window, detail });
         }
         let (assigned, plan) = if is_test {
             ("test selection", vec![(Split::Test, 0..len)])
@@ -84,29 +66,12 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
         let mut window_counts = serde_json::Map::new();
         for (split, range) in plan {
             planned[label][split as usize].push(format!("{file}: {} samples", range.len()));
-            let stride = if split == Split::Train {
-                options.train_stride
-            } else {
-                window
-            };
+            let stride = if split == Split::Train { options.train_stride } else { window };
             let mut count = 0;
             for w in windows(range.len(), window, stride) {
                 let start = range.start + w.start;
-                let pieces: Vec<&[f32]> = loaded
-                    .channels
-                    .iter()
-                    .map(|c| &c[start..start + window])
-                    .collect();
-                parts.push(
-                    split,
-                    label as i64,
-                    Origin {
-                        source: index,
-                        start,
-                        len: window,
-                    },
-                    &pieces,
-                );
+                let pieces: Vec<&[f32]> = loaded.channels.iter().map(|c| &c[start..start + window]).collect();
+                parts.push(split, label as i64, Origin { source: index, start, len: window }, &pieces);
                 count += 1;
             }
             if split == Split::Train {
@@ -153,10 +118,7 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
                         stretches.join(", ")
                     )
                 };
-                return Err(DataError::EmptyClass {
-                    class: class.clone(),
-                    detail,
-                });
+                return Err(DataError::EmptyClass { class: class.clone(), detail });
             }
         }
     }
@@ -170,28 +132,31 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
         .filter(|f| !f["resampled_from"].is_null())
         .map(|f| json!({ "file": f["file"], "from": f["resampled_from"], "to": f["sample_rate"] }))
         .collect();
-    let description = options.describe(source, json!({
-        "classes": classes,
-        "sample_rate": sample_rate,
-        "window": window,
-        "train_stride": options.train_stride,
-        "eval_stride": window,
-        "channels": reader.channels.as_ref().map(|(n, _)| *n),
-        "split": {
-            "method": "each recording is cut in time into contiguous train/validation/test stretches \
-                       (their order drawn per recording from the seed) and windows are cut inside \
-                       each stretch, so no window spans two parts; manifest `split` and a test \
-                       selection assign whole recordings",
-            "fractions": { "train": fractions[0], "validation": fractions[1], "test": fractions[2] },
-            "seed": options.seed,
-        },
-        "max_per_class": options.max_per_class,
-        "speed_factors": options.speed_factors,
-        "files": files,
-        "rate_conversions": conversions,
-        "counts": parts.counts(&classes),
-        "classes_without_test_data": without_test,
-    }));
+    let description = options.describe(
+        source,
+        json!({
+            "classes": classes,
+            "sample_rate": sample_rate,
+            "window": window,
+            "train_stride": options.train_stride,
+            "eval_stride": window,
+            "channels": reader.channels.as_ref().map(|(n, _)| *n),
+            "split": {
+                "method": "each recording is cut in time into contiguous train/validation/test stretches \
+                           (their order drawn per recording from the seed) and windows are cut inside \
+                           each stretch, so no window spans two parts; manifest `split` and a test \
+                           selection assign whole recordings",
+                "fractions": { "train": fractions[0], "validation": fractions[1], "test": fractions[2] },
+                "seed": options.seed,
+            },
+            "max_per_class": options.max_per_class,
+            "speed_factors": options.speed_factors,
+            "files": files,
+            "rate_conversions": conversions,
+            "counts": parts.counts(&classes),
+            "classes_without_test_data": without_test,
+        }),
+    );
     Ok(parts.into_dataset(classes, sample_rate, sources, description))
 }
 
@@ -235,10 +200,7 @@ fn test_entries(
         return Ok(Vec::new());
     };
     let test_source = selection.source.as_ref().unwrap_or(source);
-    if !matches!(
-        test_source,
-        DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_)
-    ) {
+    if !matches!(test_source, DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_)) {
         return Err(DataError::Options(format!(
             "the test selection ({}) must hold recordings, like the training source",
             test_source.path().display()
@@ -257,11 +219,7 @@ fn test_entries(
     for entry in &chosen {
         let file = entry.path.display().to_string();
         if classes.binary_search(&entry.label).is_err() {
-            return Err(DataError::UnknownLabel {
-                file,
-                label: entry.label.clone(),
-                known: classes.join(", "),
-            });
+            return Err(DataError::UnknownLabel { file, label: entry.label.clone(), known: classes.join(", ") });
         }
         if train_files.contains(&canonical(&entry.path)) {
             return Err(DataError::Options(format!(
@@ -297,15 +255,10 @@ impl Reader<'_> {
             channels: entry.channels.clone().or_else(|| options.channels.clone()),
         };
         let (recording, variable) = decode_named(&read_file(&entry.path)?, &file, &read_options)?;
-        let rate_error = |problem: String| DataError::SampleRate {
-            file: file.clone(),
-            problem,
-        };
+        let rate_error = |problem: String| DataError::SampleRate { file: file.clone(), problem };
         let declared = match (entry.sample_rate, recording.sample_rate) {
             (Some(m), Some(f)) if m != f => {
-                return Err(rate_error(format!(
-                    "the manifest says {m} Hz, the file says {f} Hz"
-                )))
+                return Err(rate_error(format!("the manifest says {m} Hz, the file says {f} Hz")))
             }
             (m, f) => m.or(f).or(options.default_sample_rate),
         };
@@ -346,11 +299,6 @@ impl Reader<'_> {
             }
             Some(_) => {}
         }
-        Ok(Loaded {
-            channels,
-            sample_rate: options.sample_rate.or(declared),
-            resampled_from,
-            variable,
-        })
+        Ok(Loaded { channels, sample_rate: options.sample_rate.or(declared), resampled_from, variable })
     }
 }

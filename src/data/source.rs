@@ -29,9 +29,7 @@ impl DatasetSource {
     pub fn detect(path: &Path) -> Result<Self, DataError> {
         if path.is_file() {
             return match path.extension().and_then(|e| e.to_str()) {
-                Some(e) if e.eq_ignore_ascii_case("csv") => {
-                    Ok(DatasetSource::Manifest(path.into()))
-                }
+                Some(e) if e.eq_ignore_ascii_case("csv") => Ok(DatasetSource::Manifest(path.into())),
                 _ => Err(DataError::unsupported(
                     &path.display().to_string(),
                     "a data set is a manifest (.csv) or a folder",
@@ -43,10 +41,7 @@ impl DatasetSource {
             return Ok(DatasetSource::Mnist(path.into()));
         }
         for class in folder::class_dirs(path)? {
-            if folder::file_names(&class)?
-                .iter()
-                .any(|n| folder::is_image_name(n))
-            {
+            if folder::file_names(&class)?.iter().any(|n| folder::is_image_name(n)) {
                 return Ok(DatasetSource::ImageFolders(path.into()));
             }
         }
@@ -81,18 +76,12 @@ pub type Filter = Vec<(String, Vec<String>)>;
 
 /// Parses `column=v1,v2` (e.g. `load_hp=0,1`).
 pub fn parse_filter(text: &str) -> Result<(String, Vec<String>), DataError> {
-    let (column, values) = text.split_once('=').ok_or_else(|| {
-        DataError::Options(format!("filter `{text}`: expected column=value[,value...]"))
-    })?;
-    let values: Vec<String> = values
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
+    let (column, values) = text
+        .split_once('=')
+        .ok_or_else(|| DataError::Options(format!("filter `{text}`: expected column=value[,value...]")))?;
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
     if column.trim().is_empty() || values.is_empty() {
-        return Err(DataError::Options(format!(
-            "filter `{text}`: expected column=value[,value...]"
-        )));
+        return Err(DataError::Options(format!("filter `{text}`: expected column=value[,value...]")));
     }
     Ok((column.trim().to_string(), values))
 }
@@ -114,9 +103,7 @@ pub(crate) struct Entry {
 pub(crate) fn entries(source: &DatasetSource, filter: &Filter) -> Result<Vec<Entry>, DataError> {
     let (entries, columns) = match source {
         DatasetSource::Manifest(path) => manifest::read(path)?,
-        DatasetSource::RecordingFolders(root) => {
-            folder::entries(root, folder::is_recording_file_name)?
-        }
+        DatasetSource::RecordingFolders(root) => folder::entries(root, folder::is_recording_file_name)?,
         DatasetSource::ImageFolders(root) => folder::entries(root, folder::is_image_name)?,
         DatasetSource::Mnist(path) => {
             return Err(DataError::unsupported(
@@ -134,10 +121,7 @@ pub(crate) fn entries(source: &DatasetSource, filter: &Filter) -> Result<Vec<Ent
             });
         }
     }
-    Ok(entries
-        .into_iter()
-        .filter(|e| keeps(filter, |c| e.columns.get(c).map(String::as_str)))
-        .collect())
+    Ok(entries.into_iter().filter(|e| keeps(filter, |c| e.columns.get(c).map(String::as_str))).collect())
 }
 
 /// Whether a row passes the filter; values also match as numbers (`0` = `0.0`).
@@ -146,18 +130,12 @@ pub(crate) fn keeps<'a>(filter: &Filter, get: impl Fn(&str) -> Option<&'a str>) 
         let Some(cell) = get(column) else {
             return false;
         };
-        values.iter().any(|v| {
-            v == cell || matches!((v.parse::<f64>(), cell.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
-        })
+        values.iter().any(|v| v == cell || matches!((v.parse::<f64>(), cell.parse::<f64>()), (Ok(a), Ok(b)) if a == b))
     })
 }
 
 pub(crate) fn describe_filter(filter: &Filter) -> serde_json::Value {
-    filter
-        .iter()
-        .map(|(c, v)| (c.clone(), serde_json::json!(v)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+    filter.iter().map(|(c, v)| (c.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>().into()
 }
 
 #[cfg(test)]
@@ -167,19 +145,10 @@ mod tests {
     #[test]
     fn filters_parse_and_match_numbers_loosely() {
         let f = vec![parse_filter("load_hp = 0, 1").unwrap()];
-        assert_eq!(
-            f,
-            vec![(
-                "load_hp".to_string(),
-                vec!["0".to_string(), "1".to_string()]
-            )]
-        );
+        assert_eq!(f, vec![("load_hp".to_string(), vec!["0".to_string(), "1".to_string()])]);
         assert!(keeps(&f, |_| Some("1.0")));
         assert!(!keeps(&f, |_| Some("2")));
         assert!(!keeps(&f, |_| None));
-        assert!(parse_filter("load_hp")
-            .unwrap_err()
-            .to_string()
-            .contains("column=value"));
+        assert!(parse_filter("load_hp").unwrap_err().to_string().contains("column=value"));
     }
 }

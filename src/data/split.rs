@@ -45,11 +45,7 @@ impl Split {
 
 /// Cuts `0..len` into contiguous stretches, in `order`, sized by `fractions` (train,
 /// validation, test; the train stretch takes what rounding leaves). Empty stretches are left out.
-pub(crate) fn stretches(
-    len: usize,
-    fractions: [f64; 3],
-    order: [Split; 3],
-) -> Vec<(Split, Range<usize>)> {
+pub(crate) fn stretches(len: usize, fractions: [f64; 3], order: [Split; 3]) -> Vec<(Split, Range<usize>)> {
     let validation = (len as f64 * fractions[1]).round() as usize;
     let test = ((len as f64 * fractions[2]).round() as usize).min(len - validation);
     let sizes = [len - validation - test, validation, test];
@@ -73,14 +69,8 @@ pub(crate) struct Parts {
 
 impl Parts {
     pub fn new(sample_shape: Vec<usize>) -> Self {
-        let empty = Samples {
-            sample_shape,
-            ..Default::default()
-        };
-        Parts {
-            samples: [empty.clone(), empty.clone(), empty],
-            origins: Default::default(),
-        }
+        let empty = Samples { sample_shape, ..Default::default() };
+        Parts { samples: [empty.clone(), empty.clone(), empty], origins: Default::default() }
     }
 
     /// Adds one sample made of `pieces` (one per channel), in order.
@@ -94,11 +84,7 @@ impl Parts {
     }
 
     pub fn count(&self, split: Split, label: i64) -> usize {
-        self.samples[split.index()]
-            .labels
-            .iter()
-            .filter(|&&l| l == label)
-            .count()
+        self.samples[split.index()].labels.iter().filter(|&&l| l == label).count()
     }
 
     /// Keeps at most `max` samples of each class in each part, drawn with `rng`, in their
@@ -108,25 +94,16 @@ impl Parts {
             let (samples, origins) = (&self.samples[split.index()], &self.origins[split.index()]);
             let mut keep = Vec::new();
             for label in 0..classes as i64 {
-                let of_class: Vec<usize> = (0..samples.len())
-                    .filter(|&i| samples.labels[i] == label)
-                    .collect();
+                let of_class: Vec<usize> = (0..samples.len()).filter(|&i| samples.labels[i] == label).collect();
                 if of_class.len() <= max {
                     keep.extend(of_class);
                 } else {
-                    keep.extend(
-                        sample(rng, of_class.len(), max)
-                            .into_iter()
-                            .map(|k| of_class[k]),
-                    );
+                    keep.extend(sample(rng, of_class.len(), max).into_iter().map(|k| of_class[k]));
                 }
             }
             keep.sort_unstable();
             let n = samples.sample_len();
-            let mut kept = Samples {
-                sample_shape: samples.sample_shape.clone(),
-                ..Default::default()
-            };
+            let mut kept = Samples { sample_shape: samples.sample_shape.clone(), ..Default::default() };
             kept.values.reserve(keep.len() * n);
             for &i in &keep {
                 kept.values.extend_from_slice(samples.sample(i));
@@ -185,19 +162,8 @@ mod tests {
 
     #[test]
     fn stretches_tile_the_recording_in_the_given_order() {
-        let s = stretches(
-            1000,
-            [0.7, 0.15, 0.15],
-            [Split::Test, Split::Train, Split::Validation],
-        );
-        assert_eq!(
-            s,
-            vec![
-                (Split::Test, 0..150),
-                (Split::Train, 150..850),
-                (Split::Validation, 850..1000)
-            ]
-        );
+        let s = stretches(1000, [0.7, 0.15, 0.15], [Split::Test, Split::Train, Split::Validation]);
+        assert_eq!(s, vec![(Split::Test, 0..150), (Split::Train, 150..850), (Split::Validation, 850..1000)]);
         let s = stretches(10, [0.8, 0.2, 0.0], Split::ALL);
         assert_eq!(s, vec![(Split::Train, 0..8), (Split::Validation, 8..10)]);
     }
@@ -206,18 +172,11 @@ mod tests {
     fn capping_keeps_classes_balanced_and_origins_aligned() {
         let mut parts = Parts::new(vec![1, 1]);
         for i in 0..10 {
-            let origin = Origin {
-                source: 0,
-                start: i,
-                len: 1,
-            };
+            let origin = Origin { source: 0, start: i, len: 1 };
             parts.push(Split::Train, (i % 2) as i64, origin, &[&[i as f32]]);
         }
         parts.cap_per_class(3, 2, &mut StdRng::seed_from_u64(1));
-        assert_eq!(
-            (parts.count(Split::Train, 0), parts.count(Split::Train, 1)),
-            (3, 3)
-        );
+        assert_eq!((parts.count(Split::Train, 0), parts.count(Split::Train, 1)), (3, 3));
         let dataset = parts.into_dataset(vec!["a".into(), "b".into()], None, vec!["x".into()], serde_json::Value::Null);
         let train = &dataset.train;
         for (i, o) in dataset.provenance.train.iter().enumerate() {

@@ -20,10 +20,7 @@ pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Recording, DataError> {
         return Err(DataError::malformed(file, "WAV header declares 0 channels"));
     }
     if spec.sample_rate == 0 {
-        return Err(DataError::SampleRate {
-            file: file.to_string(),
-            problem: "the WAV header says 0 Hz".into(),
-        });
+        return Err(DataError::SampleRate { file: file.to_string(), problem: "the WAV header says 0 Hz".into() });
     }
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => {
@@ -33,10 +30,7 @@ pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Recording, DataError> {
                     format!("{}-bit float WAV (only 32-bit float)", spec.bits_per_sample),
                 ));
             }
-            reader
-                .into_samples::<f32>()
-                .collect::<Result<_, _>>()
-                .map_err(bad)?
+            reader.into_samples::<f32>().collect::<Result<_, _>>().map_err(bad)?
         }
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f64;
@@ -49,20 +43,8 @@ pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Recording, DataError> {
     };
     let n = spec.channels as usize;
     let frames = interleaved.len() / n;
-    let channels: Vec<Vec<f32>> = (0..n)
-        .map(|c| {
-            interleaved
-                .iter()
-                .skip(c)
-                .step_by(n)
-                .take(frames)
-                .copied()
-                .collect()
-        })
-        .collect();
+    let channels: Vec<Vec<f32>> =
+        (0..n).map(|c| interleaved.iter().skip(c).step_by(n).take(frames).copied().collect()).collect();
     check_finite(file, &channels)?;
-    Ok(Recording {
-        sample_rate: Some(spec.sample_rate),
-        channels,
-    })
+    Ok(Recording { sample_rate: Some(spec.sample_rate), channels })
 }

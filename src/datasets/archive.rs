@@ -227,10 +227,7 @@ mod tests {
         for archive in [tar_of(entries), zip_of(entries), gz.finish().unwrap()] {
             let dir = tempfile::tempdir().unwrap();
             let files = extract(&archive, dir.path(), LIMITS).unwrap();
-            assert_eq!(
-                labels(&files),
-                vec![("normal".into(), "a.csv".into(), 4), ("ball".into(), "b.csv".into(), 2)]
-            );
+            assert_eq!(labels(&files), vec![("normal".into(), "a.csv".into(), 4), ("ball".into(), "b.csv".into(), 2)]);
             assert_eq!(std::fs::read(&files[0].path).unwrap(), b"1\n2\n");
             assert!(files[0].path.starts_with(dir.path()));
         }

@@ -2,8 +2,8 @@
 //! HTTP stored under `<data-root>/datasets/<name>/<label>/<file>`.
 
 pub mod archive;
-pub mod uploads;
 pub mod paths;
+pub mod uploads;
 
 pub use archive::{ArchiveError, Extracted, Limits};
 pub use paths::{canonical_root, check_name, resolve_inside, PathError};

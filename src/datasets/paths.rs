@@ -83,7 +83,8 @@ mod tests {
         for ok in ["cwru", "inner race 7", "a.b_c-1", "007", "OR007@6", "12k_Drive_End_OR007@6_0_130.wav", "naïve"] {
             assert_eq!(check_name("label", ok), Ok(()), "{ok}");
         }
-        for bad in ["", ".", "..", ".hidden", "a/b", "a\\b", "x\0", " lead", "trail.", "a:b", "a\nb", &"x".repeat(129)] {
+        for bad in ["", ".", "..", ".hidden", "a/b", "a\\b", "x\0", " lead", "trail.", "a:b", "a\nb", &"x".repeat(129)]
+        {
             assert!(check_name("label", bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -115,9 +116,6 @@ mod tests {
         std::os::unix::fs::symlink(root.join("sets/cwru"), root.join("alias")).unwrap();
         assert_eq!(resolve_inside(&root, "alias").unwrap(), root.join("sets/cwru"));
 
-        assert_eq!(
-            resolve_inside(&root, "sets/none"),
-            Err(PathError::Missing { path: "sets/none".into() })
-        );
+        assert_eq!(resolve_inside(&root, "sets/none"), Err(PathError::Missing { path: "sets/none".into() }));
     }
 }

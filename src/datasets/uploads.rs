@@ -164,7 +164,8 @@ impl Uploads {
 /// Decodes the file the way training will; returns its kind.
 fn check_content(label: &str, file: &str, bytes: &[u8], options: &ReadOptions) -> Result<&'static str, UploadError> {
     let kind = file_kind(file).ok_or_else(|| UploadError::UnsupportedType { file: format!("{label}/{file}") })?;
-    let unreadable = |source| UploadError::Unreadable { label: label.into(), file: file.into(), source: Box::new(source) };
+    let unreadable =
+        |source| UploadError::Unreadable { label: label.into(), file: file.into(), source: Box::new(source) };
     match kind {
         "png" | "jpeg" => {
             decode_image(bytes).map_err(unreadable)?;
@@ -205,7 +206,12 @@ mod tests {
     const LIMITS: Limits = Limits { max_files: 100, max_file_bytes: 1 << 20, max_total_bytes: 1 << 22 };
 
     fn wav(samples: &[f32]) -> Vec<u8> {
-        let spec = hound::WavSpec { channels: 1, sample_rate: 12_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 12_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
         let mut out = std::io::Cursor::new(Vec::new());
         let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
         for &s in samples {
@@ -240,7 +246,10 @@ mod tests {
         assert!(matches!(err, UploadError::Name(_)), "{err}");
         let err = up.add_file("../x", "normal", "e.csv", b"1\n", &ReadOptions::default()).unwrap_err();
         assert!(matches!(err, UploadError::Name(_)), "{err}");
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("datasets/set/normal")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("datasets/set/normal"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec!["a.wav"], "nothing else was written");
     }
 
@@ -257,14 +266,18 @@ mod tests {
         };
         let good = zip(&[("normal/a.wav", wav(&[0.5; 64])), ("ball/b.csv", b"1\n2\n3\n".to_vec())]);
         let recs = up.add_archive("set", &good, &ReadOptions::default()).unwrap();
-        assert_eq!(recs.iter().map(|r| (r.label.as_str(), r.file.as_str())).collect::<Vec<_>>(), vec![("normal", "a.wav"), ("ball", "b.csv")]);
+        assert_eq!(
+            recs.iter().map(|r| (r.label.as_str(), r.file.as_str())).collect::<Vec<_>>(),
+            vec![("normal", "a.wav"), ("ball", "b.csv")]
+        );
         assert!(dir.path().join("datasets/set/ball/b.csv").is_file());
 
         let bad = zip(&[("inner/c.wav", wav(&[0.5; 64])), ("inner/d.wav", b"RIFF not really".to_vec())]);
         let err = up.add_archive("set", &bad, &ReadOptions::default()).unwrap_err();
         assert!(err.to_string().contains("inner/d.wav"), "{err}");
         assert!(!dir.path().join("datasets/set/inner").exists(), "a refused archive leaves nothing");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("datasets")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(dir.path().join("datasets")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, vec!["set"], "the staging folder is removed");
     }
 

@@ -26,12 +26,7 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) fn new(
-        config: EngineConfig,
-        work: Receiver<Job>,
-        control: Receiver<Control>,
-        load: Arc<Load>,
-    ) -> Self {
+    pub(super) fn new(config: EngineConfig, work: Receiver<Job>, control: Receiver<Control>, load: Arc<Load>) -> Self {
         Worker { config, work, control, load, models: HashMap::new() }
     }
 

@@ -40,11 +40,8 @@ impl Limit {
 /// Middleware: 413 for a declared length over the limit; everything else passes through
 /// (a chunked body is still cut at the limit by `DefaultBodyLimit`).
 pub async fn refuse(State(limit): State<Limit>, request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let Some(declared) = declared.filter(|&n| n > limit.bytes as u64) else {
         return next.run(request).await;
     };

@@ -148,9 +148,10 @@ fn publish(
     let activate = first || decision.activate;
     if activate {
         if !first {
-            inner.rt.block_on(registry.activate(name, version)).map_err(|e| {
-                failed(format!("version {version} was written but could not be put into service: {e}"))
-            })?;
+            inner
+                .rt
+                .block_on(registry.activate(name, version))
+                .map_err(|e| failed(format!("version {version} was written but could not be put into service: {e}")))?;
         }
         inner.rt.block_on(inner.store.activate(name, version as i64)).map_err(failed)?;
     }
@@ -196,7 +197,8 @@ fn decide(
     run_request: &RunRequest,
     accuracy: Option<f64>,
 ) -> Decision {
-    let decision = |activate, reason: &str, active_accuracy| Decision { activate, reason: reason.into(), active_accuracy };
+    let decision =
+        |activate, reason: &str, active_accuracy| Decision { activate, reason: reason.into(), active_accuracy };
     match request.promote {
         Promotion::Never => decision(false, "policy never", None),
         Promotion::Always => decision(true, "policy always", None),

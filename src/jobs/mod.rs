@@ -10,7 +10,7 @@ mod runner;
 pub use events::JobEvent;
 pub use execute::JobContext;
 pub use request::{
-    DataSettings, Init, Invalid, JobRequest, Network, Plan, Promotion, Recipe, TestSettings, TrainSettings,
-    MAX_EPOCHS, MAX_KEY_LEN,
+    DataSettings, Init, Invalid, JobRequest, Network, Plan, Promotion, Recipe, TestSettings, TrainSettings, MAX_EPOCHS,
+    MAX_KEY_LEN,
 };
 pub use runner::{version_record, Runner, SHUT_DOWN};

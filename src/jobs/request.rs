@@ -175,7 +175,10 @@ pub const MAX_EPOCHS: usize = 10_000;
 /// The network a job trains, before the class count is known.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Network {
-    Preset { name: String, arch: Arch },
+    Preset {
+        name: String,
+        arch: Arch,
+    },
     Spec(ModelSpec),
     /// The active version's network (`init: active`).
     Active(Box<ModelCard>),
@@ -244,10 +247,16 @@ impl JobRequest {
         match self.init {
             Init::Active => {
                 if self.preset.is_some() || self.arch.is_some() || self.spec.is_some() {
-                    return Err(invalid("init", "with init: active the active version's network is used; leave out preset, arch and spec"));
+                    return Err(invalid(
+                        "init",
+                        "with init: active the active version's network is used; leave out preset, arch and spec",
+                    ));
                 }
                 let card = active.ok_or_else(|| {
-                    invalid("init", format!("model {:?} has no active version to start from; use init: scratch", self.model))
+                    invalid(
+                        "init",
+                        format!("model {:?} has no active version to start from; use init: scratch", self.model),
+                    )
                 })?;
                 Ok(Network::Active(Box::new(card.clone())))
             }
@@ -287,7 +296,11 @@ impl JobRequest {
             .as_ref()
             .map(|t| -> Result<TestSelection, Invalid> {
                 Ok(TestSelection {
-                    source: t.dataset.as_deref().map(|p| resolve_source(data_root, p, "data.test.dataset")).transpose()?,
+                    source: t
+                        .dataset
+                        .as_deref()
+                        .map(|p| resolve_source(data_root, p, "data.test.dataset"))
+                        .transpose()?,
                     filter: filter(&t.filter),
                 })
             })
@@ -313,7 +326,11 @@ impl JobRequest {
             if channels.len() as i64 != spec.in_channels {
                 return Err(invalid(
                     "data.channels",
-                    format!("{} channels selected for a network with {} input channels", channels.len(), spec.in_channels),
+                    format!(
+                        "{} channels selected for a network with {} input channels",
+                        channels.len(),
+                        spec.in_channels
+                    ),
                 ));
             }
         }

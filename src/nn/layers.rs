@@ -33,16 +33,7 @@ impl Conv {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.convolution(
-            &self.weight,
-            Some(&self.bias),
-            &self.stride,
-            &self.padding,
-            &self.ones,
-            false,
-            &self.zeros,
-            1,
-        )
+        xs.convolution(&self.weight, Some(&self.bias), &self.stride, &self.padding, &self.ones, false, &self.zeros, 1)
     }
 
     /// The kernel, for weight decay.

@@ -53,22 +53,11 @@ impl Shrinkage {
 
     /// Shrinks `xs` (a unit's own convolution output, which it may overwrite); with
     /// `diagnostics`, also reports what the thresholds were and did.
-    pub fn forward_t(
-        &self,
-        mut xs: Tensor,
-        train: bool,
-        diagnostics: bool,
-    ) -> (Tensor, Option<ShrinkDiagnostics>) {
+    pub fn forward_t(&self, mut xs: Tensor, train: bool, diagnostics: bool) -> (Tensor, Option<ShrinkDiagnostics>) {
         let mean_abs = global_average(&xs.abs());
-        let scales = self
-            .fc2
-            .forward(&self.bn.forward_t(&self.fc1.forward(&mean_abs), train).relu_())
-            .sigmoid();
-        let thresholds = if self.shared {
-            &scales * mean_abs.mean_dim(1, true, Kind::Float)
-        } else {
-            &scales * &mean_abs
-        };
+        let scales = self.fc2.forward(&self.bn.forward_t(&self.fc1.forward(&mean_abs), train).relu_()).sigmoid();
+        let thresholds =
+            if self.shared { &scales * mean_abs.mean_dim(1, true, Kind::Float) } else { &scales * &mean_abs };
         // N x C' -> N x C' x 1 [x 1] to broadcast over the spatial axes.
         let mut shape = thresholds.size();
         shape.extend(std::iter::repeat_n(1, xs.dim() - 2));
@@ -82,8 +71,11 @@ impl Shrinkage {
             let inside = clamp_within(&xs, &tau);
             xs.g_sub_(&inside)
         };
-        let diag = diagnostics.then(|| {
-            ShrinkDiagnostics { zeroed_fraction: zeroed_fraction(&out), thresholds, scales, mean_abs }
+        let diag = diagnostics.then(|| ShrinkDiagnostics {
+            zeroed_fraction: zeroed_fraction(&out),
+            thresholds,
+            scales,
+            mean_abs,
         });
         (out, diag)
     }

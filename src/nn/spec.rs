@@ -41,9 +41,7 @@ impl std::str::FromStr for Arch {
             "resnet" => Ok(Arch::Resnet),
             "drsn-cs" => Ok(Arch::DrsnCs),
             "drsn-cw" => Ok(Arch::DrsnCw),
-            other => Err(NnError::Spec(format!(
-                "unknown architecture {other:?}; expected resnet, drsn-cs or drsn-cw"
-            ))),
+            other => Err(NnError::Spec(format!("unknown architecture {other:?}; expected resnet, drsn-cs or drsn-cw"))),
         }
     }
 }
@@ -148,10 +146,7 @@ impl ModelSpec {
                 kernel: 3,
             },
             other => {
-                return Err(NnError::Spec(format!(
-                    "unknown preset {other:?}; expected one of {}",
-                    PRESETS.join(", ")
-                )))
+                return Err(NnError::Spec(format!("unknown preset {other:?}; expected one of {}", PRESETS.join(", "))))
             }
         };
         Ok(spec)
@@ -193,10 +188,7 @@ impl ModelSpec {
             }
             // The identity path only pads channels with zeros; it never drops any.
             if s.channels < width {
-                return bad(format!(
-                    "stage {i}: {} channels after {width}; widths may only grow",
-                    s.channels
-                ));
+                return bad(format!("stage {i}: {} channels after {width}; widths may only grow", s.channels));
             }
             width = s.channels;
         }

@@ -23,15 +23,7 @@ pub struct ResidualUnit {
 
 impl ResidualUnit {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        p: Path,
-        arch: Arch,
-        spatial: usize,
-        c_in: i64,
-        c_out: i64,
-        kernel: i64,
-        stride: i64,
-    ) -> Self {
+    pub fn new(p: Path, arch: Arch, spatial: usize, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> Self {
         let shrink = match arch {
             Arch::Resnet => None,
             Arch::DrsnCs => Some(Shrinkage::new(&p / "shrink", c_out, true)),
@@ -49,12 +41,7 @@ impl ResidualUnit {
         }
     }
 
-    pub fn forward_t(
-        &self,
-        xs: &Tensor,
-        train: bool,
-        diagnostics: bool,
-    ) -> (Tensor, Option<ShrinkDiagnostics>) {
+    pub fn forward_t(&self, xs: &Tensor, train: bool, diagnostics: bool) -> (Tensor, Option<ShrinkDiagnostics>) {
         let r = self.conv1.forward(&self.bn1.forward_t(xs, train).relu_());
         let r = self.conv2.forward(&self.bn2.forward_t(&r, train).relu_());
         let (r, diag) = match &self.shrink {

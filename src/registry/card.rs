@@ -90,14 +90,12 @@ impl ModelCard {
     pub fn write(&self, dir: &Path) -> Result<(), CardError> {
         let path = dir.join(CARD_FILE);
         let text = serde_json::to_string_pretty(self).expect("cards serialise");
-        std::fs::write(&path, text + "\n")
-            .map_err(|source| CardError::Io { path: path.display().to_string(), source })
+        std::fs::write(&path, text + "\n").map_err(|source| CardError::Io { path: path.display().to_string(), source })
     }
 }
 
 /// Hex SHA-256 of a file's contents.
 pub fn sha256_file(path: &Path) -> Result<String, CardError> {
-    let bytes = std::fs::read(path)
-        .map_err(|source| CardError::Io { path: path.display().to_string(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| CardError::Io { path: path.display().to_string(), source })?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }

@@ -25,17 +25,8 @@ pub struct CardInfo {
 
 /// Writes `model` and its card into `dir` (created if missing; an earlier model there is
 /// replaced). Returns the card as written.
-pub fn write_model_folder(
-    dir: &Path,
-    model: &Model,
-    info: CardInfo,
-) -> Result<ModelCard, CardError> {
-    if info.name.is_empty()
-        || !info
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
+pub fn write_model_folder(dir: &Path, model: &Model, info: CardInfo) -> Result<ModelCard, CardError> {
+    if info.name.is_empty() || !info.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         return Err(CardError::Invalid(format!(
             "model name {:?}: use letters, digits, '-', '_' and '.' only",
             info.name
@@ -55,9 +46,7 @@ pub fn write_model_folder(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     // Saved under a temporary name and renamed, so a reader never sees half a file.
     let tmp = dir.join(".weights.partial.safetensors");
-    model
-        .save(&tmp)
-        .map_err(|e| CardError::Invalid(e.to_string()))?;
+    model.save(&tmp).map_err(|e| CardError::Invalid(e.to_string()))?;
     let weights = dir.join(WEIGHTS_FILE);
     std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
     let card = ModelCard {
@@ -88,10 +77,7 @@ mod tests {
             version: 3,
             classes: (0..classes).map(|i| format!("c{i}")).collect(),
             sample_rate: Some(12_000),
-            window: Some(WindowInfo {
-                length: 2048,
-                train_stride: 512,
-            }),
+            window: Some(WindowInfo { length: 2048, train_stride: 512 }),
             normalization: Normalization::ZScore,
             data: serde_json::json!({"source": "unit test"}),
             metrics: serde_json::json!({"accuracy": 0.5}),
@@ -122,20 +108,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = ModelSpec::preset("seed-2d", Arch::DrsnCw, 10).unwrap();
         let model = Model::new(&spec, tch::Device::Cpu).unwrap();
-        let err = write_model_folder(dir.path(), &model, info(3))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("3 class names") && err.contains("10 classes"),
-            "{err}"
-        );
-        let bad = CardInfo {
-            name: "../escape".into(),
-            ..info(10)
-        };
-        let err = write_model_folder(dir.path(), &model, bad)
-            .unwrap_err()
-            .to_string();
+        let err = write_model_folder(dir.path(), &model, info(3)).unwrap_err().to_string();
+        assert!(err.contains("3 class names") && err.contains("10 classes"), "{err}");
+        let bad = CardInfo { name: "../escape".into(), ..info(10) };
+        let err = write_model_folder(dir.path(), &model, bad).unwrap_err().to_string();
         assert!(err.contains("../escape"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -24,8 +24,7 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 5] =
-        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
+    pub const ALL: [JobStatus; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -147,10 +146,8 @@ impl Store {
             return Ok((row, true));
         }
         let key = new.idempotency_key.as_deref().unwrap_or_default();
-        let first: JobRow = sqlx::query_as("SELECT * FROM jobs WHERE idempotency_key = ?")
-            .bind(key)
-            .fetch_one(&self.pool)
-            .await?;
+        let first: JobRow =
+            sqlx::query_as("SELECT * FROM jobs WHERE idempotency_key = ?").bind(key).fetch_one(&self.pool).await?;
         Ok((first, false))
     }
 

@@ -17,9 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use datasets::{ClassCount, DatasetFileRow, DatasetSummary, NewDatasetFile};
-pub use jobs::{
-    CancelOutcome, EpochRow, JobOutcome, JobRow, JobStatus, NewJob, Progress, INTERRUPTED,
-};
+pub use jobs::{CancelOutcome, EpochRow, JobOutcome, JobRow, JobStatus, NewJob, Progress, INTERRUPTED};
 pub use models::{ModelVersionRow, NewModelVersion};
 
 /// The database file's name inside the service's data folder.
@@ -59,11 +57,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(err)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(err)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }

@@ -85,9 +85,7 @@ impl Store {
 
     /// The active version of every model name.
     pub async fn active_versions(&self) -> Result<Vec<ModelVersionRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM model_versions WHERE active = 1 ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as("SELECT * FROM model_versions WHERE active = 1 ORDER BY name").fetch_all(&self.pool).await?)
     }
 
     /// The highest version recorded for a name (0 when none).
@@ -102,11 +100,12 @@ impl Store {
     /// Makes `version` the one active version of `name`, in one transaction.
     pub async fn activate(&self, name: &str, version: i64) -> Result<ModelVersionRow, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let exists: Option<(i64,)> = sqlx::query_as("SELECT version FROM model_versions WHERE name = ? AND version = ?")
-            .bind(name)
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM model_versions WHERE name = ? AND version = ?")
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_none() {
             return Err(StoreError::NotFound(format!("model {name} has no version {version}")));
         }

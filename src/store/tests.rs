@@ -45,7 +45,11 @@ async fn a_job_moves_from_queued_to_succeeded_with_progress_and_epochs() {
         };
         store.record_epoch(&e).await.unwrap();
     }
-    let done = store.finish_job("a", &JobOutcome::Succeeded { model_version: 3, result: serde_json::json!({"test_accuracy": 0.9}) }).await.unwrap().unwrap();
+    let done = store
+        .finish_job("a", &JobOutcome::Succeeded { model_version: 3, result: serde_json::json!({"test_accuracy": 0.9}) })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!((done.epoch, done.step, done.steps), (Some(1), Some(3), Some(10)));
     assert_eq!(done.model_version, Some(3));
@@ -174,7 +178,8 @@ async fn one_version_per_name_is_active_and_activation_rolls_back_and_forward() 
     store.activate("other", 1).await.unwrap();
     let back = store.activate("m", 1).await.unwrap();
     assert!(back.active && back.activated_at.is_some());
-    let active: Vec<_> = store.versions("m").await.unwrap().into_iter().filter(|v| v.active).map(|v| v.version).collect();
+    let active: Vec<_> =
+        store.versions("m").await.unwrap().into_iter().filter(|v| v.active).map(|v| v.version).collect();
     assert_eq!(active, vec![1]);
     assert_eq!(store.active_versions().await.unwrap().len(), 2);
     assert!(matches!(store.activate("m", 9).await, Err(StoreError::NotFound(_))));

@@ -29,11 +29,7 @@ pub fn make_batch(
             if rng.random::<f64>() < aug.probability {
                 let kind = aug.kinds[rng.random_range(0..aug.kinds.len())];
                 let [lo, hi] = aug.snr_db;
-                let snr = if hi > lo {
-                    rng.random_range(lo..=hi)
-                } else {
-                    lo
-                };
+                let snr = if hi > lo { rng.random_range(lo..=hi) } else { lo };
                 add_noise_to_sample(sample, channels, kind, snr, rng);
             }
         }
@@ -44,9 +40,7 @@ pub fn make_batch(
     }
     let mut shape = vec![indices.len() as i64];
     shape.extend(samples.sample_shape.iter().map(|&s| s as i64));
-    let xs = Tensor::from_slice(&values)
-        .view(shape.as_slice())
-        .to_device(device);
+    let xs = Tensor::from_slice(&values).view(shape.as_slice()).to_device(device);
     let ys = Tensor::from_slice(&labels).to_device(device);
     (xs, ys)
 }

@@ -8,11 +8,8 @@ pub struct Snapshot(Vec<(String, Tensor)>);
 
 impl Snapshot {
     pub fn take(vs: &VarStore) -> Self {
-        let mut vars: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .map(|(name, t)| (name, t.detach().copy()))
-            .collect();
+        let mut vars: Vec<(String, Tensor)> =
+            vs.variables().into_iter().map(|(name, t)| (name, t.detach().copy())).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         Snapshot(vars)
     }

@@ -102,11 +102,7 @@ impl TrainConfig {
 
     /// The learning rate of `epoch` (0-based).
     pub fn lr_at(&self, epoch: usize) -> f64 {
-        let drops = self
-            .lr_milestones
-            .iter()
-            .filter(|&&m| epoch >= (m * self.epochs as f64).round() as usize)
-            .count();
+        let drops = self.lr_milestones.iter().filter(|&&m| epoch >= (m * self.epochs as f64).round() as usize).count();
         self.lr * self.lr_gamma.powi(drops as i32)
     }
 
@@ -116,10 +112,7 @@ impl TrainConfig {
             return bad("epochs must be at least 1".into());
         }
         if self.batch_size < 2 {
-            return bad(format!(
-                "batch size must be at least 2 (batch norm), got {}",
-                self.batch_size
-            ));
+            return bad(format!("batch size must be at least 2 (batch norm), got {}", self.batch_size));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("learning rate must be positive, got {}", self.lr));
@@ -127,20 +120,11 @@ impl TrainConfig {
         if !(self.lr_gamma.is_finite() && self.lr_gamma > 0.0) {
             return bad(format!("lr gamma must be positive, got {}", self.lr_gamma));
         }
-        if let Some(m) = self
-            .lr_milestones
-            .iter()
-            .find(|m| !(**m > 0.0 && **m < 1.0))
-        {
-            return bad(format!(
-                "lr milestones are fractions of the epochs in (0, 1), got {m}"
-            ));
+        if let Some(m) = self.lr_milestones.iter().find(|m| !(**m > 0.0 && **m < 1.0)) {
+            return bad(format!("lr milestones are fractions of the epochs in (0, 1), got {m}"));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!(
-                "weight decay must be zero or positive, got {}",
-                self.weight_decay
-            ));
+            return bad(format!("weight decay must be zero or positive, got {}", self.weight_decay));
         }
         if let Optimizer::Sgd { momentum } = self.optimizer {
             if !(0.0..1.0).contains(&momentum) {
@@ -156,15 +140,10 @@ impl TrainConfig {
             }
             let [lo, hi] = a.snr_db;
             if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-                return bad(format!(
-                    "augmentation SNR range {lo}..{hi} dB is not a range"
-                ));
+                return bad(format!("augmentation SNR range {lo}..{hi} dB is not a range"));
             }
             if !(0.0..=1.0).contains(&a.probability) {
-                return bad(format!(
-                    "augmentation probability must be in [0, 1], got {}",
-                    a.probability
-                ));
+                return bad(format!("augmentation probability must be in [0, 1], got {}", a.probability));
             }
         }
         Ok(())
@@ -178,10 +157,7 @@ mod tests {
     #[test]
     fn the_paper_schedule_drops_tenfold_at_forty_and_eighty_percent() {
         let c = TrainConfig::paper_sgd();
-        let lrs: Vec<f64> = [0, 39, 40, 79, 80, 99]
-            .iter()
-            .map(|&e| c.lr_at(e))
-            .collect();
+        let lrs: Vec<f64> = [0, 39, 40, 79, 80, 99].iter().map(|&e| c.lr_at(e)).collect();
         let expected = [0.1, 0.1, 0.01, 0.01, 0.001, 0.001];
         for (got, want) in lrs.iter().zip(expected) {
             assert!((got - want).abs() < 1e-12, "{lrs:?}");
@@ -189,11 +165,7 @@ mod tests {
         let short = TrainConfig { epochs: 5, ..c };
         // round(0.4 * 5) = 2, round(0.8 * 5) = 4
         let lrs: Vec<f64> = (0..5).map(|e| short.lr_at(e)).collect();
-        assert!(
-            (lrs[1] - 0.1).abs() < 1e-12
-                && (lrs[2] - 0.01).abs() < 1e-12
-                && (lrs[4] - 0.001).abs() < 1e-12
-        );
+        assert!((lrs[1] - 0.1).abs() < 1e-12 && (lrs[2] - 0.01).abs() < 1e-12 && (lrs[4] - 0.001).abs() < 1e-12);
         assert!((TrainConfig::seed_adam().lr_at(4) - 1e-3).abs() < 1e-15);
     }
 
@@ -202,59 +174,21 @@ mod tests {
         let ok = TrainConfig::seed_adam();
         ok.validate().unwrap();
         let cases = [
+            (TrainConfig { epochs: 0, ..ok.clone() }, "epochs"),
+            (TrainConfig { batch_size: 1, ..ok.clone() }, "batch size"),
+            (TrainConfig { lr: -1.0, ..ok.clone() }, "learning rate"),
+            (TrainConfig { lr_milestones: vec![1.5], ..ok.clone() }, "milestones"),
+            (TrainConfig { optimizer: Optimizer::Sgd { momentum: 1.0 }, ..ok.clone() }, "momentum"),
             (
                 TrainConfig {
-                    epochs: 0,
-                    ..ok.clone()
-                },
-                "epochs",
-            ),
-            (
-                TrainConfig {
-                    batch_size: 1,
-                    ..ok.clone()
-                },
-                "batch size",
-            ),
-            (
-                TrainConfig {
-                    lr: -1.0,
-                    ..ok.clone()
-                },
-                "learning rate",
-            ),
-            (
-                TrainConfig {
-                    lr_milestones: vec![1.5],
-                    ..ok.clone()
-                },
-                "milestones",
-            ),
-            (
-                TrainConfig {
-                    optimizer: Optimizer::Sgd { momentum: 1.0 },
-                    ..ok.clone()
-                },
-                "momentum",
-            ),
-            (
-                TrainConfig {
-                    augment: Some(NoiseAugment {
-                        kinds: vec![],
-                        snr_db: [-5.0, 5.0],
-                        probability: 0.5,
-                    }),
+                    augment: Some(NoiseAugment { kinds: vec![], snr_db: [-5.0, 5.0], probability: 0.5 }),
                     ..ok.clone()
                 },
                 "noise kind",
             ),
             (
                 TrainConfig {
-                    augment: Some(NoiseAugment {
-                        kinds: vec![NoiseKind::Pink],
-                        snr_db: [5.0, -5.0],
-                        probability: 0.5,
-                    }),
+                    augment: Some(NoiseAugment { kinds: vec![NoiseKind::Pink], snr_db: [5.0, -5.0], probability: 0.5 }),
                     ..ok.clone()
                 },
                 "SNR range",
@@ -275,10 +209,7 @@ mod tests {
             probability: 0.5,
         });
         let json = serde_json::to_value(&c).unwrap();
-        assert_eq!(
-            json["optimizer"],
-            serde_json::json!({"kind": "sgd", "momentum": 0.9})
-        );
+        assert_eq!(json["optimizer"], serde_json::json!({"kind": "sgd", "momentum": 0.9}));
         assert_eq!(serde_json::from_value::<TrainConfig>(json).unwrap(), c);
     }
 }

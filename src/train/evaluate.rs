@@ -21,42 +21,23 @@ use super::TrainError;
 const EVAL_BATCH: usize = 256;
 
 /// The predicted class of every sample, in eval mode.
-pub fn predict(
-    model: &Model,
-    samples: &Samples,
-    normalization: Normalization,
-) -> Result<Vec<i64>, TrainError> {
+pub fn predict(model: &Model, samples: &Samples, normalization: Normalization) -> Result<Vec<i64>, TrainError> {
     check_samples(model.spec(), samples, "evaluation")?;
     let mut predictions = Vec::with_capacity(samples.len());
     let indices: Vec<usize> = (0..samples.len()).collect();
     for chunk in indices.chunks(EVAL_BATCH) {
         let (xs, _) = make_batch(samples, chunk, normalization, None, model.device());
-        let forward = model
-            .infer(&xs, false)
-            .map_err(|e| TrainError::Data(e.to_string()))?;
-        let labels = forward
-            .logits
-            .argmax(-1, false)
-            .to_kind(Kind::Int64)
-            .to_device(tch::Device::Cpu);
-        predictions
-            .extend(Vec::<i64>::try_from(&labels).map_err(|e| TrainError::Torch(e.to_string()))?);
+        let forward = model.infer(&xs, false).map_err(|e| TrainError::Data(e.to_string()))?;
+        let labels = forward.logits.argmax(-1, false).to_kind(Kind::Int64).to_device(tch::Device::Cpu);
+        predictions.extend(Vec::<i64>::try_from(&labels).map_err(|e| TrainError::Torch(e.to_string()))?);
     }
     Ok(predictions)
 }
 
 /// Share of samples whose predicted class is their label (0 for no samples).
-pub fn accuracy(
-    model: &Model,
-    samples: &Samples,
-    normalization: Normalization,
-) -> Result<f64, TrainError> {
+pub fn accuracy(model: &Model, samples: &Samples, normalization: Normalization) -> Result<f64, TrainError> {
     let predictions = predict(model, samples, normalization)?;
-    let correct = predictions
-        .iter()
-        .zip(&samples.labels)
-        .filter(|(p, l)| p == l)
-        .count();
+    let correct = predictions.iter().zip(&samples.labels).filter(|(p, l)| p == l).count();
     Ok(correct as f64 / samples.len().max(1) as f64)
 }
 
@@ -118,25 +99,11 @@ impl Evaluation {
     pub fn table(&self) -> String {
         let width = name_width(self.per_class.iter().map(|c| c.class.as_str()));
         let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.2}", 100.0 * v));
-        let mut out = format!(
-            "accuracy: {:.2}% of {} samples\n",
-            100.0 * self.accuracy,
-            self.samples
-        );
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:>9}  {:>9}  {:>7}",
-            "class", "precision", "recall", "support"
-        );
+        let mut out = format!("accuracy: {:.2}% of {} samples\n", 100.0 * self.accuracy, self.samples);
+        let _ = writeln!(out, "{:<width$}  {:>9}  {:>9}  {:>7}", "class", "precision", "recall", "support");
         for c in &self.per_class {
-            let _ = writeln!(
-                out,
-                "{:<width$}  {:>9}  {:>9}  {:>7}",
-                c.class,
-                pct(c.precision),
-                pct(c.recall),
-                c.support
-            );
+            let _ =
+                writeln!(out, "{:<width$}  {:>9}  {:>9}  {:>7}", c.class, pct(c.precision), pct(c.recall), c.support);
         }
         out
     }
@@ -145,13 +112,12 @@ impl Evaluation {
     pub fn confusion_table(&self) -> String {
         let names: Vec<&str> = self.per_class.iter().map(|c| c.class.as_str()).collect();
         let width = name_width(names.iter().copied()).max("true \\ predicted".len());
-        let col = names.iter().map(|n| n.len()).max().unwrap_or(1).max(
-            self.confusion
-                .iter()
-                .flatten()
-                .max()
-                .map_or(1, |m| m.to_string().len()),
-        );
+        let col = names
+            .iter()
+            .map(|n| n.len())
+            .max()
+            .unwrap_or(1)
+            .max(self.confusion.iter().flatten().max().map_or(1, |m| m.to_string().len()));
         let mut out = format!("{:<width$}", "true \\ predicted");
         for n in &names {
             let _ = write!(out, "  {n:>col$}");
@@ -187,11 +153,7 @@ pub fn evaluate(
         )));
     }
     let predictions = predict(model, samples, normalization)?;
-    Ok(Evaluation::from_predictions(
-        &samples.labels,
-        &predictions,
-        classes,
-    ))
+    Ok(Evaluation::from_predictions(&samples.labels, &predictions, classes))
 }
 
 /// The paper's SNRs: -5 to +5 dB in 1 dB steps.
@@ -240,30 +202,15 @@ pub fn snr_sweep(
             accuracies.push(accuracy(model, &noisy, normalization)?);
         }
         let mean = accuracies.iter().sum::<f64>() / accuracies.len().max(1) as f64;
-        rows.push(SweepRow {
-            kind,
-            accuracy: accuracies,
-            mean,
-        });
+        rows.push(SweepRow { kind, accuracy: accuracies, mean });
     }
-    Ok(SnrSweep {
-        snr_db: snrs.to_vec(),
-        rows,
-        samples: samples.len(),
-        seed,
-    })
+    Ok(SnrSweep { snr_db: snrs.to_vec(), rows, samples: samples.len(), seed })
 }
 
 impl SnrSweep {
     /// Accuracy in percent, one row per noise kind, one column per SNR, and the mean.
     pub fn table(&self) -> String {
-        let width = self
-            .rows
-            .iter()
-            .map(|r| r.kind.to_string().len())
-            .max()
-            .unwrap_or(0)
-            .max("SNR (dB)".len());
+        let width = self.rows.iter().map(|r| r.kind.to_string().len()).max().unwrap_or(0).max("SNR (dB)".len());
         let mut out = format!("{:<width$}", "SNR (dB)");
         for snr in &self.snr_db {
             let _ = write!(out, "  {snr:>6}");
@@ -291,10 +238,7 @@ mod tests {
         let predictions = [0, 0, 1, 1, 0, 0];
         let e = Evaluation::from_predictions(&labels, &predictions, &classes);
         assert!((e.accuracy - 3.0 / 6.0).abs() < 1e-12);
-        assert_eq!(
-            e.confusion,
-            vec![vec![2, 1, 0], vec![1, 1, 0], vec![1, 0, 0]]
-        );
+        assert_eq!(e.confusion, vec![vec![2, 1, 0], vec![1, 1, 0], vec![1, 0, 0]]);
         // class a: predicted 4 times, 2 right; 3 samples, 2 found.
         assert_eq!(e.per_class[0].precision, Some(0.5));
         assert_eq!(e.per_class[0].recall, Some(2.0 / 3.0));
@@ -306,22 +250,9 @@ mod tests {
         assert_eq!(e.per_class[2].support, 1);
         let table = e.table();
         assert!(table.contains("accuracy: 50.00% of 6 samples"), "{table}");
-        assert!(
-            table
-                .lines()
-                .any(|l| l.starts_with("c ") && l.contains("n/a") && l.contains("0.00")),
-            "{table}"
-        );
+        assert!(table.lines().any(|l| l.starts_with("c ") && l.contains("n/a") && l.contains("0.00")), "{table}");
         let confusion = e.confusion_table();
-        assert_eq!(
-            confusion
-                .lines()
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .collect::<Vec<_>>(),
-            ["a", "2", "1", "0"]
-        );
+        assert_eq!(confusion.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>(), ["a", "2", "1", "0"]);
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["per_class"][2]["precision"], serde_json::Value::Null);
     }
@@ -330,11 +261,7 @@ mod tests {
     fn the_sweep_table_has_a_row_per_kind_and_a_column_per_snr() {
         let sweep = SnrSweep {
             snr_db: paper_snrs(),
-            rows: vec![SweepRow {
-                kind: NoiseKind::Pink,
-                accuracy: vec![0.5; 11],
-                mean: 0.5,
-            }],
+            rows: vec![SweepRow { kind: NoiseKind::Pink, accuracy: vec![0.5; 11], mean: 0.5 }],
             samples: 4,
             seed: 0,
         };
@@ -342,9 +269,6 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].split_whitespace().count(), 2 + 11 + 1, "{table}");
-        assert!(
-            lines[1].starts_with("pink") && lines[1].matches("50.00").count() == 12,
-            "{table}"
-        );
+        assert!(lines[1].starts_with("pink") && lines[1].matches("50.00").count() == 12, "{table}");
     }
 }

@@ -14,11 +14,10 @@ mod trainer;
 mod tests;
 
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
-pub use evaluate::{
-    evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
-};
+pub use evaluate::{evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow};
 pub use pipeline::{
-    judged_test, run, run_from, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED, VALIDATION_NOISE_SEED,
+    judged_test, run, run_from, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
+    VALIDATION_NOISE_SEED,
 };
 pub use progress::{CancelToken, EpochMetrics, Progress, StepProgress};
 pub use trainer::{check_samples, init_model, train, TrainReport};
@@ -33,7 +32,9 @@ pub enum TrainError {
     Cancelled { epoch: usize, step: usize },
     #[error("cancelled during the evaluation")]
     CancelledEvaluation,
-    #[error("training diverged: the loss is not finite at epoch {epoch}, step {step} (learning rate {lr}); try a lower one")]
+    #[error(
+        "training diverged: the loss is not finite at epoch {epoch}, step {step} (learning rate {lr}); try a lower one"
+    )]
     Diverged { epoch: usize, step: usize, lr: f64 },
     #[error("libtorch: {0}")]
     Torch(String),

@@ -18,16 +18,8 @@ fn tiny_spec() -> ModelSpec {
         dim: Dim::One,
         in_channels: 1,
         input_size: vec![LEN as i64],
-        stem: StemSpec {
-            channels: 4,
-            kernel: 3,
-            stride: 1,
-        },
-        stages: vec![StageSpec {
-            channels: 8,
-            units: 2,
-            stride: 2,
-        }],
+        stem: StemSpec { channels: 4, kernel: 3, stride: 1 },
+        stages: vec![StageSpec { channels: 8, units: 2, stride: 2 }],
         classes: 3,
         kernel: 3,
     }
@@ -37,10 +29,7 @@ fn tiny_spec() -> ModelSpec {
 /// white noise; `label_shift` relabels class `c` as `(c + shift) % 3`.
 fn tones(per_class: usize, seed: u64, label_shift: i64) -> Samples {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut s = Samples {
-        sample_shape: vec![1, LEN],
-        ..Default::default()
-    };
+    let mut s = Samples { sample_shape: vec![1, LEN], ..Default::default() };
     for _ in 0..per_class {
         for (c, cycles) in CYCLES.iter().enumerate() {
             let phase: f32 = rng.random_range(0.0..6.3);
@@ -49,9 +38,7 @@ fn tones(per_class: usize, seed: u64, label_shift: i64) -> Samples {
             for i in 0..LEN {
                 let t = i as f32 / LEN as f32;
                 let noise: f32 = rng.random_range(-0.1..0.1);
-                s.values.push(
-                    offset + amp * (2.0 * std::f32::consts::PI * cycles * t + phase).sin() + noise,
-                );
+                s.values.push(offset + amp * (2.0 * std::f32::consts::PI * cycles * t + phase).sin() + noise);
             }
             s.labels.push((c as i64 + label_shift) % 3);
         }
@@ -71,29 +58,13 @@ fn dataset(validation_shift: i64) -> Dataset {
 }
 
 fn quick_config() -> TrainConfig {
-    TrainConfig {
-        lr: 1e-2,
-        epochs: 8,
-        batch_size: 16,
-        seed: 4,
-        ..TrainConfig::seed_adam()
-    }
+    TrainConfig { lr: 1e-2, epochs: 8, batch_size: 16, seed: 4, ..TrainConfig::seed_adam() }
 }
 
-fn run(
-    model: &mut Model,
-    data: &Dataset,
-    config: &TrainConfig,
-) -> (Result<TrainReport, TrainError>, Vec<Progress>) {
+fn run(model: &mut Model, data: &Dataset, config: &TrainConfig) -> (Result<TrainReport, TrainError>, Vec<Progress>) {
     let mut events = Vec::new();
-    let result = train(
-        model,
-        data,
-        Normalization::ZScore,
-        config,
-        &mut |p| events.push(p.clone()),
-        &CancelToken::new(),
-    );
+    let result =
+        train(model, data, Normalization::ZScore, config, &mut |p| events.push(p.clone()), &CancelToken::new());
     (result, events)
 }
 
@@ -105,26 +76,14 @@ fn a_short_adam_run_on_separable_tones_reaches_high_test_accuracy() {
     let (report, events) = run(&mut model, &data, &config);
     let report = report.unwrap();
     let eval = evaluate(&model, &data.test, Normalization::ZScore, &data.classes).unwrap();
-    assert!(
-        eval.accuracy >= 0.95,
-        "test accuracy {:.3}\n{}",
-        eval.accuracy,
-        eval.table()
-    );
-    assert_eq!(
-        eval.confusion.iter().flatten().sum::<usize>(),
-        data.test.len()
-    );
+    assert!(eval.accuracy >= 0.95, "test accuracy {:.3}\n{}", eval.accuracy, eval.table());
+    assert_eq!(eval.confusion.iter().flatten().sum::<usize>(), data.test.len());
     // 120 samples in batches of 16: 7 full batches and one of 8.
-    let steps = events
-        .iter()
-        .filter(|e| matches!(e, Progress::Step(_)))
-        .count();
+    let steps = events.iter().filter(|e| matches!(e, Progress::Step(_))).count();
     assert_eq!(steps, 8 * config.epochs);
     assert_eq!(report.steps, steps);
     assert_eq!(report.history.len(), config.epochs);
-    let Some(Progress::Step(last)) = events.iter().rev().find(|e| matches!(e, Progress::Step(_)))
-    else {
+    let Some(Progress::Step(last)) = events.iter().rev().find(|e| matches!(e, Progress::Step(_))) else {
         panic!("no step events")
     };
     assert_eq!((last.epoch, last.step, last.steps_per_epoch), (8, 8, 8));
@@ -136,23 +95,13 @@ fn a_short_adam_run_on_separable_tones_reaches_high_test_accuracy() {
 fn sgd_follows_the_step_schedule_and_learns() {
     let data = dataset(0);
     let mut model = init_model(&tiny_spec(), tch::Device::Cpu, 2).unwrap();
-    let config = TrainConfig {
-        epochs: 10,
-        batch_size: 16,
-        seed: 5,
-        ..TrainConfig::paper_sgd()
-    };
+    let config = TrainConfig { epochs: 10, batch_size: 16, seed: 5, ..TrainConfig::paper_sgd() };
     let (report, _) = run(&mut model, &data, &config);
     let report = report.unwrap();
     let lrs: Vec<f64> = report.history.iter().map(|m| m.lr).collect();
     let want = [0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001, 0.001];
-    assert!(
-        lrs.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
-        "{lrs:?}"
-    );
-    let acc = evaluate(&model, &data.test, Normalization::ZScore, &data.classes)
-        .unwrap()
-        .accuracy;
+    assert!(lrs.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{lrs:?}");
+    let acc = evaluate(&model, &data.test, Normalization::ZScore, &data.classes).unwrap().accuracy;
     assert!(acc >= 0.9, "test accuracy {acc:.3}");
 }
 
@@ -194,33 +143,16 @@ fn the_best_validation_epoch_is_restored_at_the_end() {
     // and the final weights are not it.
     let data = dataset(1);
     let mut model = init_model(&tiny_spec(), tch::Device::Cpu, 1).unwrap();
-    let (report, _) = run(
-        &mut model,
-        &data,
-        &TrainConfig {
-            lr: 1e-3,
-            ..quick_config()
-        },
-    );
+    let (report, _) = run(&mut model, &data, &TrainConfig { lr: 1e-3, ..quick_config() });
     let report = report.unwrap();
     let best = report.best_val_accuracy.unwrap();
-    let vals: Vec<f64> = report
-        .history
-        .iter()
-        .map(|m| m.val_accuracy.unwrap())
-        .collect();
+    let vals: Vec<f64> = report.history.iter().map(|m| m.val_accuracy.unwrap()).collect();
     assert_eq!(vals.iter().cloned().fold(f64::MIN, f64::max), best);
     assert_eq!(vals[report.best_epoch - 1], best);
     let last = *vals.last().unwrap();
-    assert!(
-        last < best,
-        "the last epoch must be worse than the best for this test to mean anything: {vals:?}"
-    );
+    assert!(last < best, "the last epoch must be worse than the best for this test to mean anything: {vals:?}");
     let now = super::evaluate::accuracy(&model, &data.validation, Normalization::ZScore).unwrap();
-    assert_eq!(
-        now, best,
-        "the model holds the best epoch's weights ({vals:?})"
-    );
+    assert_eq!(now, best, "the model holds the best epoch's weights ({vals:?})");
     assert!(report.history[report.best_epoch - 1].best);
 }
 
@@ -228,12 +160,8 @@ fn the_best_validation_epoch_is_restored_at_the_end() {
 fn a_snapshot_restores_every_variable_including_batch_norm_statistics() {
     let model = Model::new(&tiny_spec(), tch::Device::Cpu).unwrap();
     let before = Snapshot::take(model.var_store());
-    let originals: Vec<(String, tch::Tensor)> = model
-        .var_store()
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (n, t.copy()))
-        .collect();
+    let originals: Vec<(String, tch::Tensor)> =
+        model.var_store().variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
     tch::no_grad(|| {
         for (_, mut t) in model.var_store().variables() {
             let _ = t.fill_(0.5);
@@ -252,24 +180,15 @@ fn samples_that_do_not_fit_the_model_are_refused_with_the_shapes() {
     let mut data = dataset(0);
     data.train.sample_shape = vec![2, LEN / 2];
     let mut model = Model::new(&tiny_spec(), tch::Device::Cpu).unwrap();
-    let err = run(&mut model, &data, &quick_config())
-        .0
-        .unwrap_err()
-        .to_string();
+    let err = run(&mut model, &data, &quick_config()).0.unwrap_err().to_string();
     assert!(err.contains("[2, 32]") && err.contains("[1, 64]"), "{err}");
     let mut data = dataset(0);
     data.train.labels[5] = 3;
-    let err = run(&mut model, &data, &quick_config())
-        .0
-        .unwrap_err()
-        .to_string();
+    let err = run(&mut model, &data, &quick_config()).0.unwrap_err().to_string();
     assert!(err.contains("label 3"), "{err}");
     let mut data = dataset(0);
     data.train.values[LEN * 7 + 3] = f32::NAN;
-    let err = run(&mut model, &data, &quick_config())
-        .0
-        .unwrap_err()
-        .to_string();
+    let err = run(&mut model, &data, &quick_config()).0.unwrap_err().to_string();
     assert!(err.contains("sample 7"), "{err}");
 }
 
@@ -278,35 +197,15 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
     let data = dataset(0);
     let mut model = init_model(&tiny_spec(), tch::Device::Cpu, 1).unwrap();
     let config = TrainConfig {
-        augment: Some(NoiseAugment {
-            kinds: NoiseKind::SNR_KINDS.to_vec(),
-            snr_db: [0.0, 10.0],
-            probability: 0.5,
-        }),
+        augment: Some(NoiseAugment { kinds: NoiseKind::SNR_KINDS.to_vec(), snr_db: [0.0, 10.0], probability: 0.5 }),
         ..quick_config()
     };
     run(&mut model, &data, &config).0.unwrap();
     let snrs = paper_snrs();
-    let a = snr_sweep(
-        &model,
-        &data.test,
-        Normalization::ZScore,
-        &NoiseKind::SNR_KINDS,
-        &snrs,
-        9,
-        &CancelToken::new(),
-    )
-    .unwrap();
-    let b = snr_sweep(
-        &model,
-        &data.test,
-        Normalization::ZScore,
-        &NoiseKind::SNR_KINDS,
-        &snrs,
-        9,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let a = snr_sweep(&model, &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &CancelToken::new())
+        .unwrap();
+    let b = snr_sweep(&model, &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &CancelToken::new())
+        .unwrap();
     assert_eq!(a, b);
     assert_eq!(a.rows.len(), 3);
     for row in &a.rows {
@@ -317,18 +216,7 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
     }
     let cancelled = CancelToken::new();
     cancelled.cancel();
-    let err = snr_sweep(
-        &model,
-        &data.test,
-        Normalization::ZScore,
-        &NoiseKind::SNR_KINDS,
-        &snrs,
-        9,
-        &cancelled,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err, TrainError::CancelledEvaluation) && err.is_cancelled(),
-        "{err:?}"
-    );
+    let err =
+        snr_sweep(&model, &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &cancelled).unwrap_err();
+    assert!(matches!(err, TrainError::CancelledEvaluation) && err.is_cancelled(), "{err:?}");
 }

@@ -39,11 +39,7 @@ pub struct TrainReport {
 }
 
 /// A freshly initialised model whose weights depend only on `seed`.
-pub fn init_model(
-    spec: &ModelSpec,
-    device: tch::Device,
-    seed: u64,
-) -> Result<Model, crate::nn::NnError> {
+pub fn init_model(spec: &ModelSpec, device: tch::Device, seed: u64) -> Result<Model, crate::nn::NnError> {
     tch::manual_seed(seed as i64);
     Model::new(spec, device)
 }
@@ -66,17 +62,11 @@ pub fn check_samples(spec: &ModelSpec, samples: &Samples, part: &str) -> Result<
         )));
     }
     if let Some(bad) = samples.labels.iter().find(|&&l| l < 0 || l >= spec.classes) {
-        return Err(TrainError::Data(format!(
-            "{part}: label {bad} outside the model's {} classes",
-            spec.classes
-        )));
+        return Err(TrainError::Data(format!("{part}: label {bad} outside the model's {} classes", spec.classes)));
     }
     if let Some(i) = samples.values.iter().position(|v| !v.is_finite()) {
         let n = samples.sample_len().max(1);
-        return Err(TrainError::Data(format!(
-            "{part}: sample {} holds a NaN or infinite value",
-            i / n
-        )));
+        return Err(TrainError::Data(format!("{part}: sample {} holds a NaN or infinite value", i / n)));
     }
     Ok(())
 }
@@ -109,9 +99,7 @@ pub fn train(
     // (the shuffle changes which sample it is).
     let steps_per_epoch = n / config.batch_size + usize::from(n % config.batch_size >= 2);
     if steps_per_epoch == 0 {
-        return Err(TrainError::Data(format!(
-            "{n} training samples; at least 2 are needed"
-        )));
+        return Err(TrainError::Data(format!("{n} training samples; at least 2 are needed")));
     }
     if let Some(t) = config.threads {
         tch::set_num_threads(t as i32);
@@ -122,18 +110,10 @@ pub fn train(
     let vs = model.var_store();
     let mut opt = match config.optimizer {
         Optimizer::Adam => tch::nn::Adam::default().build(vs, config.lr),
-        Optimizer::Sgd { momentum } => tch::nn::Sgd {
-            momentum,
-            ..Default::default()
-        }
-        .build(vs, config.lr),
+        Optimizer::Sgd { momentum } => tch::nn::Sgd { momentum, ..Default::default() }.build(vs, config.lr),
     }
     .map_err(|e| TrainError::Torch(e.to_string()))?;
-    let kernels: Vec<Tensor> = model
-        .kernels()
-        .into_iter()
-        .map(|k| k.shallow_clone())
-        .collect();
+    let kernels: Vec<Tensor> = model.kernels().into_iter().map(|k| k.shallow_clone()).collect();
 
     let total_steps = steps_per_epoch * config.epochs;
     let started = Instant::now();
@@ -153,17 +133,11 @@ pub fn train(
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
         for step in 0..steps_per_epoch {
             if cancel.is_cancelled() {
-                return Err(TrainError::Cancelled {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                });
+                return Err(TrainError::Cancelled { epoch: epoch + 1, step: step + 1 });
             }
             let end = ((step + 1) * config.batch_size).min(n);
             let indices = &order[step * config.batch_size..end];
-            let augment = config
-                .augment
-                .as_ref()
-                .map(|a| (a, &mut rng as &mut dyn rand::RngCore));
+            let augment = config.augment.as_ref().map(|a| (a, &mut rng as &mut dyn rand::RngCore));
             let (xs, ys) = make_batch(&data.train, indices, normalization, augment, device);
             let logits = model.forward_t(&xs, true).logits;
             let loss = logits.cross_entropy_for_logits(&ys);
@@ -184,18 +158,10 @@ pub fn train(
             opt.step();
             let loss_value = loss.double_value(&[]);
             if !loss_value.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                    lr,
-                });
+                return Err(TrainError::Diverged { epoch: epoch + 1, step: step + 1, lr });
             }
             loss_sum += loss_value;
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&ys)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+            correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]);
             seen += indices.len();
             trained += indices.len();
             done += 1;
@@ -211,11 +177,8 @@ pub fn train(
                 eta_s: eta(done),
             }));
         }
-        let val_accuracy = if data.validation.is_empty() {
-            None
-        } else {
-            Some(accuracy(model, &data.validation, normalization)?)
-        };
+        let val_accuracy =
+            if data.validation.is_empty() { None } else { Some(accuracy(model, &data.validation, normalization)?) };
         // Ties go to the later epoch: same accuracy, more training.
         let is_best = match (val_accuracy, &best) {
             (Some(acc), Some((best_acc, _, _))) => acc >= *best_acc,

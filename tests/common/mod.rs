@@ -150,7 +150,9 @@ pub fn signal(len: usize, seed: u32) -> Vec<f32> {
             let noise = (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
             let t = i as f32 / 12_000.0;
             let f = 100.0 + 37.0 * seed as f32;
-            (2.0 * std::f32::consts::PI * f * t).sin() + 0.3 * (2.0 * std::f32::consts::PI * 3.1 * f * t).sin() + 0.2 * noise
+            (2.0 * std::f32::consts::PI * f * t).sin()
+                + 0.3 * (2.0 * std::f32::consts::PI * 3.1 * f * t).sin()
+                + 0.2 * noise
         })
         .collect()
 }

@@ -41,12 +41,17 @@ pub fn cwru_test_stretches(card: &ModelCard) -> Vec<TestStretch> {
             let (start, end) = (test[0].as_u64()? as usize, test[1].as_u64()? as usize);
             let name = Path::new(f["file"].as_str()?).file_name()?.to_string_lossy().into_owned();
             let options = ReadOptions { variable: f["variable"].as_str().map(String::from), ..ReadOptions::default() };
-            let recording = data::read_recording(&shared(&format!("cwru/{name}")), &options).expect("a readable CWRU file");
+            let recording =
+                data::read_recording(&shared(&format!("cwru/{name}")), &options).expect("a readable CWRU file");
             let mut signal = recording.channels.into_iter().next().unwrap();
             if let Some(from) = f["resampled_from"].as_u64() {
                 signal = data::resample(&signal, from as u32, rate);
             }
-            Some(TestStretch { label: f["label"].as_str()?.to_string(), file: name, samples: signal[start..end].to_vec() })
+            Some(TestStretch {
+                label: f["label"].as_str()?.to_string(),
+                file: name,
+                samples: signal[start..end].to_vec(),
+            })
         })
         .collect()
 }

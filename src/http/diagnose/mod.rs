@@ -15,9 +15,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 pub use nested::NestedArray;
-pub use response::{
-    BlockReport, DiagnoseResponse, DiagnosticsLevel, ModelRef, RecordingReport, Timings, WindowReport,
-};
+pub use response::{BlockReport, DiagnoseResponse, DiagnosticsLevel, ModelRef, RecordingReport, Timings, WindowReport};
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
@@ -153,9 +151,7 @@ async fn blocking_if<T: Send + 'static>(
     if !heavy {
         return work();
     }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))?
 }
 
 fn parse_json(body: &[u8]) -> Result<DiagnoseRequest, ApiError> {
@@ -196,10 +192,7 @@ fn prepare_uploads(
         return windows::from_images(card, images);
     }
     let [upload] = <[Upload; 1]>::try_from(uploads).map_err(|uploads| {
-        ApiError::Validation(format!(
-            "send one recording per request, or only images; got {} files",
-            uploads.len()
-        ))
+        ApiError::Validation(format!("send one recording per request, or only images; got {} files", uploads.len()))
     })?;
     match upload.media {
         Media::Wav => {
@@ -387,19 +380,15 @@ impl BodyKind {
         let Some(value) = headers.get(header::CONTENT_TYPE) else {
             return Err(ApiError::UnsupportedMediaType(format!("no Content-Type; send one of {ACCEPTED}")));
         };
-        let essence = value
-            .to_str()
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let essence =
+            value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Ok(BodyKind::Json),
             "multipart/form-data" => Ok(BodyKind::Multipart),
             other => Media::of_content_type(other).map(BodyKind::Media).ok_or_else(|| {
-                ApiError::UnsupportedMediaType(format!("Content-Type {other:?} is not supported; send one of {ACCEPTED}"))
+                ApiError::UnsupportedMediaType(format!(
+                    "Content-Type {other:?} is not supported; send one of {ACCEPTED}"
+                ))
             }),
         }
     }

@@ -134,9 +134,9 @@ impl<'de> Visitor<'de> for Level<'_> {
             None => b.shape[depth] = Some(count),
             Some(expected) if expected != count => {
                 return Err(de::Error::custom(format!(
-                    "{}: {count} elements where the first array at this depth has {expected} (arrays must be rectangular)",
-                    b.position()
-                )))
+                "{}: {count} elements where the first array at this depth has {expected} (arrays must be rectangular)",
+                b.position()
+            )))
             }
             Some(_) => {}
         }

@@ -104,11 +104,7 @@ pub fn from_json(
 ) -> Result<Prepared, ApiError> {
     let field = if many { "signals" } else { "signal" };
     let spec = &card.spec;
-    let (windows, sample_shape) = if many {
-        (array.shape[0], &array.shape[1..])
-    } else {
-        (1, &array.shape[..])
-    };
+    let (windows, sample_shape) = if many { (array.shape[0], &array.shape[1..]) } else { (1, &array.shape[..]) };
     let mut inputs = array.values;
     let needs_resampling = match (spec.dim, sample_rate, card.sample_rate) {
         (_, None, _) => false,

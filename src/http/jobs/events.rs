@@ -32,16 +32,14 @@ pub async fn stream(
     let row = state.runner.store().job(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
     let first = status_event(&row);
     let store = state.runner.store().clone();
-    let stream = futures::stream::unfold(
-        Some(Follow { id, first: Some(first), events, closed, store }),
-        |follow| async move {
+    let stream =
+        futures::stream::unfold(Some(Follow { id, first: Some(first), events, closed, store }), |follow| async move {
             let mut follow = follow?;
             let event = follow.next().await?;
             let done = event.is_final();
             let sse = Event::default().event(event.name()).json_data(&event).unwrap_or_default();
             Some((Ok(sse), (!done).then_some(follow)))
-        },
-    );
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

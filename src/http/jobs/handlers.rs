@@ -118,7 +118,9 @@ pub async fn list(
     let limit = q.limit.unwrap_or(50);
     let offset = q.offset.unwrap_or(0);
     if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(ApiError::Validation(format!("limit must be 1 to 500 and offset at least 0 (got {limit}, {offset})")));
+        return Err(ApiError::Validation(format!(
+            "limit must be 1 to 500 and offset at least 0 (got {limit}, {offset})"
+        )));
     }
     let (rows, total) = state.runner.store().list_jobs(status, limit, offset).await?;
     let jobs = rows.into_iter().map(|r| JobView::new(r, None)).collect();

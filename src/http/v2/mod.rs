@@ -43,9 +43,9 @@ pub fn routes() -> Router<AppState> {
 
 /// A version in a path: versions are whole numbers.
 fn version_number(name: &str, version: &str) -> Result<u32, ApiError> {
-    version
-        .parse()
-        .map_err(|_| ApiError::UnknownModel(format!("model {name:?} has no version {version:?}; versions are whole numbers")))
+    version.parse().map_err(|_| {
+        ApiError::UnknownModel(format!("model {name:?} has no version {version:?}; versions are whole numbers"))
+    })
 }
 
 fn engine_running(state: &AppState) -> Result<(), ApiError> {
@@ -203,7 +203,11 @@ async fn run(state: &AppState, name: &str, version: Option<&str>, http: Request)
         (status = 429, description = "Queue full", body = V2ErrorBody),
         (status = 503, description = "Engine not ready", body = V2ErrorBody),
     ))]
-pub async fn infer(State(state): State<AppState>, Path(name): Path<String>, http: Request) -> Result<Response, V2Error> {
+pub async fn infer(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    http: Request,
+) -> Result<Response, V2Error> {
     run(&state, &name, None, http).await
 }
 

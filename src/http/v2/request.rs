@@ -134,12 +134,10 @@ pub fn input(card: &ModelCard, request: &mut InferRequest, binary: &[u8]) -> Res
     if tensor.parameters.contains_key("shared_memory_region") {
         return Err(bad(format!("{what}: shared memory is not supported; send the data in the request")));
     }
-    let shape = tensor
-        .shape
-        .iter()
-        .map(|&d| usize::try_from(d).ok())
-        .collect::<Option<Vec<usize>>>()
-        .ok_or_else(|| bad(format!("{what} has shape {}; dimensions cannot be negative", shape_text(&tensor.shape))))?;
+    let shape =
+        tensor.shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>().ok_or_else(|| {
+            bad(format!("{what} has shape {}; dimensions cannot be negative", shape_text(&tensor.shape)))
+        })?;
     let count = shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))

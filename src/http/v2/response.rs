@@ -54,10 +54,9 @@ impl TensorData {
     fn to_bytes(&self) -> Vec<u8> {
         match self {
             TensorData::Fp32(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            TensorData::Bytes(strings) => strings
-                .iter()
-                .flat_map(|s| (s.len() as u32).to_le_bytes().into_iter().chain(s.bytes()))
-                .collect(),
+            TensorData::Bytes(strings) => {
+                strings.iter().flat_map(|s| (s.len() as u32).to_le_bytes().into_iter().chain(s.bytes())).collect()
+            }
         }
     }
 }
@@ -84,10 +83,7 @@ fn values(
             for w in windows {
                 let block = w.blocks.iter().find(|b| *b.name == name).filter(|b| b.thresholds.len() == width);
                 let block = block.ok_or_else(|| {
-                    ApiError::Internal(format!(
-                        "model {} did not report {width} thresholds for unit {name}",
-                        card.name
-                    ))
+                    ApiError::Internal(format!("model {} did not report {width} thresholds for unit {name}", card.name))
                 })?;
                 values.extend_from_slice(&block.thresholds);
             }
@@ -124,12 +120,13 @@ pub fn encode(
         }
         outputs.push(tensor);
     }
-    let response = InferResponse { model_name: card.name.clone(), model_version: card.version.to_string(), id, outputs };
+    let response =
+        InferResponse { model_name: card.name.clone(), model_version: card.version.to_string(), id, outputs };
     if !selected.iter().any(|s| s.binary) {
         return Ok(Json(response).into_response());
     }
-    let mut body = serde_json::to_vec(&response)
-        .map_err(|e| ApiError::Internal(format!("cannot write the response: {e}")))?;
+    let mut body =
+        serde_json::to_vec(&response).map_err(|e| ApiError::Internal(format!("cannot write the response: {e}")))?;
     let header_length = HeaderValue::from(body.len());
     body.extend(binary);
     let content_type = HeaderValue::from_static("application/octet-stream");
