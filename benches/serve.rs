@@ -23,6 +23,9 @@ use drsn::data::Normalization;
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
 
+/// Starts a server on the given port.
+type Starter<'a> = dyn Fn(u16) -> anyhow::Result<Child> + 'a;
+
 struct Args {
     seconds: f64,
     clients: usize,
@@ -254,7 +257,7 @@ fn main() -> anyhow::Result<()> {
             .spawn()?)
     };
     let mut rows: Vec<(String, Measured, Measured)> = Vec::new();
-    let mut setups: Vec<(&str, Box<dyn Fn(u16) -> anyhow::Result<Child>>)> = vec![
+    let mut setups: Vec<(&str, Box<Starter<'_>>)> = vec![
         ("drsn, batching on (max 64, 2 ms)", Box::new(|p| drsn(&["--max-batch-size", "64", "--max-wait-ms", "2"], p))),
         ("drsn, batching off (max 1)", Box::new(|p| drsn(&["--max-batch-size", "1", "--max-wait-ms", "0"], p))),
     ];

@@ -14,4 +14,9 @@ if cargo fmt --version >/dev/null 2>&1; then
 else
     echo "rustfmt is not installed (rustup component add rustfmt): format check skipped" >&2
 fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --locked --all-targets -- -D warnings
+else
+    echo "clippy is not installed (rustup component add clippy): lint skipped" >&2
+fi
 cargo test --locked "$@"

@@ -56,7 +56,7 @@ async fn json_answers(app: &TestApp, rec: &[f32], stride: usize) -> Vec<Vec<(Str
 async fn a_wav_body_is_cut_into_windows_with_a_verdict_for_the_recording() {
     let app = spawn_app().await;
     let rec = recording();
-    let wav = wav_f32(&[rec.clone()], 12_000);
+    let wav = wav_f32(std::slice::from_ref(&rec), 12_000);
     let expected = json_answers(&app, &rec, 2048).await;
     for content_type in ["audio/wav", "audio/x-wav", "audio/wave"] {
         let body = ok(post(&app, &format!("?model={BEARING}&diagnostics=none"), content_type, wav.clone()).await).await;
@@ -97,7 +97,9 @@ async fn a_wav_body_is_cut_into_windows_with_a_verdict_for_the_recording() {
 async fn a_recording_at_another_rate_is_resampled_to_the_models() {
     let app = spawn_app().await;
     let rec = signal(48_000, 3); // one second at 48 kHz
-    let body = ok(post(&app, &format!("?model={BEARING}"), "audio/wav", wav_f32(&[rec.clone()], 48_000)).await).await;
+    let body =
+        ok(post(&app, &format!("?model={BEARING}"), "audio/wav", wav_f32(std::slice::from_ref(&rec), 48_000)).await)
+            .await;
     let verdict = &body["recording"];
     assert_eq!(verdict["resampled_from"], 48_000);
     assert_eq!(verdict["sample_rate"], 12_000);
@@ -125,7 +127,9 @@ async fn a_recording_at_another_rate_is_resampled_to_the_models() {
 async fn raw_f32_bodies_are_recordings_for_signal_models_and_images_for_image_models() {
     let app = spawn_app().await;
     let rec = recording();
-    let wav = ok(post(&app, &format!("?model={BEARING}"), "audio/wav", wav_f32(&[rec.clone()], 12_000)).await).await;
+    let wav =
+        ok(post(&app, &format!("?model={BEARING}"), "audio/wav", wav_f32(std::slice::from_ref(&rec), 12_000)).await)
+            .await;
     let raw = ok(post(&app, &format!("?model={BEARING}"), "application/octet-stream", f32_le(&rec)).await).await;
     assert_close(&all_probabilities(&raw), &all_probabilities(&wav), 1e-6);
     // Two channels interleaved for the two-channel model.
@@ -188,7 +192,10 @@ async fn a_multipart_wav_upload_names_its_model_in_the_query_or_the_form() {
     let expected = json_answers(&app, &rec, 2048).await;
     // A client that labels the file application/octet-stream: the WAV signature decides.
     let part = || {
-        Part::bytes(wav_f32(&[rec.clone()], 12_000)).file_name("pump.wav").mime_str("application/octet-stream").unwrap()
+        Part::bytes(wav_f32(std::slice::from_ref(&rec), 12_000))
+            .file_name("pump.wav")
+            .mime_str("application/octet-stream")
+            .unwrap()
     };
     let by_query = ok(app
         .client
@@ -246,7 +253,7 @@ async fn undecodable_short_and_ill_fitting_uploads_are_refused_with_422() {
             wav_f32(&[signal(1000, 1)], 12_000),
             "1000 samples per channel at 12000 Hz, fewer than one window of 2048",
         ),
-        (q.clone(), "audio/wav", wav_f32(&[with_nan.clone()], 12_000), "NaN"),
+        (q.clone(), "audio/wav", wav_f32(std::slice::from_ref(&with_nan), 12_000), "NaN"),
         (q.clone(), "application/octet-stream", vec![0, 0, 128, 63, 0], "not a whole number of 4-byte"),
         (q.clone(), "application/octet-stream", f32_le(&with_nan), "NaN"),
         (q.clone(), "application/octet-stream", Vec::new(), "no samples"),

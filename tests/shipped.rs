@@ -42,7 +42,7 @@ async fn cwru_test_windows_score_through_the_service_exactly_what_the_card_recor
     assert!(stretches.len() >= 28, "{} test stretches", stretches.len());
     let (mut right, mut total) = (0, 0);
     for s in &stretches {
-        let wav = wav_f32(&[s.samples.clone()], 12_000);
+        let wav = wav_f32(std::slice::from_ref(&s.samples), 12_000);
         let body = ok(app
             .client
             .post(app.url("/diagnose?model=cwru-bearing&diagnostics=none"))
@@ -74,7 +74,7 @@ async fn real_cwru_recordings_come_back_as_their_true_class_through_every_input_
             .client
             .post(app.url("/diagnose?model=cwru-bearing"))
             .header("content-type", "audio/wav")
-            .body(wav_f32(&[s.samples.clone()], 12_000))
+            .body(wav_f32(std::slice::from_ref(&s.samples), 12_000))
             .send()
             .await
             .unwrap())
@@ -88,7 +88,8 @@ async fn real_cwru_recordings_come_back_as_their_true_class_through_every_input_
             .await
             .unwrap())
         .await;
-        let part = Part::bytes(wav_f32(&[s.samples.clone()], 12_000)).file_name(s.file.replace(".mat", ".wav"));
+        let part =
+            Part::bytes(wav_f32(std::slice::from_ref(&s.samples), 12_000)).file_name(s.file.replace(".mat", ".wav"));
         let form = Form::new().text("model", "cwru-bearing").part("file", part);
         let multipart = ok(app.client.post(app.url("/diagnose")).multipart(form).send().await.unwrap()).await;
         let expected = labels(&json_body);

@@ -41,7 +41,7 @@ pub enum Command {
     /// Train a model on a data set, evaluate it on held-out data, write its model folder.
     Train(Box<train::TrainArgs>),
     /// Evaluate a model folder on a data set: accuracy, per-class table, confusion, SNR sweep.
-    Evaluate(evaluate::EvaluateArgs),
+    Evaluate(Box<evaluate::EvaluateArgs>),
 }
 
 impl Command {
@@ -50,7 +50,7 @@ impl Command {
             Command::Serve(args) => serve::run(*args),
             Command::Spec(args) => spec::run(args),
             Command::Train(args) => train::run(*args),
-            Command::Evaluate(args) => evaluate::run(args),
+            Command::Evaluate(args) => evaluate::run(*args),
             Command::Healthcheck(args) => healthcheck::run(args),
         }
     }

@@ -50,6 +50,7 @@ pub fn start(data_dir: &Path, extra: &[&str], env: &[(&str, &OsStr)]) -> Served 
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = rx.recv_timeout(left) else {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("no ready line from drsn serve within 60 s");
         };
         // libtorch may write plain lines of its own.

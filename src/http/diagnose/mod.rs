@@ -355,9 +355,10 @@ impl Media {
         let ext = file_name.and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
         if (bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE") || ext.as_deref() == Some("wav") {
             Some(Media::Wav)
-        } else if bytes.starts_with(b"\x89PNG") || bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            Some(Media::Image)
-        } else if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+        } else if bytes.starts_with(b"\x89PNG")
+            || bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+            || matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+        {
             Some(Media::Image)
         } else {
             Some(Media::Raw)

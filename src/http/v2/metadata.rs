@@ -87,8 +87,8 @@ pub struct ServerMetadata {
     pub extensions: Vec<String>,
 }
 
-impl ServerMetadata {
-    pub fn new() -> Self {
+impl Default for ServerMetadata {
+    fn default() -> Self {
         ServerMetadata {
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),

@@ -60,7 +60,7 @@ fn engine_running(state: &AppState) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/v2", tag = "v2",
     responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
 pub async fn server_metadata() -> Json<ServerMetadata> {
-    Json(ServerMetadata::new())
+    Json(ServerMetadata::default())
 }
 
 /// 200 while the process answers.
