@@ -8,7 +8,7 @@ use std::process::Command;
 use drsn::data::{load_dataset, shared_data_root, DatasetOptions, DatasetSource, NoiseKind, Normalization};
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{write_model_folder, CardInfo, ModelCard, WindowInfo, WEIGHTS_FILE};
-use drsn::train::{self, evaluate, CancelToken, Progress, RunRequest, TrainConfig};
+use drsn::train::{self, evaluate, CancelToken, NoiseAugment, NoiseSetting, Progress, RunRequest, TrainConfig};
 
 fn cwru_manifest() -> PathBuf {
     let path = shared_data_root().join("cwru").join("manifest.csv");
@@ -87,6 +87,37 @@ fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
     let loaded = Model::load(&card.spec, &dir.path().join(WEIGHTS_FILE), tch::Device::Cpu).unwrap();
     let again = evaluate(&loaded, &data.test, card.normalization, &card.classes).unwrap();
     assert_eq!(&again, test);
+}
+
+#[test]
+fn the_seeds_one_unit_preset_learns_noisy_mnist() {
+    // The seed's set-up: seed-2d (one residual unit), Adam, uniform pixel noise on every
+    // training and test image; a subset of the digits, so a higher rate and smaller batches.
+    let options = DatasetOptions { max_per_class: Some(150), seed: 5, ..DatasetOptions::default() };
+    let data = load_dataset(&DatasetSource::Mnist(shared_data_root().join("mnist")), &options).unwrap();
+    assert_eq!((data.classes.len(), data.train.len()), (10, 1500));
+    let noise = NoiseAugment { kinds: vec![NoiseKind::UniformPixel], snr_db: [0.0, 0.0], probability: 1.0 };
+    let request = RunRequest {
+        spec: ModelSpec::preset("seed-2d", Arch::DrsnCw, 10).unwrap(),
+        config: TrainConfig {
+            lr: 5e-3,
+            epochs: 20,
+            batch_size: 50,
+            seed: 5,
+            threads: Some(1),
+            augment: Some(noise),
+            ..TrainConfig::seed_adam()
+        },
+        normalization: Normalization::None,
+        test_noise: Some(NoiseSetting { kind: NoiseKind::UniformPixel, snr_db: 0.0 }),
+        sweep_kinds: vec![],
+        device: tch::Device::Cpu,
+    };
+    let outcome = train::run(&data, &request, &mut |_| {}, &CancelToken::new()).unwrap();
+    let (noisy, clean) = (outcome.test.as_ref().unwrap(), outcome.clean_test.as_ref().unwrap());
+    assert_eq!((noisy.samples, clean.samples), (1500, 1500));
+    // Chance is 10% (the full data set and the seed's 5 epochs give 87%, see the README).
+    assert!(noisy.accuracy >= 0.5, "noisy test accuracy {:.3}\n{}", noisy.accuracy, noisy.table());
 }
 
 #[test]
