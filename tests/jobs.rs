@@ -562,6 +562,7 @@ async fn bad_job_requests_are_refused_before_queueing_with_what_is_wrong() {
         (json!({"model": "m", "dataset": "plant", "init": "active"}), "no active version"),
         (json!({"model": "m", "dataset": "plant", "epochs": 3}), "unknown field"),
         (json!({"model": "m", "dataset": "plant", "data": {"test_fraction": 1.5}}), "fraction"),
+        (json!({"model": "m", "dataset": "plant", "data": {"speed_factors": [1.03, 4.0]}}), "speed factors"),
     ];
     for (request, expected) in cases {
         let response = app.post("/jobs").json(&request).send().await.unwrap();
