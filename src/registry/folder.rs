@@ -9,6 +9,7 @@ use crate::data::Normalization;
 use crate::nn::Model;
 
 use super::card::{sha256_file, CardError, ModelCard, WindowInfo, WEIGHTS_FILE};
+use super::layout::validate_name;
 
 /// Everything on a card that the model itself does not say.
 #[derive(Clone, Debug)]
@@ -26,12 +27,8 @@ pub struct CardInfo {
 /// Writes `model` and its card into `dir` (created if missing; an earlier model there is
 /// replaced). Returns the card as written.
 pub fn write_model_folder(dir: &Path, model: &Model, info: CardInfo) -> Result<ModelCard, CardError> {
-    if info.name.is_empty() || !info.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-        return Err(CardError::Invalid(format!(
-            "model name {:?}: use letters, digits, '-', '_' and '.' only",
-            info.name
-        )));
-    }
+    // The registry's rule, so that every folder written here can be served.
+    validate_name(&info.name).map_err(|e| CardError::Invalid(e.to_string()))?;
     if info.classes.len() as i64 != model.spec().classes {
         return Err(CardError::Invalid(format!(
             "{} class names for a model with {} classes",
@@ -113,6 +110,10 @@ mod tests {
         let bad = CardInfo { name: "../escape".into(), ..info(10) };
         let err = write_model_folder(dir.path(), &model, bad).unwrap_err().to_string();
         assert!(err.contains("../escape"), "{err}");
+        // A name the service would refuse to load is refused here already.
+        let upper = CardInfo { name: "Bearing".into(), ..info(10) };
+        let err = write_model_folder(dir.path(), &model, upper).unwrap_err().to_string();
+        assert!(err.contains("lower-case"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
