@@ -8,23 +8,6 @@ use image::ImageFormat;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 
-async fn post(app: &TestApp, query: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/diagnose{query}")))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("request sent")
-}
-
-async fn ok(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let body: Value = response.json().await.expect("JSON body");
-    assert_eq!(status.as_u16(), 200, "{body}");
-    body
-}
-
 fn all_probabilities(body: &Value) -> Vec<Vec<(String, f64)>> {
     body["windows"].as_array().unwrap().iter().map(probabilities).collect()
 }
@@ -59,7 +42,8 @@ async fn a_wav_body_is_cut_into_windows_with_a_verdict_for_the_recording() {
     let wav = wav_f32(std::slice::from_ref(&rec), 12_000);
     let expected = json_answers(&app, &rec, 2048).await;
     for content_type in ["audio/wav", "audio/x-wav", "audio/wave"] {
-        let body = ok(post(&app, &format!("?model={BEARING}&diagnostics=none"), content_type, wav.clone()).await).await;
+        let body =
+            ok(app.post_diagnose(&format!("?model={BEARING}&diagnostics=none"), content_type, wav.clone()).await).await;
         assert_close(&all_probabilities(&body), &expected, 1e-5);
         let starts: Vec<u64> =
             body["windows"].as_array().unwrap().iter().map(|w| w["start"].as_u64().unwrap()).collect();
@@ -88,7 +72,8 @@ async fn a_wav_body_is_cut_into_windows_with_a_verdict_for_the_recording() {
         assert_eq!(verdict["label"], best.0.as_str());
     }
     // A stride shorter than the window: overlapping windows.
-    let body = ok(post(&app, &format!("?model={BEARING}&stride=1024&diagnostics=none"), "audio/wav", wav).await).await;
+    let body =
+        ok(app.post_diagnose(&format!("?model={BEARING}&stride=1024&diagnostics=none"), "audio/wav", wav).await).await;
     assert_close(&all_probabilities(&body), &json_answers(&app, &rec, 1024).await, 1e-5);
     assert_eq!(body["recording"]["stride"], 1024);
 }
@@ -97,18 +82,20 @@ async fn a_wav_body_is_cut_into_windows_with_a_verdict_for_the_recording() {
 async fn a_recording_at_another_rate_is_resampled_to_the_models() {
     let app = spawn_app().await;
     let rec = signal(48_000, 3); // one second at 48 kHz
-    let body =
-        ok(post(&app, &format!("?model={BEARING}"), "audio/wav", wav_f32(std::slice::from_ref(&rec), 48_000)).await)
-            .await;
+    let body = ok(app
+        .post_diagnose(&format!("?model={BEARING}"), "audio/wav", wav_f32(std::slice::from_ref(&rec), 48_000))
+        .await)
+    .await;
     let verdict = &body["recording"];
     assert_eq!(verdict["resampled_from"], 48_000);
     assert_eq!(verdict["sample_rate"], 12_000);
     assert_eq!(verdict["samples"], 12_000);
     assert_eq!(verdict["windows"], 12_000 / 2048);
     // Raw samples say their rate in the query; same recording, same answers.
-    let raw =
-        ok(post(&app, &format!("?model={BEARING}&sample_rate=48000"), "application/octet-stream", f32_le(&rec)).await)
-            .await;
+    let raw = ok(app
+        .post_diagnose(&format!("?model={BEARING}&sample_rate=48000"), "application/octet-stream", f32_le(&rec))
+        .await)
+    .await;
     assert_close(&all_probabilities(&raw), &all_probabilities(&body), 1e-6);
     // JSON windows at 24 kHz: 4096 samples each become the model's 2048.
     let at_24k = signal(4096, 5);
@@ -127,18 +114,19 @@ async fn a_recording_at_another_rate_is_resampled_to_the_models() {
 async fn raw_f32_bodies_are_recordings_for_signal_models_and_images_for_image_models() {
     let app = spawn_app().await;
     let rec = recording();
-    let wav =
-        ok(post(&app, &format!("?model={BEARING}"), "audio/wav", wav_f32(std::slice::from_ref(&rec), 12_000)).await)
-            .await;
-    let raw = ok(post(&app, &format!("?model={BEARING}"), "application/octet-stream", f32_le(&rec)).await).await;
+    let wav = ok(app
+        .post_diagnose(&format!("?model={BEARING}"), "audio/wav", wav_f32(std::slice::from_ref(&rec), 12_000))
+        .await)
+    .await;
+    let raw = ok(app.post_diagnose(&format!("?model={BEARING}"), "application/octet-stream", f32_le(&rec)).await).await;
     assert_close(&all_probabilities(&raw), &all_probabilities(&wav), 1e-6);
     // Two channels interleaved for the two-channel model.
     let (a, b) = (signal(600, 1), signal(600, 2));
     let interleaved: Vec<f32> = a.iter().zip(&b).flat_map(|(x, y)| [*x, *y]).collect();
-    let raw =
-        ok(post(&app, &format!("?model={TWO_CHANNEL}&stride=256"), "application/octet-stream", f32_le(&interleaved))
-            .await)
-        .await;
+    let raw = ok(app
+        .post_diagnose(&format!("?model={TWO_CHANNEL}&stride=256"), "application/octet-stream", f32_le(&interleaved))
+        .await)
+    .await;
     let by_json = ok(app
         .diagnose(&json!({"model": TWO_CHANNEL, "signals": [[&a[..256], &b[..256]], [&a[256..512], &b[256..512]]]}))
         .await)
@@ -146,7 +134,8 @@ async fn raw_f32_bodies_are_recordings_for_signal_models_and_images_for_image_mo
     assert_close(&all_probabilities(&raw), &all_probabilities(&by_json), 1e-6);
     // Images back to back for the image model.
     let images: Vec<f32> = (0..2 * 784).map(|i| (i % 255) as f32 / 255.0).collect();
-    let raw = ok(post(&app, &format!("?model={DIGITS}"), "application/octet-stream", f32_le(&images)).await).await;
+    let raw =
+        ok(app.post_diagnose(&format!("?model={DIGITS}"), "application/octet-stream", f32_le(&images)).await).await;
     let rows = |k: usize| -> Vec<Vec<f32>> { images[k * 784..(k + 1) * 784].chunks(28).map(|r| r.to_vec()).collect() };
     let by_json = ok(app.diagnose(&json!({"model": DIGITS, "signals": [rows(0), rows(1)]})).await).await;
     assert_close(&all_probabilities(&raw), &all_probabilities(&by_json), 1e-6);
@@ -163,7 +152,7 @@ async fn png_and_jpeg_images_are_read_as_pixels_over_255_in_the_order_sent() {
     let expected = ok(app.diagnose(&json!({"model": DIGITS, "signals": digits.iter().map(|d| as_json(d)).collect::<Vec<_>>(), "diagnostics": "none"})).await).await;
     let expected = all_probabilities(&expected);
     let png = encode_image(&digits[0], 28, 28, ImageFormat::Png);
-    let body = ok(post(&app, &format!("?model={DIGITS}&diagnostics=none"), "image/png", png).await).await;
+    let body = ok(app.post_diagnose(&format!("?model={DIGITS}&diagnostics=none"), "image/png", png).await).await;
     assert_close(&all_probabilities(&body), &expected[..1], 1e-5);
     // Multipart: several images, answered in the order of the parts.
     let mut form = Form::new().text("model", DIGITS);
@@ -179,7 +168,7 @@ async fn png_and_jpeg_images_are_read_as_pixels_over_255_in_the_order_sent() {
     // JPEG is lossy: close, not equal; a flat image survives JPEG exactly.
     let flat = vec![128u8; 784];
     let jpeg = encode_image(&flat, 28, 28, ImageFormat::Jpeg);
-    let by_jpeg = ok(post(&app, &format!("?model={DIGITS}&diagnostics=none"), "image/jpeg", jpeg).await).await;
+    let by_jpeg = ok(app.post_diagnose(&format!("?model={DIGITS}&diagnostics=none"), "image/jpeg", jpeg).await).await;
     let by_json =
         ok(app.diagnose(&json!({"model": DIGITS, "signal": as_json(&flat), "diagnostics": "none"})).await).await;
     assert_close(&all_probabilities(&by_jpeg), &all_probabilities(&by_json), 1e-3);
@@ -218,15 +207,18 @@ async fn a_channel_of_a_stereo_recording_can_be_chosen_for_a_mono_model() {
     let app = spawn_app().await;
     let (left, right) = (signal(4096, 8), signal(4096, 9));
     let stereo = wav_f32(&[left.clone(), right.clone()], 12_000);
-    let message =
-        expect_error(post(&app, &format!("?model={BEARING}"), "audio/wav", stereo.clone()).await, 422, "validation")
-            .await;
+    let message = expect_error(
+        app.post_diagnose(&format!("?model={BEARING}"), "audio/wav", stereo.clone()).await,
+        422,
+        "validation",
+    )
+    .await;
     assert!(message.contains("2 channel(s)") && message.contains("?channel=N"), "{message}");
-    let picked = ok(post(&app, &format!("?model={BEARING}&channel=1"), "audio/wav", stereo.clone()).await).await;
-    let mono = ok(post(&app, &format!("?model={BEARING}"), "audio/wav", wav_f32(&[right], 12_000)).await).await;
+    let picked = ok(app.post_diagnose(&format!("?model={BEARING}&channel=1"), "audio/wav", stereo.clone()).await).await;
+    let mono = ok(app.post_diagnose(&format!("?model={BEARING}"), "audio/wav", wav_f32(&[right], 12_000)).await).await;
     assert_close(&all_probabilities(&picked), &all_probabilities(&mono), 1e-6);
     let message = expect_error(
-        post(&app, &format!("?model={BEARING}&channel=2"), "audio/wav", stereo.clone()).await,
+        app.post_diagnose(&format!("?model={BEARING}&channel=2"), "audio/wav", stereo.clone()).await,
         422,
         "validation",
     )
@@ -234,7 +226,7 @@ async fn a_channel_of_a_stereo_recording_can_be_chosen_for_a_mono_model() {
     assert!(message.contains("numbered from 0"), "{message}");
     // The two-channel model takes both.
     let stereo_256 = wav_f32(&[left[..512].to_vec(), signal(512, 3)], 12_000);
-    let both = ok(post(&app, &format!("?model={TWO_CHANNEL}"), "audio/wav", stereo_256).await).await;
+    let both = ok(app.post_diagnose(&format!("?model={TWO_CHANNEL}"), "audio/wav", stereo_256).await).await;
     assert_eq!(both["windows"].as_array().unwrap().len(), 2);
 }
 
@@ -267,11 +259,11 @@ async fn undecodable_short_and_ill_fitting_uploads_are_refused_with_422() {
         (d.clone(), "application/octet-stream", f32_le(&[0.5; 700]), "not a whole number of images of 784 values"),
     ];
     for (query, content_type, body, needle) in cases {
-        let message = expect_error(post(&app, &query, content_type, body).await, 422, "validation").await;
+        let message = expect_error(app.post_diagnose(&query, content_type, body).await, 422, "validation").await;
         assert!(message.contains(needle), "{query} {content_type}: {message}");
     }
     let message = expect_error(
-        post(&app, "?model=pump", "audio/wav", wav_f32(&[signal(4096, 1)], 12_000)).await,
+        app.post_diagnose("?model=pump", "audio/wav", wav_f32(&[signal(4096, 1)], 12_000)).await,
         404,
         "unknown_model",
     )
@@ -299,7 +291,7 @@ async fn a_recording_cut_into_more_windows_than_the_queue_holds_answers_413() {
     // 4096 windows fit the default queue; stride 2 over 20 000 samples makes 8977.
     let wav = wav_f32(&[signal(20_000, 1)], 12_000);
     let message = expect_error(
-        post(&app, &format!("?model={BEARING}&stride=2"), "audio/wav", wav).await,
+        app.post_diagnose(&format!("?model={BEARING}&stride=2"), "audio/wav", wav).await,
         413,
         "payload_too_large",
     )

@@ -14,19 +14,12 @@ fn sum(probs: &[(String, f64)]) -> f64 {
     probs.iter().map(|(_, p)| p).sum()
 }
 
-async fn ok_json(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let body: Value = response.json().await.expect("JSON body");
-    assert_eq!(status.as_u16(), 200, "{body}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_endpoints_answer_once_models_are_loaded() {
     let app = spawn_app().await;
-    let live = ok_json(app.client.get(app.url("/health/live")).send().await.unwrap()).await;
+    let live = ok(app.client.get(app.url("/health/live")).send().await.unwrap()).await;
     assert_eq!(live["status"], "live");
-    let ready = ok_json(app.client.get(app.url("/health/ready")).send().await.unwrap()).await;
+    let ready = ok(app.client.get(app.url("/health/ready")).send().await.unwrap()).await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["models"], json!([BEARING, DIGITS, TWO_CHANNEL]));
 }
@@ -34,7 +27,7 @@ async fn health_endpoints_answer_once_models_are_loaded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_are_listed_with_their_versions_and_cards() {
     let app = spawn_app().await;
-    let list = ok_json(app.client.get(app.url("/models")).send().await.unwrap()).await;
+    let list = ok(app.client.get(app.url("/models")).send().await.unwrap()).await;
     let bearing = list.as_array().unwrap().iter().find(|m| m["name"] == BEARING).expect("listed");
     assert_eq!(bearing["version"], 1);
     assert_eq!(bearing["versions"], json!([1]));
@@ -42,7 +35,7 @@ async fn models_are_listed_with_their_versions_and_cards() {
     assert_eq!(bearing["arch"], "drsn-cw");
     assert_eq!(bearing["sample_rate"], 12_000);
     assert_eq!(bearing["classes"].as_array().unwrap().len(), 10);
-    let card = ok_json(app.client.get(app.url(&format!("/models/{DIGITS}"))).send().await.unwrap()).await;
+    let card = ok(app.client.get(app.url(&format!("/models/{DIGITS}"))).send().await.unwrap()).await;
     assert_eq!(card["name"], DIGITS);
     assert_eq!(card["spec"]["dim"], "2d");
     assert_eq!(card["normalization"], "none");
@@ -54,7 +47,7 @@ async fn models_are_listed_with_their_versions_and_cards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_json_window_gets_probabilities_over_every_class_that_sum_to_one() {
     let app = spawn_app().await;
-    let body = ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await).await;
+    let body = ok(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await).await;
     assert_eq!(body["model"], json!({"name": BEARING, "version": 1}));
     let windows = body["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 1);
@@ -76,12 +69,12 @@ async fn one_json_window_gets_probabilities_over_every_class_that_sum_to_one() {
 async fn windows_come_back_in_request_order_with_the_same_answers_as_alone() {
     let app = spawn_app().await;
     let signals: Vec<Vec<f32>> = (0..6).map(|i| signal(2048, 10 + i)).collect();
-    let many = ok_json(app.diagnose(&json!({"model": BEARING, "signals": signals, "diagnostics": "none"})).await).await;
+    let many = ok(app.diagnose(&json!({"model": BEARING, "signals": signals, "diagnostics": "none"})).await).await;
     let windows = many["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 6);
     for (i, s) in signals.iter().enumerate() {
         assert_eq!(windows[i]["index"], i);
-        let alone = ok_json(app.diagnose(&json!({"model": BEARING, "signal": s, "diagnostics": "none"})).await).await;
+        let alone = ok(app.diagnose(&json!({"model": BEARING, "signal": s, "diagnostics": "none"})).await).await;
         let (a, b) = (probabilities(&windows[i]), probabilities(&alone["windows"][0]));
         for ((ca, pa), (cb, pb)) in a.iter().zip(&b) {
             assert_eq!(ca, cb);
@@ -95,16 +88,16 @@ async fn z_score_normalisation_makes_the_answer_independent_of_offset_and_gain()
     let app = spawn_app().await;
     let x = signal(2048, 3);
     let scaled: Vec<f32> = x.iter().map(|v| 7.5 * v - 3.0).collect();
-    let a = ok_json(app.diagnose(&json!({"model": BEARING, "signal": x})).await).await;
-    let b = ok_json(app.diagnose(&json!({"model": BEARING, "signal": scaled})).await).await;
+    let a = ok(app.diagnose(&json!({"model": BEARING, "signal": x})).await).await;
+    let b = ok(app.diagnose(&json!({"model": BEARING, "signal": scaled})).await).await;
     for ((_, pa), (_, pb)) in probabilities(&a["windows"][0]).iter().zip(&probabilities(&b["windows"][0])) {
         assert!((pa - pb).abs() < 1e-4, "{pa} vs {pb}");
     }
     // Without normalisation (the image model), the scale matters.
     let image: Vec<Vec<f32>> = (0..28).map(|r| (0..28).map(|c| ((r * 28 + c) % 17) as f32 / 16.0).collect()).collect();
     let dark: Vec<Vec<f32>> = image.iter().map(|row| row.iter().map(|v| v * 0.1).collect()).collect();
-    let a = ok_json(app.diagnose(&json!({"model": DIGITS, "signal": image})).await).await;
-    let b = ok_json(app.diagnose(&json!({"model": DIGITS, "signal": dark})).await).await;
+    let a = ok(app.diagnose(&json!({"model": DIGITS, "signal": image})).await).await;
+    let b = ok(app.diagnose(&json!({"model": DIGITS, "signal": dark})).await).await;
     let diff: f64 = probabilities(&a["windows"][0])
         .iter()
         .zip(&probabilities(&b["windows"][0]))
@@ -145,25 +138,22 @@ async fn diagnostics_follow_the_model_one_threshold_per_channel_for_cw_and_one_f
     let app = spawn_app().await;
     let cw_widths: Vec<usize> = [4, 8, 16].iter().flat_map(|&c| [c; 4]).collect();
     for level in ["summary", "full"] {
-        let body = ok_json(
-            app.diagnose(
-                &json!({"model": BEARING, "signals": [signal(2048, 4), signal(2048, 5)], "diagnostics": level}),
-            )
-            .await,
-        )
+        let body = ok(app
+            .diagnose(&json!({"model": BEARING, "signals": [signal(2048, 4), signal(2048, 5)], "diagnostics": level}))
+            .await)
         .await;
         for w in body["windows"].as_array().unwrap() {
             check_blocks(w, &cw_widths, true, level == "full");
         }
         let image = vec![vec![0.5f32; 28]; 28];
-        let body = ok_json(app.diagnose(&json!({"model": DIGITS, "signal": image, "diagnostics": level})).await).await;
+        let body = ok(app.diagnose(&json!({"model": DIGITS, "signal": image, "diagnostics": level})).await).await;
         check_blocks(&body["windows"][0], &[8], false, level == "full");
     }
     let body =
-        ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4), "diagnostics": "none"})).await).await;
+        ok(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4), "diagnostics": "none"})).await).await;
     assert!(body["windows"][0].get("blocks").is_none());
     // The default is a summary.
-    let body = ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4)})).await).await;
+    let body = ok(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 4)})).await).await;
     check_blocks(&body["windows"][0], &cw_widths, true, false);
 }
 
@@ -171,10 +161,9 @@ async fn diagnostics_follow_the_model_one_threshold_per_channel_for_cw_and_one_f
 async fn multi_channel_and_image_shapes_are_accepted_in_every_documented_form() {
     let app = spawn_app().await;
     let window = vec![signal(256, 1), signal(256, 2)];
-    let one = ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": window})).await).await;
+    let one = ok(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": window})).await).await;
     assert_eq!(one["windows"].as_array().unwrap().len(), 1);
-    let two =
-        ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signals": [window.clone(), window.clone()]})).await).await;
+    let two = ok(app.diagnose(&json!({"model": TWO_CHANNEL, "signals": [window.clone(), window.clone()]})).await).await;
     assert_eq!(two["windows"].as_array().unwrap().len(), 2);
     let image = vec![vec![0.25f32; 28]; 28];
     for body in [
@@ -186,7 +175,7 @@ async fn multi_channel_and_image_shapes_are_accepted_in_every_documented_form() 
         json!({"model": BEARING, "signals": [[signal(2048, 1)], [signal(2048, 2)]]}),
     ] {
         let n = body["signals"].as_array().map_or(1, |a| a.len());
-        let r = ok_json(app.diagnose(&body).await).await;
+        let r = ok(app.diagnose(&body).await).await;
         assert_eq!(r["windows"].as_array().unwrap().len(), n, "{}", r["windows"]);
     }
 }
@@ -275,8 +264,7 @@ async fn a_body_over_the_configured_limit_answers_413() {
     }
     // Within the limit it works.
     let small =
-        ok_json(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": [vec![0.5f32; 256], vec![0.25f32; 256]]})).await)
-            .await;
+        ok(app.diagnose(&json!({"model": TWO_CHANNEL, "signal": [vec![0.5f32; 256], vec![0.25f32; 256]]})).await).await;
     assert_eq!(small["windows"].as_array().unwrap().len(), 1);
 }
 
@@ -298,7 +286,7 @@ async fn a_full_queue_answers_429_and_the_queued_request_still_succeeds() {
     let message = expect_error(response, 429, "overloaded").await;
     assert!(message.contains("queue is full"), "{message}");
     drop(announced);
-    let first = ok_json(first.await.unwrap()).await;
+    let first = ok(first.await.unwrap()).await;
     assert_eq!(first["windows"].as_array().unwrap().len(), 2);
     // More windows than the queue can ever hold: 413, not a retry loop.
     let three: Vec<Vec<f32>> = (0..3).map(|i| signal(2048, i)).collect();
@@ -329,7 +317,7 @@ async fn unknown_routes_and_methods_answer_in_the_error_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_and_swagger_ui_are_served() {
     let app = spawn_app().await;
-    let doc = ok_json(app.client.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    let doc = ok(app.client.get(app.url("/openapi.json")).send().await.unwrap()).await;
     for path in ["/diagnose", "/models", "/models/{name}", "/health/ready", "/metrics"] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
@@ -342,7 +330,7 @@ async fn the_openapi_document_and_swagger_ui_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_by_route_and_status() {
     let app = spawn_app().await;
-    ok_json(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await).await;
+    ok(app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await).await;
     expect_error(app.diagnose(&json!({"model": "pump", "signal": [1.0]})).await, 404, "unknown_model").await;
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for needle in [
@@ -359,7 +347,7 @@ async fn metrics_count_requests_by_route_and_status() {
 }
 
 async fn served_version(app: &TestApp, body: Value) -> (u64, Vec<(String, f64)>) {
-    let r = ok_json(app.diagnose(&body).await).await;
+    let r = ok(app.diagnose(&body).await).await;
     (r["model"]["version"].as_u64().unwrap(), probabilities(&r["windows"][0]))
 }
 
@@ -387,7 +375,7 @@ async fn a_new_version_goes_into_service_live_survives_a_restart_and_rolls_back(
     registry.activate(BEARING, 2).await.unwrap();
     let (v, after) = served_version(&app, body.clone()).await;
     assert_eq!((v, &after), (2, &v2));
-    let list = ok_json(app.client.get(app.url("/models")).send().await.unwrap()).await;
+    let list = ok(app.client.get(app.url("/models")).send().await.unwrap()).await;
     let entry = list.as_array().unwrap().iter().find(|m| m["name"] == BEARING).unwrap().clone();
     assert_eq!(
         (entry["version"].clone(), entry["versions"].clone(), entry["origin"].clone()),
@@ -417,7 +405,7 @@ async fn a_model_under_a_new_name_is_served_with_its_first_version() {
     let dir = registry.version_dir("glyphs", 1).unwrap();
     write_model(&dir, "glyphs", 1, &spec, &classes, None, drsn::data::Normalization::None, 5);
     registry.add_version("glyphs", 1).await.unwrap();
-    let r = ok_json(app.diagnose(&json!({"model": "glyphs", "signal": vec![vec![0.3f32; 28]; 28]})).await).await;
+    let r = ok(app.diagnose(&json!({"model": "glyphs", "signal": vec![vec![0.3f32; 28]; 28]})).await).await;
     assert_eq!(r["model"], json!({"name": "glyphs", "version": 1}));
     assert_eq!(probabilities(&r["windows"][0]).len(), 4);
     // Names that could escape the data folder are refused.

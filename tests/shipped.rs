@@ -21,13 +21,6 @@ async fn app() -> TestApp {
     spawn_app_serving(shipped(), engine_config(), HttpConfig::default()).await
 }
 
-async fn ok(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let body: Value = response.json().await.expect("JSON body");
-    assert_eq!(status.as_u16(), 200, "{body}");
-    body
-}
-
 fn labels(body: &Value) -> Vec<String> {
     body["windows"].as_array().unwrap().iter().map(|w| w["label"].as_str().unwrap().to_string()).collect()
 }
@@ -43,15 +36,7 @@ async fn cwru_test_windows_score_through_the_service_exactly_what_the_card_recor
     let (mut right, mut total) = (0, 0);
     for s in &stretches {
         let wav = wav_f32(std::slice::from_ref(&s.samples), 12_000);
-        let body = ok(app
-            .client
-            .post(app.url("/diagnose?model=cwru-bearing&diagnostics=none"))
-            .header("content-type", "audio/wav")
-            .body(wav)
-            .send()
-            .await
-            .unwrap())
-        .await;
+        let body = ok(app.post_diagnose("?model=cwru-bearing&diagnostics=none", "audio/wav", wav).await).await;
         let got = labels(&body);
         total += got.len();
         right += got.iter().filter(|l| **l == s.label).count();
@@ -71,22 +56,12 @@ async fn real_cwru_recordings_come_back_as_their_true_class_through_every_input_
         let windows: Vec<&[f32]> = s.samples.chunks_exact(2048).collect();
         let json_body = ok(app.diagnose(&json!({"model": "cwru-bearing", "signals": windows})).await).await;
         let wav = ok(app
-            .client
-            .post(app.url("/diagnose?model=cwru-bearing"))
-            .header("content-type", "audio/wav")
-            .body(wav_f32(std::slice::from_ref(&s.samples), 12_000))
-            .send()
-            .await
-            .unwrap())
+            .post_diagnose("?model=cwru-bearing", "audio/wav", wav_f32(std::slice::from_ref(&s.samples), 12_000))
+            .await)
         .await;
         let raw = ok(app
-            .client
-            .post(app.url("/diagnose?model=cwru-bearing&sample_rate=12000"))
-            .header("content-type", "application/octet-stream")
-            .body(f32_le(&s.samples))
-            .send()
-            .await
-            .unwrap())
+            .post_diagnose("?model=cwru-bearing&sample_rate=12000", "application/octet-stream", f32_le(&s.samples))
+            .await)
         .await;
         let part =
             Part::bytes(wav_f32(std::slice::from_ref(&s.samples), 12_000)).file_name(s.file.replace(".mat", ".wav"));
@@ -125,15 +100,9 @@ async fn the_mnist_test_set_scores_through_the_service_what_the_card_records() {
     let mut right = 0;
     for (chunk, labels_chunk) in digits.chunks(1000).zip(truth.chunks(1000)) {
         let values: Vec<f32> = chunk.iter().flatten().map(|&p| p as f32 / 255.0).collect();
-        let body = ok(app
-            .client
-            .post(app.url("/diagnose?model=mnist&diagnostics=none"))
-            .header("content-type", "application/octet-stream")
-            .body(f32_le(&values))
-            .send()
-            .await
-            .unwrap())
-        .await;
+        let body =
+            ok(app.post_diagnose("?model=mnist&diagnostics=none", "application/octet-stream", f32_le(&values)).await)
+                .await;
         right += labels(&body).iter().zip(labels_chunk).filter(|(l, t)| **l == t.to_string()).count();
     }
     let accuracy = right as f64 / digits.len() as f64;
@@ -148,15 +117,7 @@ async fn mnist_digits_come_back_as_their_true_class_as_png_jpeg_multipart_and_js
     let png: Vec<Vec<u8>> = digits.iter().map(|d| encode_image(d, 28, 28, ImageFormat::Png)).collect();
     let mut one_by_one = Vec::new();
     for p in &png {
-        let body = ok(app
-            .client
-            .post(app.url("/diagnose?model=mnist"))
-            .header("content-type", "image/png")
-            .body(p.clone())
-            .send()
-            .await
-            .unwrap())
-        .await;
+        let body = ok(app.post_diagnose("?model=mnist", "image/png", p.clone()).await).await;
         one_by_one.extend(labels(&body));
     }
     let right = one_by_one.iter().zip(&truth).filter(|(a, b)| a == b).count();
@@ -184,15 +145,7 @@ async fn mnist_digits_come_back_as_their_true_class_as_png_jpeg_multipart_and_js
     let mut jpeg_right = 0;
     for (d, t) in digits.iter().zip(&truth) {
         let jpeg = encode_image(d, 28, 28, ImageFormat::Jpeg);
-        let body = ok(app
-            .client
-            .post(app.url("/diagnose?model=mnist&diagnostics=none"))
-            .header("content-type", "image/jpeg")
-            .body(jpeg)
-            .send()
-            .await
-            .unwrap())
-        .await;
+        let body = ok(app.post_diagnose("?model=mnist&diagnostics=none", "image/jpeg", jpeg).await).await;
         jpeg_right += usize::from(labels(&body)[0] == *t);
     }
     assert!(jpeg_right >= 34, "{jpeg_right}/40 JPEG digits right");

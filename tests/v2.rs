@@ -52,9 +52,7 @@ struct Diagnosis {
 }
 
 async fn diagnose(app: &TestApp, card: &ModelCard, signals: Value) -> Diagnosis {
-    let response = app.diagnose(&json!({"model": card.name, "signals": signals, "diagnostics": "full"})).await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let body = ok(app.diagnose(&json!({"model": card.name, "signals": signals, "diagnostics": "full"})).await).await;
     let windows = body["windows"].as_array().unwrap();
     let numbers = |v: &Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
     let blocks = windows[0]["blocks"].as_array().unwrap();

@@ -106,6 +106,17 @@ impl TestApp {
     pub async fn diagnose(&self, body: &serde_json::Value) -> reqwest::Response {
         self.client.post(self.url("/diagnose")).json(body).send().await.expect("request sent")
     }
+
+    /// POSTs a body of the given type to `/diagnose{query}` (`query` starts with `?`).
+    pub async fn post_diagnose(&self, query: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/diagnose{query}")))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
 }
 
 pub fn engine_config() -> EngineConfig {
@@ -165,6 +176,14 @@ pub fn probabilities(window: &serde_json::Value) -> Vec<(String, f64)> {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_f64().expect("a number")))
         .collect()
+}
+
+/// The JSON body of a response that must be 200.
+pub async fn ok(response: reqwest::Response) -> serde_json::Value {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    assert_eq!(status.as_u16(), 200, "{body}");
+    body
 }
 
 /// Parses an error response, checking its status and error type.
