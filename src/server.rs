@@ -10,6 +10,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::engine::{Engine, EngineConfig};
+use crate::http::connections::BoundedListener;
 use crate::http::{AppState, HttpConfig};
 use crate::registry::{Registry, RegistryError};
 
@@ -21,19 +22,26 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub engine: EngineConfig,
     pub http: HttpConfig,
+    /// Versions kept loaded besides the active ones (for requests that name a version).
+    pub max_loaded_versions: usize,
+    /// Connections open at once.
+    pub max_connections: usize,
 }
 
 /// A started service: models loaded and warmed up, not yet listening.
 pub struct Server {
     pub state: AppState,
+    max_connections: usize,
 }
 
 impl Server {
     /// Starts the engine and loads every model with a warm-up pass.
     pub async fn start(config: ServerConfig) -> Result<Server, RegistryError> {
         let engine = Engine::start(config.engine)?;
-        let registry = Registry::open(&config.models_dir, &config.data_dir, engine).await?;
-        Ok(Server { state: AppState::new(Arc::new(registry), config.http) })
+        let registry =
+            Registry::open_with(&config.models_dir, &config.data_dir, engine, config.max_loaded_versions).await?;
+        let max_connections = config.max_connections;
+        Ok(Server { state: AppState::new(Arc::new(registry), config.http), max_connections })
     }
 
     /// The HTTP application, with `extra` routes merged in.
@@ -61,6 +69,10 @@ impl Server {
                 metrics.run_upkeep();
             }
         });
+        // Idle longer than twice a request's deadline (and than the event streams'
+        // keep-alive): nobody is coming back on this connection.
+        let idle = (self.state.config.request_timeout * 2).max(Duration::from_secs(60));
+        let listener = BoundedListener::new(listener, self.max_connections, idle);
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         upkeep.abort();
         let engine = self.engine().clone();
@@ -116,6 +128,12 @@ pub struct JobsConfig {
     pub unpacked_limit: u64,
     /// Most files in one archive.
     pub archive_files: usize,
+    /// What the files a job reads (and uploads) may make the readers take on.
+    pub file_limits: crate::data::Limits,
+    /// Bounds on what one job may ask for.
+    pub job_limits: crate::jobs::JobLimits,
+    /// Deadline of job, version and dataset requests (not event streams or uploads).
+    pub request_timeout: Duration,
     /// Where jobs train.
     pub device: tch::Device,
 }
@@ -150,15 +168,17 @@ impl Jobs {
             max_file_bytes: config.unpacked_limit,
             max_total_bytes: config.unpacked_limit,
         };
-        let uploads = crate::datasets::Uploads::new(&root, limits);
+        let uploads = crate::datasets::Uploads::new(&root, limits, config.file_limits);
         let store = crate::store::Store::open(&config.database).await?;
-        let ctx = crate::jobs::JobContext::new(root, server.state.registry.clone(), config.device);
+        let ctx = crate::jobs::JobContext::new(root, server.state.registry.clone(), config.device)
+            .with_limits(config.file_limits, config.job_limits);
         let runner = Arc::new(crate::jobs::Runner::start(store, ctx, config.workers).await?);
         let state = crate::http::jobs::JobsState {
             runner: runner.clone(),
             uploads: Arc::new(uploads),
             upload_limit: config.upload_limit,
             token: config.token.map(Arc::from),
+            request_timeout: config.request_timeout,
         };
         Ok(Jobs { runner, state })
     }

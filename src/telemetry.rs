@@ -21,6 +21,8 @@ pub const QUEUE_DURATION: &str = "drsn_queue_duration_seconds";
 pub const INFERENCE_DURATION: &str = "drsn_inference_duration_seconds";
 /// Windows diagnosed, labelled `model`.
 pub const WINDOWS: &str = "drsn_windows_total";
+/// Requests dropped from the queue because their client had gone.
+pub const ABANDONED_REQUESTS: &str = "drsn_abandoned_requests_total";
 /// Training jobs that ended, labelled `status` (succeeded, failed, cancelled).
 pub const JOBS_FINISHED: &str = "drsn_jobs_finished_total";
 /// Training jobs running now.
@@ -60,6 +62,7 @@ fn describe() {
     describe_histogram!(QUEUE_DURATION, Unit::Seconds, "Time from enqueue to the start of its batch");
     describe_histogram!(INFERENCE_DURATION, Unit::Seconds, "Duration of one forward pass");
     describe_counter!(WINDOWS, "Windows diagnosed");
+    describe_counter!(ABANDONED_REQUESTS, "Requests dropped from the queue because their client had gone");
     describe_counter!(JOBS_FINISHED, "Training jobs that ended, by status");
     describe_gauge!(JOBS_RUNNING, "Training jobs running");
     describe_gauge!(JOBS_QUEUED, "Training jobs waiting to run");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use drsn::data::{
     decode_wav, load_dataset, read_idx_images, read_idx_labels, read_recording, resample, shared_data_root, windows,
-    DataError, Dataset, DatasetOptions, DatasetSource, Origin, ReadOptions, Split, TestSelection,
+    DataError, Dataset, DatasetOptions, DatasetSource, Limits, Origin, ReadOptions, Split, TestSelection,
 };
 
 fn shared(sub: &str) -> PathBuf {
@@ -139,7 +139,7 @@ fn wav_of_every_depth_and_layout_reads_back_scaled_to_one() {
             }
         }
         // The same bytes decode in memory, as the service receives them.
-        assert_eq!(decode_wav(&std::fs::read(&path).unwrap()).unwrap(), rec);
+        assert_eq!(decode_wav(&std::fs::read(&path).unwrap(), &Limits::DEFAULT).unwrap(), rec);
     }
     let stereo = dir.path().join("24-Int-2.wav");
     let right = read_recording(&stereo, &ReadOptions { channels: Some(vec![1]), ..Default::default() }).unwrap();
@@ -183,12 +183,12 @@ fn a_hand_written_npy_reads_as_float32_and_float64() {
 #[test]
 fn mnist_gz_files_hold_60000_and_10000_digits_and_the_first_is_a_five() {
     let dir = shared("mnist");
-    let (pixels, n, rows, cols) = read_idx_images(&dir.join("train-images-idx3-ubyte.gz")).unwrap();
+    let (pixels, n, rows, cols) = read_idx_images(&dir.join("train-images-idx3-ubyte.gz"), &Limits::FILES).unwrap();
     assert_eq!((n, rows, cols, pixels.len()), (60_000, 28, 28, 60_000 * 784));
-    let labels = read_idx_labels(&dir.join("train-labels-idx1-ubyte.gz")).unwrap();
+    let labels = read_idx_labels(&dir.join("train-labels-idx1-ubyte.gz"), &Limits::FILES).unwrap();
     assert_eq!((labels.len(), labels[0]), (60_000, 5));
-    let (_, n, _, _) = read_idx_images(&dir.join("t10k-images-idx3-ubyte.gz")).unwrap();
-    let labels = read_idx_labels(&dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let (_, n, _, _) = read_idx_images(&dir.join("t10k-images-idx3-ubyte.gz"), &Limits::FILES).unwrap();
+    let labels = read_idx_labels(&dir.join("t10k-labels-idx1-ubyte.gz"), &Limits::FILES).unwrap();
     assert_eq!((n, labels.len(), labels[0]), (10_000, 10_000, 7));
 }
 
@@ -203,12 +203,12 @@ fn resampling_48k_to_12k_keeps_a_sines_frequency_and_kills_an_alias() {
     let tone = |f: f64| -> Vec<f32> {
         (0..96_000).map(|i| (2.0 * std::f64::consts::PI * f * i as f64 / 48_000.0 + 0.3).sin() as f32).collect()
     };
-    let y = resample(&tone(1234.0), 48_000, 12_000);
+    let y = resample(&tone(1234.0), 48_000, 12_000, &Limits::DEFAULT).unwrap();
     assert_eq!(y.len(), 24_000);
     assert!((frequency(&y, 12_000) - 1234.0).abs() < 1.0, "{} Hz", frequency(&y, 12_000));
     assert!((rms(&y[1000..23_000]) - 0.5f32.sqrt()).abs() < 1e-3);
     // 6.5 kHz is above the new Nyquist (6 kHz): without filtering it would fold to 5.5 kHz.
-    let alias = resample(&tone(6500.0), 48_000, 12_000);
+    let alias = resample(&tone(6500.0), 48_000, 12_000, &Limits::DEFAULT).unwrap();
     let db = 20.0 * (rms(&alias[1000..23_000]) / 0.5f32.sqrt()).log10();
     eprintln!("6.5 kHz tone after 48 -> 12 kHz: {db:.1} dB");
     assert!(db < -40.0, "alias at {db:.1} dB");

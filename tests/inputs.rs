@@ -298,7 +298,8 @@ async fn a_recording_cut_into_more_windows_than_the_queue_holds_answers_413() {
     .await;
     assert!(message.contains("8977 windows"), "{message}");
     // A multipart body over the body limit.
-    let small = spawn_app_with(engine_config(), drsn::http::HttpConfig { body_limit: 20_000 }).await;
+    let small =
+        spawn_app_with(engine_config(), drsn::http::HttpConfig { body_limit: 20_000, ..Default::default() }).await;
     let form = Form::new().part("file", Part::bytes(wav_f32(&[signal(12_000, 1)], 12_000)).file_name("a.wav"));
     let response =
         small.client.post(small.url(&format!("/diagnose?model={BEARING}"))).multipart(form).send().await.unwrap();

@@ -84,6 +84,8 @@ async fn spawn_with(data_root: &Path, token: Option<&str>, upload_limit: usize) 
         data_dir: data_dir.path().to_path_buf(),
         engine: engine_config(),
         http: HttpConfig::default(),
+        max_loaded_versions: drsn::registry::DEFAULT_MAX_LOADED_VERSIONS,
+        max_connections: 1024,
     };
     let server = Server::start(config).await.expect("service starts");
     let jobs = Jobs::start(
@@ -96,6 +98,9 @@ async fn spawn_with(data_root: &Path, token: Option<&str>, upload_limit: usize) 
             upload_limit,
             unpacked_limit: 64 << 20,
             archive_files: 1000,
+            file_limits: drsn::data::Limits::FILES,
+            job_limits: drsn::jobs::JobLimits::default(),
+            request_timeout: std::time::Duration::from_secs(30),
             device: tch::Device::Cpu,
         },
     )

@@ -249,7 +249,7 @@ async fn unsupported_content_types_answer_415() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_configured_limit_answers_413() {
-    let app = spawn_app_with(engine_config(), HttpConfig { body_limit: 10_000 }).await;
+    let app = spawn_app_with(engine_config(), HttpConfig { body_limit: 10_000, ..Default::default() }).await;
     let message = expect_error(
         app.diagnose(&json!({"model": BEARING, "signal": signal(2048, 1)})).await,
         413,

@@ -84,6 +84,9 @@ impl DataArgs {
             test,
             max_per_class: self.max_per_class,
             speed_factors: self.speed_augment.clone(),
+            limits: crate::data::Limits::FILES,
+            root: None,
+            max_windows: None,
         };
         load_dataset(&source, &options).with_context(|| format!("loading {}", self.data.display()))
     }

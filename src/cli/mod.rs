@@ -3,6 +3,7 @@
 mod data_args;
 mod evaluate;
 mod healthcheck;
+mod limit_args;
 mod noise_args;
 mod report;
 mod serve;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::limit_args::LimitArgs;
 use crate::engine::EngineConfig;
 use crate::http::HttpConfig;
 use crate::server::{shutdown_signal, Jobs, JobsConfig, Server, ServerConfig};
@@ -69,6 +70,8 @@ pub struct ServeArgs {
     /// Most bytes an uploaded archive may unpack to.
     #[arg(long, env = "DRSN_UNPACKED_LIMIT", default_value_t = 2 * 1024 * 1024 * 1024)]
     pub unpacked_limit: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 impl ServeArgs {
@@ -89,7 +92,17 @@ impl ServeArgs {
                 torch_threads: (self.torch_threads > 0).then_some(self.torch_threads),
                 device: crate::device::parse(&self.device)?,
             },
-            http: HttpConfig { body_limit: self.body_limit },
+            http: HttpConfig {
+                body_limit: self.body_limit,
+                limits: self.limits.request_limits(),
+                max_request_windows: self.limits.max_request_windows,
+                max_parts: self.limits.max_parts,
+                decode_concurrency: self.limits.decode_concurrency,
+                request_timeout: self.limits.request_timeout()?,
+                max_concurrent_requests: self.limits.max_concurrent_requests,
+            },
+            max_loaded_versions: self.limits.max_loaded_versions,
+            max_connections: self.limits.max_connections,
         })
     }
 
@@ -105,7 +118,15 @@ impl ServeArgs {
             token: self.token.clone(),
             upload_limit: self.upload_limit,
             unpacked_limit: self.unpacked_limit,
-            archive_files: ARCHIVE_FILES,
+            archive_files: self.limits.archive_files,
+            file_limits: self.limits.file_limits(),
+            job_limits: crate::jobs::JobLimits {
+                min_stride: self.limits.job_min_stride,
+                max_windows: self.limits.job_max_windows,
+                max_window_epochs: self.limits.job_max_window_epochs,
+                ..crate::jobs::JobLimits::default()
+            },
+            request_timeout: self.limits.request_timeout()?,
             device,
         })
     }
@@ -125,9 +146,6 @@ impl ServeArgs {
         Ok(())
     }
 }
-
-/// Most files in one uploaded archive.
-const ARCHIVE_FILES: usize = 100_000;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.check_exposure()?;

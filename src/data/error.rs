@@ -32,6 +32,12 @@ pub enum DataError {
     UnknownLabel { file: String, label: String, known: String },
     #[error("{file}: sampling rate: {problem}")]
     SampleRate { file: String, problem: String },
+    /// The input is larger than a configured limit allows (see [`super::Limits`]).
+    #[error("{file}: {problem}")]
+    TooLarge { file: String, problem: String },
+    /// The work was stopped from outside (a job cancelled while its data was read).
+    #[error("cancelled")]
+    Cancelled,
     #[error("invalid data set options: {0}")]
     Options(String),
 }
@@ -50,9 +56,31 @@ impl DataError {
     }
 }
 
-/// Reads a whole file, naming it in the error.
-pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
+/// Reads a whole regular file of at most `limits.max_file_bytes`, naming it in the error.
+/// Anything else (a FIFO that would block, a device that never ends, a folder) is refused
+/// before it is opened.
+pub(crate) fn read_file(path: &std::path::Path, limits: &super::Limits) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(DataError::malformed(&file, "not a regular file"));
+    }
+    let too_large = || DataError::TooLarge {
+        file: file.clone(),
+        problem: format!("larger than the limit of {} bytes for one file (--max-file-bytes)", limits.max_file_bytes),
+    };
+    if meta.len() > limits.max_file_bytes {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limits.max_file_bytes.saturating_add(1)).read_to_end(&mut bytes))
+        .map_err(|e| DataError::io(path, e))?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// Fails on the first NaN or infinity, naming where it is.

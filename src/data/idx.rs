@@ -1,61 +1,54 @@
 //! MNIST's IDX files (unsigned bytes), gzipped or not: the gzip magic decides, not the name.
 
-use std::io::Read;
 use std::path::Path;
 
 use super::error::read_file;
-use super::DataError;
+use super::limits::product;
+use super::{DataError, Limits};
 
 /// Images from an `idx3-ubyte` file: `(pixels, count, rows, cols)`, image `i` at
 /// `pixels[i * rows * cols..]`, row-major.
-pub fn read_idx_images(path: &Path) -> Result<(Vec<u8>, usize, usize, usize), DataError> {
-    let (data, dims) = read(path, 3)?;
-    Ok((data, dims[0], dims[1], dims[2]))
+pub fn read_idx_images(path: &Path, limits: &Limits) -> Result<(Vec<u8>, usize, usize, usize), DataError> {
+    let file = path.display().to_string();
+    let (data, [count, rows, cols]) = decode_idx::<3>(&read_file(path, limits)?, &file, limits)?;
+    Ok((data, count, rows, cols))
 }
 
 /// Labels from an `idx1-ubyte` file.
-pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    Ok(read(path, 1)?.0)
+pub fn read_idx_labels(path: &Path, limits: &Limits) -> Result<Vec<u8>, DataError> {
+    Ok(decode_idx::<1>(&read_file(path, limits)?, &path.display().to_string(), limits)?.0)
 }
 
-fn read(path: &Path, want_dims: usize) -> Result<(Vec<u8>, Vec<usize>), DataError> {
-    let file = path.display().to_string();
-    let raw = read_file(path)?;
+/// Decodes an IDX file of unsigned bytes with `N` dimensions, gzipped or not: the data
+/// and its dimensions. `file` names it in errors.
+pub fn decode_idx<const N: usize>(raw: &[u8], file: &str, limits: &Limits) -> Result<(Vec<u8>, [usize; N]), DataError> {
+    let inflated;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::malformed(&file, format!("gzip data does not inflate: {e}")))?;
-        out
+        inflated = limits.inflate(file, "gzip data", flate2::read::GzDecoder::new(raw))?;
+        &inflated[..]
     } else {
         raw
     };
-    decode(&bytes, &file, want_dims)
-}
-
-fn decode(bytes: &[u8], file: &str, want_dims: usize) -> Result<(Vec<u8>, Vec<usize>), DataError> {
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+    let (magic, rest) = bytes.split_at_checked(4).ok_or_else(|| DataError::malformed(file, "IDX header cut short"))?;
+    let &[0, 0, kind, ndims] = magic else {
         return Err(DataError::malformed(file, "not an IDX file (bad magic number)"));
+    };
+    if kind != 0x08 {
+        return Err(DataError::unsupported(file, format!("IDX element type 0x{kind:02x} (only unsigned bytes, 0x08)")));
     }
-    if bytes[2] != 0x08 {
-        return Err(DataError::unsupported(
-            file,
-            format!("IDX element type 0x{:02x} (only unsigned bytes, 0x08)", bytes[2]),
-        ));
+    let ndims = usize::from(ndims);
+    if ndims != N {
+        return Err(DataError::malformed(file, format!("IDX file has {ndims} dimension(s), expected {N}")));
     }
-    let ndims = bytes[3] as usize;
-    if ndims != want_dims {
-        return Err(DataError::malformed(file, format!("IDX file has {ndims} dimension(s), expected {want_dims}")));
+    let (header, data) =
+        rest.split_at_checked(4 * ndims).ok_or_else(|| DataError::malformed(file, "IDX header cut short"))?;
+    let mut dims = [0usize; N];
+    for (d, c) in dims.iter_mut().zip(header.chunks_exact(4)) {
+        let mut be = [0u8; 4];
+        be.copy_from_slice(c);
+        *d = u32::from_be_bytes(be) as usize;
     }
-    let header = 4 + 4 * ndims;
-    let dims: Vec<usize> = bytes
-        .get(4..header)
-        .ok_or_else(|| DataError::malformed(file, "IDX header cut short"))?
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
-    let count: usize = dims.iter().product();
-    let data = &bytes[header..];
+    let count = limits.check_samples(file, &format!("the IDX header ({dims:?}) declares"), product(&dims))?;
     if data.len() != count {
         return Err(DataError::malformed(
             file,
@@ -73,9 +66,9 @@ mod tests {
     fn decodes_a_tiny_image_file_and_rejects_a_short_one() {
         let mut bytes = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2];
         bytes.extend([1, 2, 3, 4]);
-        let (data, dims) = decode(&bytes, "x", 3).unwrap();
-        assert_eq!((data, dims), (vec![1, 2, 3, 4], vec![2, 1, 2]));
-        let err = decode(&bytes[..19], "short-idx", 3).unwrap_err().to_string();
+        let (data, dims) = decode_idx::<3>(&bytes, "x", &Limits::DEFAULT).unwrap();
+        assert_eq!((data, dims), (vec![1, 2, 3, 4], [2, 1, 2]));
+        let err = decode_idx::<3>(&bytes[..19], "short-idx", &Limits::DEFAULT).unwrap_err().to_string();
         assert!(err.contains("short-idx") && err.contains("declares 4 bytes"), "{err}");
     }
 }

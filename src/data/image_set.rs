@@ -9,11 +9,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::json;
 
-use super::error::read_file;
-use super::load::DatasetOptions;
+use super::load::{DatasetOptions, Guard};
 use super::source::{describe_filter, entries, keeps, DatasetSource, Filter};
 use super::split::{Parts, Split};
-use super::{folder, image, read_idx_images, read_idx_labels, DataError, Dataset, Origin};
+use super::{decode_idx, folder, image, DataError, Dataset, Origin};
 
 /// Per class, which of its items (indices into `labels`) go to which part: a seeded
 /// shuffle, then the first ones to test, the next to validation, the rest to training.
@@ -51,8 +50,12 @@ fn deal(labels: &[usize], classes: &[String], fractions: [f64; 3], rng: &mut Std
     Ok(assigned)
 }
 
-pub(crate) fn load_folders(source: &DatasetSource, options: &DatasetOptions) -> Result<Dataset, DataError> {
-    let train_entries = entries(source, &options.filter)?;
+pub(crate) fn load_folders(
+    source: &DatasetSource,
+    options: &DatasetOptions,
+    guard: &Guard,
+) -> Result<Dataset, DataError> {
+    let train_entries = entries(source, &options.filter, guard)?;
     let classes: Vec<String> =
         train_entries.iter().map(|e| e.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     if classes.is_empty() {
@@ -71,7 +74,7 @@ pub(crate) fn load_folders(source: &DatasetSource, options: &DatasetOptions) -> 
                 test_source.path().display()
             )));
         }
-        test_entries = entries(test_source, &selection.filter)?;
+        test_entries = entries(test_source, &selection.filter, guard)?;
         for e in &test_entries {
             if classes.binary_search(&e.label).is_err() {
                 let file = e.path.display().to_string();
@@ -97,7 +100,8 @@ pub(crate) fn load_folders(source: &DatasetSource, options: &DatasetOptions) -> 
     let all = train_entries.iter().chain(&test_entries);
     for (index, (entry, split)) in all.zip(&assigned).enumerate() {
         let file = entry.path.display().to_string();
-        let (values, height, width) = image::decode(&read_file(&entry.path)?, &file)?;
+        guard.count(index + 1)?;
+        let (values, height, width) = image::decode(&guard.read(&entry.path)?, &file, guard.limits())?;
         match &first {
             None => first = Some((height, width, entry.path.clone())),
             Some((h, w, path)) if (*h, *w) != (height, width) => {
@@ -158,11 +162,13 @@ struct Part {
     labels_path: PathBuf,
 }
 
-fn read_part(dir: &Path, prefix: &str, filter: &Filter) -> Result<Part, DataError> {
+fn read_part(dir: &Path, prefix: &str, filter: &Filter, guard: &Guard) -> Result<Part, DataError> {
     let images_path = find(dir, &format!("{prefix}-images"))?;
     let labels_path = find(dir, &format!("{prefix}-labels"))?;
-    let (images, count, rows, cols) = read_idx_images(&images_path)?;
-    let labels = read_idx_labels(&labels_path)?;
+    let name = |p: &Path| p.display().to_string();
+    let (images, [count, rows, cols]) =
+        decode_idx::<3>(&guard.read(&images_path)?, &name(&images_path), guard.limits())?;
+    let (labels, _) = decode_idx::<1>(&guard.read(&labels_path)?, &name(&labels_path), guard.limits())?;
     if labels.len() != count {
         return Err(DataError::malformed(
             &labels_path.display().to_string(),
@@ -181,7 +187,7 @@ fn read_part(dir: &Path, prefix: &str, filter: &Filter) -> Result<Part, DataErro
     Ok(Part { images, rows, cols, kept, images_path, labels_path })
 }
 
-pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions) -> Result<Dataset, DataError> {
+pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions, guard: &Guard) -> Result<Dataset, DataError> {
     let test_filter = match &options.test {
         None => &options.filter,
         Some(selection) if selection.source.is_none() => &selection.filter,
@@ -197,8 +203,9 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions) -> Result<Dataset
             return Err(DataError::Column { file, wanted: column.clone(), present: "label".into() });
         }
     }
-    let train = read_part(dir, "train", &options.filter)?;
-    let test = read_part(dir, "t10k", test_filter)?;
+    let train = read_part(dir, "train", &options.filter, guard)?;
+    let test = read_part(dir, "t10k", test_filter, guard)?;
+    guard.count(train.kept.len() + test.kept.len())?;
     if (train.rows, train.cols) != (test.rows, test.cols) {
         return Err(DataError::malformed(
             &test.images_path.display().to_string(),

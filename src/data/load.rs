@@ -1,7 +1,9 @@
 //! Loading a data set: options, and the dispatch to recordings or images.
 
+use std::path::{Path, PathBuf};
+
 use super::source::{describe_filter, DatasetSource, Filter};
-use super::{image_set, signal_set, DataError, Dataset};
+use super::{image_set, signal_set, DataError, Dataset, Limits};
 
 /// The range of speed factors: beyond it a machine is not the same machine.
 pub const MIN_SPEED: f64 = 0.5;
@@ -48,6 +50,14 @@ pub struct DatasetOptions {
     /// stretch played at each of these speeds (resampled), e.g. `[0.97, 1.03]` for a machine
     /// running 3% slower and faster; validation and test windows stay as recorded.
     pub speed_factors: Vec<f64>,
+    /// What one file may make the reader take on.
+    pub limits: Limits,
+    /// Every file read must lie inside this folder (symbolic links followed), and paths in
+    /// manifests must be relative without `..`; `None`: no confinement (the command line).
+    pub root: Option<PathBuf>,
+    /// Most windows (or images) in all parts together, counted while reading, so that a
+    /// data set too large for memory fails early; `None`: no bound.
+    pub max_windows: Option<usize>,
 }
 
 impl Default for DatasetOptions {
@@ -68,6 +78,9 @@ impl Default for DatasetOptions {
             test: None,
             max_per_class: None,
             speed_factors: Vec::new(),
+            limits: Limits::DEFAULT,
+            root: None,
+            max_windows: None,
         }
     }
 }
@@ -125,13 +138,64 @@ impl DatasetOptions {
 /// [`Dataset::description`] for what was done and [`Dataset::provenance`] for where every
 /// sample came from.
 pub fn load_dataset(source: &DatasetSource, options: &DatasetOptions) -> Result<Dataset, DataError> {
+    load_dataset_until(source, options, &|| false)
+}
+
+/// [`load_dataset`], checking `stop` before every file it reads: once it says true the
+/// load ends with [`DataError::Cancelled`].
+pub fn load_dataset_until(
+    source: &DatasetSource,
+    options: &DatasetOptions,
+    stop: &dyn Fn() -> bool,
+) -> Result<Dataset, DataError> {
     options.validate()?;
+    let guard = Guard { options, stop };
     match source {
-        DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_) => signal_set::load(source, options),
+        DatasetSource::Manifest(_) | DatasetSource::RecordingFolders(_) => signal_set::load(source, options, &guard),
         DatasetSource::ImageFolders(_) | DatasetSource::Mnist(_) if !options.speed_factors.is_empty() => {
             Err(DataError::Options("speed augmentation is for recordings, not images".into()))
         }
-        DatasetSource::ImageFolders(_) => image_set::load_folders(source, options),
-        DatasetSource::Mnist(dir) => image_set::load_mnist(dir, options),
+        DatasetSource::ImageFolders(_) => image_set::load_folders(source, options, &guard),
+        DatasetSource::Mnist(dir) => image_set::load_mnist(dir, options, &guard),
+    }
+}
+
+/// What every file read of a load goes through: the stop flag, confinement to the root,
+/// the file limits and the count of windows.
+pub(crate) struct Guard<'a> {
+    options: &'a DatasetOptions,
+    stop: &'a dyn Fn() -> bool,
+}
+
+impl Guard<'_> {
+    /// Reads one file of the data set.
+    pub(crate) fn read(&self, path: &Path) -> Result<Vec<u8>, DataError> {
+        if (self.stop)() {
+            return Err(DataError::Cancelled);
+        }
+        if let Some(root) = &self.options.root {
+            super::confine::check(root, path)?;
+        }
+        super::error::read_file(path, &self.options.limits)
+    }
+
+    /// Fails once more than `max_windows` windows are kept.
+    pub(crate) fn count(&self, windows: usize) -> Result<(), DataError> {
+        match self.options.max_windows {
+            Some(max) if windows > max => Err(DataError::TooLarge {
+                file: "the data set".into(),
+                problem: format!("more than {max} windows (--job-max-windows); use a larger stride or fewer files"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether reads are confined to a root (paths in manifests must then be relative).
+    pub(crate) fn confined(&self) -> bool {
+        self.options.root.is_some()
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.options.limits
     }
 }

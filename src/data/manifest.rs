@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::error::read_file;
+use super::confine::check_relative;
+use super::load::Guard;
 use super::source::Entry;
 use super::split::Split;
 use super::DataError;
@@ -13,9 +14,9 @@ use super::DataError;
 const RATE_COLUMNS: [&str; 4] = ["sampling_rate", "sampling_rate_hz", "sample_rate", "sample_rate_hz"];
 
 /// The rows of a manifest and its column names. `file` is relative to the manifest's folder.
-pub(crate) fn read(path: &Path) -> Result<(Vec<Entry>, Vec<String>), DataError> {
+pub(crate) fn read(path: &Path, guard: &Guard) -> Result<(Vec<Entry>, Vec<String>), DataError> {
     let file = path.display().to_string();
-    let bytes = read_file(path)?;
+    let bytes = guard.read(path)?;
     let mut reader = ::csv::ReaderBuilder::new().trim(::csv::Trim::All).from_reader(bytes.as_slice());
     let unreadable = |e: ::csv::Error| DataError::malformed(&file, format!("not readable as CSV: {e}"));
     let header: Vec<String> = reader.headers().map_err(unreadable)?.iter().map(str::to_string).collect();
@@ -35,6 +36,9 @@ pub(crate) fn read(path: &Path) -> Result<(Vec<Entry>, Vec<String>), DataError> 
         let (Some(name), Some(label)) = (cell("file"), cell("label")) else {
             return Err(at("empty `file` or `label`".into()));
         };
+        if guard.confined() {
+            check_relative(&file, line, name)?;
+        }
         let sample_rate = match RATE_COLUMNS.iter().find_map(|c| cell(c).map(|v| (c, v))) {
             None => None,
             Some((column, v)) => Some(

@@ -5,10 +5,10 @@
 //! "no such variable".
 
 use std::borrow::Cow;
-use std::io::Read;
 
 use super::error::check_finite;
-use super::DataError;
+use super::limits::product;
+use super::{DataError, Limits};
 
 /// The variable picked when none is named: the drive-end accelerometer of CWRU-like files.
 pub const DEFAULT_VARIABLE: &str = "*_DE_time";
@@ -58,10 +58,17 @@ impl Variable<'_> {
 /// Reads the channels of one variable: `variable` is a name or a pattern with `*` and `?`;
 /// `None` takes the one matching [`DEFAULT_VARIABLE`], or the only numeric array with more
 /// than one element. Returns the channels and the variable's name.
-pub(crate) fn decode(bytes: &[u8], file: &str, variable: Option<&str>) -> Result<(Vec<Vec<f32>>, String), DataError> {
+pub(crate) fn decode(
+    bytes: &[u8],
+    file: &str,
+    variable: Option<&str>,
+    limits: &Limits,
+) -> Result<(Vec<Vec<f32>>, String), DataError> {
     let big_endian = check_header(bytes, file)?;
     let mut variables = Vec::new();
-    let mut rest = &bytes[128..];
+    let mut rest = bytes.get(128..).unwrap_or_default();
+    // Every compressed variable is held inflated until one is chosen: they share the budget.
+    let mut inflated_total = 0u64;
     while !rest.is_empty() {
         // Some writers pad the end of the file; fewer than a tag's bytes cannot be a variable.
         if rest.len() < 8 && rest.iter().all(|&b| b == 0) {
@@ -72,10 +79,10 @@ pub(crate) fn decode(bytes: &[u8], file: &str, variable: Option<&str>) -> Result
         match element.kind {
             MI_MATRIX => variables.extend(parse_matrix(element.data.into(), big_endian, file)?),
             MI_COMPRESSED => {
-                let mut inflated = Vec::new();
-                flate2::read::ZlibDecoder::new(element.data)
-                    .read_to_end(&mut inflated)
-                    .map_err(|e| DataError::malformed(file, format!("a compressed variable does not inflate: {e}")))?;
+                let left = Limits { max_inflated_bytes: limits.max_inflated_bytes - inflated_total, ..*limits };
+                let inflated =
+                    left.inflate(file, "a compressed variable", flate2::read::ZlibDecoder::new(element.data))?;
+                inflated_total += inflated.len() as u64;
                 let (inner, _) = next_element(&inflated, big_endian, file, "compressed variable")?;
                 if inner.kind == MI_MATRIX {
                     let data = inner.data.to_vec();
@@ -87,22 +94,26 @@ pub(crate) fn decode(bytes: &[u8], file: &str, variable: Option<&str>) -> Result
         }
     }
     let chosen = choose(&variables, variable, file)?;
+    let what = format!("variable `{}` declares", chosen.name);
+    let count = limits.check_samples(file, &what, product(&chosen.dims))?;
+    if count == 0 {
+        return Err(DataError::malformed(file, format!("variable `{}` holds no values", chosen.name)));
+    }
     let values = numbers(&chosen.body, chosen.big_endian, file, &chosen.name)?;
-    let count: usize = chosen.dims.iter().product();
     if values.len() != count {
         return Err(DataError::malformed(
             file,
             format!("variable `{}` declares {count} values but holds {}", chosen.name, values.len()),
         ));
     }
-    let channels = to_channels(values, &chosen.dims, file, &chosen.name)?;
+    let channels = to_channels(values, &chosen.dims, file, &chosen.name, limits)?;
     check_finite(file, &channels)?;
     Ok((channels, chosen.name.clone()))
 }
 
 /// Checks the 128-byte header; returns whether the file is big-endian.
 fn check_header(bytes: &[u8], file: &str) -> Result<bool, DataError> {
-    if bytes.len() >= 10 && &bytes[..10] == b"MATLAB 7.3" {
+    if bytes.starts_with(b"MATLAB 7.3") {
         return Err(DataError::unsupported(
             file,
             "MATLAB v7.3 (HDF5) MAT-file; save it with `save -v7` to read it here",
@@ -111,9 +122,9 @@ fn check_header(bytes: &[u8], file: &str) -> Result<bool, DataError> {
     if bytes.len() < 128 || !bytes.starts_with(b"MATLAB") {
         return Err(DataError::malformed(file, "not a MATLAB level 5 MAT-file (no MATLAB header)"));
     }
-    match &bytes[126..128] {
-        b"IM" => Ok(false),
-        b"MI" => Ok(true),
+    match bytes.get(126..128) {
+        Some(b"IM") => Ok(false),
+        Some(b"MI") => Ok(true),
         _ => Err(DataError::malformed(file, "MAT-file header has no endian indicator (IM/MI)")),
     }
 }
@@ -123,8 +134,12 @@ struct Element<'a> {
     data: &'a [u8],
 }
 
+/// The first four bytes of `b` as a number (zeros where `b` is shorter).
 fn read_u32(b: &[u8], big_endian: bool) -> u32 {
-    let a = [b[0], b[1], b[2], b[3]];
+    let mut a = [0u8; 4];
+    for (to, from) in a.iter_mut().zip(b) {
+        *to = *from;
+    }
     if big_endian {
         u32::from_be_bytes(a)
     } else {
@@ -150,14 +165,14 @@ fn next_element<'a>(
         if size > 4 {
             return Err(DataError::malformed(file, format!("bad small element in {what}")));
         }
-        let element = Element { kind: first & 0xffff, data: &bytes[4..4 + size] };
-        return Ok((element, &bytes[8..]));
+        let element = Element { kind: first & 0xffff, data: bytes.get(4..4 + size).ok_or_else(truncated)? };
+        return Ok((element, bytes.get(8..).unwrap_or_default()));
     }
-    let size = read_u32(&bytes[4..], big_endian) as usize;
-    let data = bytes.get(8..8 + size).ok_or_else(truncated)?;
+    let size = read_u32(bytes.get(4..).unwrap_or_default(), big_endian) as usize;
+    let data = bytes.get(8..).and_then(|b| b.get(..size)).ok_or_else(truncated)?;
     // Compressed elements are not padded; everything else is to a multiple of 8 bytes.
     let padded = if first == MI_COMPRESSED { size } else { size.div_ceil(8) * 8 };
-    let rest = bytes.get(8 + padded..).unwrap_or(&[]);
+    let rest = bytes.get(8..).and_then(|b| b.get(padded..)).unwrap_or_default();
     Ok((Element { kind: first, data }, rest))
 }
 
@@ -182,7 +197,7 @@ fn parse_matrix<'a>(data: Cow<'a, [u8]>, big_endian: bool, file: &str) -> Result
     let name = String::from_utf8_lossy(name.data).into_owned();
     let offset = data.len() - rest.len();
     let body = match data {
-        Cow::Borrowed(b) => Cow::Borrowed(&b[offset..]),
+        Cow::Borrowed(b) => Cow::Borrowed(b.get(offset..).unwrap_or_default()),
         Cow::Owned(mut v) => {
             v.drain(..offset);
             Cow::Owned(v)
@@ -241,7 +256,8 @@ fn numbers(body: &[u8], big_endian: bool, file: &str, name: &str) -> Result<Vec<
         ($t:ty, $n:expr) => {
             d.chunks_exact($n)
                 .map(|c| {
-                    let a: [u8; $n] = c.try_into().expect("chunks_exact gives exact chunks");
+                    let mut a = [0u8; $n];
+                    a.copy_from_slice(c);
                     (if big_endian { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f32
                 })
                 .collect()
@@ -266,7 +282,13 @@ fn numbers(body: &[u8], big_endian: bool, file: &str, name: &str) -> Result<Vec<
 
 /// Column-major `rows x cols` to channels: a vector is one channel; in a matrix, time runs
 /// along the longer axis.
-fn to_channels(values: Vec<f32>, dims: &[usize], file: &str, name: &str) -> Result<Vec<Vec<f32>>, DataError> {
+fn to_channels(
+    values: Vec<f32>,
+    dims: &[usize],
+    file: &str,
+    name: &str,
+    limits: &Limits,
+) -> Result<Vec<Vec<f32>>, DataError> {
     let (rows, cols) = match dims {
         [r, c] => (*r, *c),
         _ => {
@@ -279,6 +301,7 @@ fn to_channels(values: Vec<f32>, dims: &[usize], file: &str, name: &str) -> Resu
     if rows == 1 || cols == 1 {
         return Ok(vec![values]);
     }
+    limits.check_channels(file, rows.min(cols))?;
     if rows >= cols {
         Ok(values.chunks_exact(rows).map(<[f32]>::to_vec).collect())
     } else {
@@ -373,38 +396,38 @@ pub(crate) mod tests {
             compressed(&matrix("X001_FE_time", 1, 3, &[7.0, 8.0, 9.0])),
             compressed(&matrix("both", 3, 2, &[1.0, 2.0, 3.0, 10.0, 20.0, 30.0])),
         ]);
-        let (ch, name) = decode(&bytes, "t.mat", None).unwrap();
+        let (ch, name) = decode(&bytes, "t.mat", None, &Limits::default()).unwrap();
         assert_eq!((ch, name.as_str()), (vec![vec![0.5, -0.25, 1.0, 2.0]], "X001_DE_time"));
-        let (ch, _) = decode(&bytes, "t.mat", Some("*_FE_time")).unwrap();
+        let (ch, _) = decode(&bytes, "t.mat", Some("*_FE_time"), &Limits::default()).unwrap();
         assert_eq!(ch, vec![vec![7.0, 8.0, 9.0]]);
-        let (ch, _) = decode(&bytes, "t.mat", Some("both")).unwrap();
+        let (ch, _) = decode(&bytes, "t.mat", Some("both"), &Limits::default()).unwrap();
         assert_eq!(ch, vec![vec![1.0, 2.0, 3.0], vec![10.0, 20.0, 30.0]]);
     }
 
     #[test]
     fn missing_or_ambiguous_variables_are_named_with_the_ones_present() {
         let bytes = mat_file(&[matrix("a1", 2, 1, &[1.0, 2.0]), matrix("a2", 2, 1, &[3.0, 4.0])]);
-        let err = decode(&bytes, "t.mat", Some("b")).unwrap_err().to_string();
+        let err = decode(&bytes, "t.mat", Some("b"), &Limits::default()).unwrap_err().to_string();
         assert!(err.contains("t.mat") && err.contains("`b`") && err.contains("a1 (2x1 double)"), "{err}");
-        let err = decode(&bytes, "t.mat", Some("a*")).unwrap_err().to_string();
+        let err = decode(&bytes, "t.mat", Some("a*"), &Limits::default()).unwrap_err().to_string();
         assert!(err.contains("matches several variables (a1, a2)"), "{err}");
-        let err = decode(&bytes, "t.mat", None).unwrap_err().to_string();
+        let err = decode(&bytes, "t.mat", None, &Limits::default()).unwrap_err().to_string();
         assert!(err.contains("*_DE_time") && err.contains("a2 (2x1 double)"), "{err}");
     }
 
     #[test]
     fn a_truncated_file_is_an_error_not_a_file_with_fewer_variables() {
         let bytes = mat_file(&[matrix("x_DE_time", 4, 1, &[1.0, 2.0, 3.0, 4.0])]);
-        let err = decode(&bytes[..bytes.len() - 12], "cut.mat", None).unwrap_err().to_string();
+        let err = decode(&bytes[..bytes.len() - 12], "cut.mat", None, &Limits::default()).unwrap_err().to_string();
         assert!(err.contains("cut.mat") && err.contains("truncated"), "{err}");
-        let err = decode(b"hello", "x.mat", None).unwrap_err().to_string();
+        let err = decode(b"hello", "x.mat", None, &Limits::default()).unwrap_err().to_string();
         assert!(err.contains("not a MATLAB level 5 MAT-file"), "{err}");
     }
 
     #[test]
     fn nan_in_a_variable_is_reported_with_its_position() {
         let bytes = mat_file(&[matrix("x_DE_time", 3, 1, &[1.0, f64::NAN, 3.0])]);
-        let err = decode(&bytes, "nan.mat", None).unwrap_err().to_string();
+        let err = decode(&bytes, "nan.mat", None, &Limits::default()).unwrap_err().to_string();
         assert!(err.contains("nan.mat") && err.contains("NaN at sample 1 of channel 0"), "{err}");
     }
 }

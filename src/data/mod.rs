@@ -1,12 +1,14 @@
 //! Everything between files on disk and tensors: decoding, windowing, resampling,
 //! normalisation, noise and splits. Nothing here knows about HTTP or SQL.
 
+mod confine;
 mod csv;
 mod error;
 mod folder;
 mod idx;
 mod image;
 mod image_set;
+mod limits;
 mod load;
 mod manifest;
 mod mat;
@@ -23,15 +25,16 @@ mod window;
 
 pub use csv::decode_csv;
 pub use error::DataError;
-pub use idx::{read_idx_images, read_idx_labels};
+pub use idx::{decode_idx, read_idx_images, read_idx_labels};
 pub use image::decode_image;
-pub use load::{load_dataset, DatasetOptions, TestSelection};
+pub use limits::Limits;
+pub use load::{load_dataset, load_dataset_until, DatasetOptions, TestSelection};
 pub use mat::DEFAULT_VARIABLE;
 pub use noise::NoiseKind;
 pub use normalize::Normalization;
 pub use npy::decode_npy;
 pub use recording::{decode_f32_le, decode_recording, read_recording, ReadOptions};
-pub use resample::resample;
+pub use resample::{resample, resampled_len};
 pub use source::{parse_filter, DatasetSource, Filter};
 pub use split::Split;
 pub use wav::decode_wav;

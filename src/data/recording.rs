@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::error::read_file;
-use super::{csv, mat, npy, wav, DataError, Recording};
+use super::{csv, mat, npy, wav, DataError, Limits, Recording};
 
 /// How to read a recording.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -15,11 +15,13 @@ pub struct ReadOptions {
     pub column: Option<String>,
     /// Channels to keep, 0-based, in this order (default: all).
     pub channels: Option<Vec<usize>>,
+    /// What a file may make the reader take on.
+    pub limits: Limits,
 }
 
 /// Reads a `.wav`, `.csv` (or `.txt`/`.tsv`), `.npy` or `.mat` recording.
 pub fn read_recording(path: &Path, options: &ReadOptions) -> Result<Recording, DataError> {
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, &options.limits)?;
     Ok(decode_named(&bytes, &path.display().to_string(), options)?.0)
 }
 
@@ -30,14 +32,22 @@ pub fn decode_recording(bytes: &[u8], name: &str, options: &ReadOptions) -> Resu
 }
 
 /// Little-endian `f32` values, as sent raw over HTTP.
-pub fn decode_f32_le(bytes: &[u8]) -> Result<Vec<f32>, DataError> {
+pub fn decode_f32_le(bytes: &[u8], limits: &Limits) -> Result<Vec<f32>, DataError> {
     if bytes.len() % 4 != 0 {
         return Err(DataError::malformed(
             "input",
             format!("{} bytes is not a whole number of 4-byte float32 values", bytes.len()),
         ));
     }
-    let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    limits.check_samples("input", "the body holds", Some(bytes.len() / 4))?;
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| {
+            let mut le = [0u8; 4];
+            le.copy_from_slice(c);
+            f32::from_le_bytes(le)
+        })
+        .collect();
     super::error::check_finite("input", std::slice::from_ref(&values))?;
     Ok(values)
 }
@@ -78,14 +88,16 @@ pub(crate) fn decode_named(
 ) -> Result<(Recording, Option<String>), DataError> {
     let format = format_of(bytes, file)
         .ok_or_else(|| DataError::unsupported(file, "not a recording format read here (.wav, .csv, .npy, .mat)"))?;
+    let limits = &options.limits;
     let (mut recording, variable) = match format {
-        Format::Wav => (wav::decode(bytes, file)?, None),
+        Format::Wav => (wav::decode(bytes, file, limits)?, None),
         Format::Csv => {
-            (Recording { sample_rate: None, channels: csv::decode(bytes, file, options.column.as_deref())? }, None)
+            let channels = csv::decode(bytes, file, options.column.as_deref(), limits)?;
+            (Recording { sample_rate: None, channels }, None)
         }
-        Format::Npy => (Recording { sample_rate: None, channels: npy::decode(bytes, file)? }, None),
+        Format::Npy => (Recording { sample_rate: None, channels: npy::decode(bytes, file, limits)? }, None),
         Format::Mat => {
-            let (channels, name) = mat::decode(bytes, file, options.variable.as_deref())?;
+            let (channels, name) = mat::decode(bytes, file, options.variable.as_deref(), limits)?;
             (Recording { sample_rate: None, channels }, Some(name))
         }
     };
@@ -140,9 +152,10 @@ mod tests {
     #[test]
     fn raw_floats_must_be_whole_and_finite() {
         let bytes: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(decode_f32_le(&bytes).unwrap(), vec![1.5, -2.0]);
-        assert!(decode_f32_le(&bytes[..7]).unwrap_err().to_string().contains("7 bytes"));
+        let l = Limits::DEFAULT;
+        assert_eq!(decode_f32_le(&bytes, &l).unwrap(), vec![1.5, -2.0]);
+        assert!(decode_f32_le(&bytes[..7], &l).unwrap_err().to_string().contains("7 bytes"));
         let inf: Vec<u8> = f32::INFINITY.to_le_bytes().to_vec();
-        assert!(decode_f32_le(&inf).unwrap_err().to_string().contains("inf at sample 0"));
+        assert!(decode_f32_le(&inf, &l).unwrap_err().to_string().contains("inf at sample 0"));
     }
 }

@@ -9,15 +9,14 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{json, Value};
 
-use super::error::read_file;
-use super::load::DatasetOptions;
+use super::load::{DatasetOptions, Guard};
 use super::recording::{decode_named, ReadOptions};
 use super::source::{describe_filter, entries, DatasetSource, Entry};
 use super::split::{stretches, Parts, Split};
 use super::{resample, windows, DataError, Dataset, Origin};
 
-pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<Dataset, DataError> {
-    let train_entries = entries(source, &options.filter)?;
+pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Guard) -> Result<Dataset, DataError> {
+    let train_entries = entries(source, &options.filter, guard)?;
     if train_entries.is_empty() {
         return Err(DataError::Options(format!(
             "the filter {} leaves no recording of {}",
@@ -27,9 +26,9 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
     }
     let classes: Vec<String> =
         train_entries.iter().map(|e| e.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let test_entries = test_entries(source, options, &train_entries, &classes)?;
+    let test_entries = test_entries(source, options, &train_entries, &classes, guard)?;
 
-    let mut reader = Reader { options, common_rate: None, channels: None };
+    let mut reader = Reader { options, guard, common_rate: None, channels: None };
     let mut rng = StdRng::seed_from_u64(options.seed);
     let fractions = options.fractions();
     let window = options.window;
@@ -38,6 +37,7 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
     let mut planned: Vec<[Vec<String>; 3]> = vec![Default::default(); classes.len()];
     let mut files = Vec::new();
     let mut sources = Vec::new();
+    let mut kept = 0usize;
     let all = train_entries.iter().map(|e| (e, false)).chain(test_entries.iter().map(|e| (e, true)));
     for (index, (entry, is_test)) in all.enumerate() {
         let file = entry.path.display().to_string();
@@ -76,9 +76,11 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions) -> Result<D
             }
             if split == Split::Train {
                 for &factor in &options.speed_factors {
-                    count += push_at_speed(parts, &loaded.channels, range.clone(), factor, (index, label), options);
+                    count += push_at_speed(parts, &loaded.channels, range.clone(), factor, (index, label), options)?;
                 }
             }
+            kept += count;
+            guard.count(kept)?;
             stretch_desc.insert(split.name().into(), json!([range.start, range.end]));
             window_counts.insert(split.name().into(), count.into());
         }
@@ -171,11 +173,14 @@ fn push_at_speed(
     factor: f64,
     (source, label): (usize, usize),
     options: &DatasetOptions,
-) -> usize {
+) -> Result<usize, DataError> {
     // Rates as a ratio of small whole numbers, which the resampler wants.
     const BASE: u32 = 1000;
     let to = (BASE as f64 / factor).round() as u32;
-    let played: Vec<Vec<f32>> = channels.iter().map(|c| resample(&c[range.clone()], BASE, to)).collect();
+    let played: Vec<Vec<f32>> = channels
+        .iter()
+        .map(|c| resample(c.get(range.clone()).unwrap_or_default(), BASE, to, &options.limits))
+        .collect::<Result<_, _>>()?;
     let scale = BASE as f64 / to as f64;
     let window = options.window;
     let mut count = 0;
@@ -186,7 +191,7 @@ fn push_at_speed(
         parts.push(Split::Train, label as i64, Origin { source, start, len }, &pieces);
         count += 1;
     }
-    count
+    Ok(count)
 }
 
 /// The test selection's recordings: labels known from training, no recording shared.
@@ -195,6 +200,7 @@ fn test_entries(
     options: &DatasetOptions,
     train: &[Entry],
     classes: &[String],
+    guard: &Guard,
 ) -> Result<Vec<Entry>, DataError> {
     let Some(selection) = &options.test else {
         return Ok(Vec::new());
@@ -206,7 +212,7 @@ fn test_entries(
             test_source.path().display()
         )));
     }
-    let chosen = entries(test_source, &selection.filter)?;
+    let chosen = entries(test_source, &selection.filter, guard)?;
     if chosen.is_empty() {
         return Err(DataError::Options(format!(
             "the test filter {} leaves no recording of {}",
@@ -241,6 +247,7 @@ struct Loaded {
 /// (channel count; rate, when not resampling).
 struct Reader<'a> {
     options: &'a DatasetOptions,
+    guard: &'a Guard<'a>,
     common_rate: Option<(u32, String)>,
     channels: Option<(usize, String)>,
 }
@@ -253,8 +260,9 @@ impl Reader<'_> {
             variable: entry.variable.clone().or_else(|| options.variable.clone()),
             column: options.column.clone(),
             channels: entry.channels.clone().or_else(|| options.channels.clone()),
+            limits: options.limits,
         };
-        let (recording, variable) = decode_named(&read_file(&entry.path)?, &file, &read_options)?;
+        let (recording, variable) = decode_named(&self.guard.read(&entry.path)?, &file, &read_options)?;
         let rate_error = |problem: String| DataError::SampleRate { file: file.clone(), problem };
         let declared = match (entry.sample_rate, recording.sample_rate) {
             (Some(m), Some(f)) if m != f => {
@@ -266,7 +274,8 @@ impl Reader<'_> {
         let mut resampled_from = None;
         match (options.sample_rate, declared) {
             (Some(target), Some(rate)) if rate != target => {
-                channels = channels.iter().map(|c| resample(c, rate, target)).collect();
+                channels =
+                    channels.iter().map(|c| resample(c, rate, target, &options.limits)).collect::<Result<_, _>>()?;
                 resampled_from = Some(rate);
             }
             (Some(target), None) => {

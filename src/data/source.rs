@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::load::Guard;
 use super::split::Split;
 use super::{folder, manifest, DataError};
 
@@ -100,9 +101,9 @@ pub(crate) struct Entry {
 }
 
 /// The entries of a manifest or class-folder source, filtered.
-pub(crate) fn entries(source: &DatasetSource, filter: &Filter) -> Result<Vec<Entry>, DataError> {
+pub(crate) fn entries(source: &DatasetSource, filter: &Filter, guard: &Guard) -> Result<Vec<Entry>, DataError> {
     let (entries, columns) = match source {
-        DatasetSource::Manifest(path) => manifest::read(path)?,
+        DatasetSource::Manifest(path) => manifest::read(path, guard)?,
         DatasetSource::RecordingFolders(root) => folder::entries(root, folder::is_recording_file_name)?,
         DatasetSource::ImageFolders(root) => folder::entries(root, folder::is_image_name)?,
         DatasetSource::Mnist(path) => {

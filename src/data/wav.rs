@@ -5,23 +5,25 @@
 use std::io::Cursor;
 
 use super::error::check_finite;
-use super::{DataError, Recording};
+use super::{DataError, Limits, Recording};
 
-/// Decodes WAV bytes (e.g. a request body).
-pub fn decode_wav(bytes: &[u8]) -> Result<Recording, DataError> {
-    decode(bytes, "input")
+/// Decodes WAV bytes (e.g. a request body) within `limits`.
+pub fn decode_wav(bytes: &[u8], limits: &Limits) -> Result<Recording, DataError> {
+    decode(bytes, "input", limits)
 }
 
-pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Recording, DataError> {
+pub(crate) fn decode(bytes: &[u8], file: &str, limits: &Limits) -> Result<Recording, DataError> {
     let bad = |e: hound::Error| DataError::malformed(file, format!("not a readable WAV file: {e}"));
     let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(bad)?;
     let spec = reader.spec();
     if spec.channels == 0 {
         return Err(DataError::malformed(file, "WAV header declares 0 channels"));
     }
-    if spec.sample_rate == 0 {
-        return Err(DataError::SampleRate { file: file.to_string(), problem: "the WAV header says 0 Hz".into() });
-    }
+    limits.check_rate(file, "the WAV header's rate", spec.sample_rate)?;
+    limits.check_channels(file, usize::from(spec.channels))?;
+    // The header's count is only a claim (the data may be shorter), but no more than it
+    // is ever read: checked here, it bounds the decoded size.
+    limits.check_samples(file, "the WAV header declares", usize::try_from(reader.len()).ok())?;
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => {
             if spec.bits_per_sample != 32 {
@@ -41,7 +43,7 @@ pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<Recording, DataError> {
                 .map_err(bad)?
         }
     };
-    let n = spec.channels as usize;
+    let n = usize::from(spec.channels);
     let frames = interleaved.len() / n;
     let channels: Vec<Vec<f32>> =
         (0..n).map(|c| interleaved.iter().skip(c).step_by(n).take(frames).copied().collect()).collect();

@@ -6,7 +6,7 @@ use std::ops::Range;
 /// The ranges of every whole window of `length` samples, `stride` apart, that fits in a
 /// signal of `signal_len` samples. Nothing when `length` or `stride` is 0 or the signal is
 /// shorter than one window.
-pub fn windows(signal_len: usize, length: usize, stride: usize) -> impl Iterator<Item = Range<usize>> {
+pub fn windows(signal_len: usize, length: usize, stride: usize) -> impl ExactSizeIterator<Item = Range<usize>> {
     let count = if length == 0 || stride == 0 || signal_len < length { 0 } else { (signal_len - length) / stride + 1 };
     (0..count).map(move |i| i * stride..i * stride + length)
 }

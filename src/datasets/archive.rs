@@ -1,7 +1,8 @@
 //! Safe extraction of a dataset archive (tar, tar.gz or zip) of class folders:
 //! `<label>/<file>`, optionally under one top-level folder. Entry names are checked one
-//! component at a time (no `..`, no absolute paths, nothing hidden), links and devices are
-//! refused, and the number of files and their unpacked sizes are bounded (zip bombs).
+//! component at a time (no `..`, no absolute paths, nothing hidden, at most three deep, no
+//! file where a folder is), links and devices are refused, and the number of entries, the
+//! unpacked sizes (zip bombs) and tar's long-name and PAX records are bounded.
 
 use std::collections::BTreeSet;
 use std::io::{Cursor, Read};
@@ -16,6 +17,9 @@ pub struct Limits {
     pub max_total_bytes: u64,
 }
 
+/// Largest GNU long-name or PAX record: names are at most three short components.
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("not a tar, tar.gz or zip archive")]
@@ -28,6 +32,8 @@ pub enum ArchiveError {
     TooLarge(String),
     #[error("archive holds no files")]
     Empty,
+    /// Writing to the staging folder failed; `path` is the entry's name, never the
+    /// server's folder.
     #[error("writing {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -43,12 +49,12 @@ pub struct Extracted {
 
 /// Unpacks `archive` into `dest` (an empty folder) and returns its files by label.
 pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<Vec<Extracted>, ArchiveError> {
-    let mut sink = Sink { dest, limits, total: 0, seen: BTreeSet::new(), files: Vec::new() };
+    let mut sink = Sink { dest, limits, total: 0, seen: BTreeSet::new(), folders: BTreeSet::new(), files: Vec::new() };
     if archive.starts_with(b"PK\x03\x04") || archive.starts_with(b"PK\x05\x06") {
         extract_zip(archive, &mut sink)?;
     } else if archive.starts_with(&[0x1f, 0x8b]) {
         extract_tar(flate2::read::GzDecoder::new(archive), &mut sink)?;
-    } else if archive.len() >= 262 && &archive[257..262] == b"ustar" {
+    } else if archive.get(257..262) == Some(b"ustar") {
         extract_tar(archive, &mut sink)?;
     } else {
         return Err(ArchiveError::UnknownFormat);
@@ -58,6 +64,10 @@ pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<Vec<Extrac
 
 fn extract_zip(archive: &[u8], sink: &mut Sink) -> Result<(), ArchiveError> {
     let mut zip = zip::ZipArchive::new(Cursor::new(archive)).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+    // Folders and skipped junk count too: an entry costs time even when nothing is written.
+    if zip.len() > sink.limits.max_files.saturating_mul(2) {
+        return Err(ArchiveError::TooLarge(format!("more than {} entries", sink.limits.max_files.saturating_mul(2))));
+    }
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
         let name = entry.name().to_string();
@@ -72,19 +82,66 @@ fn extract_zip(archive: &[u8], sink: &mut Sink) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// Reads the archive's raw entries, applying GNU long names and PAX paths here rather than
+/// in the `tar` crate, which would read a record of any size into memory.
 fn extract_tar(reader: impl Read, sink: &mut Sink) -> Result<(), ArchiveError> {
+    let corrupt = |e: std::io::Error| ArchiveError::Corrupt(e.to_string());
     let mut tar = tar::Archive::new(reader);
-    let entries = tar.entries().map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+    let entries = tar.entries().map_err(corrupt)?.raw(true);
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut seen = 0usize;
     for entry in entries {
-        let mut entry = entry.map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        match entry.header().entry_type() {
+        let mut entry = entry.map_err(corrupt)?;
+        seen += 1;
+        if seen > sink.limits.max_files.saturating_mul(4) {
+            return Err(ArchiveError::TooLarge(format!(
+                "more than {} entries",
+                sink.limits.max_files.saturating_mul(4)
+            )));
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+        {
+            let record = read_record(&mut entry)?;
+            if kind.is_gnu_longname() {
+                long_name = Some(record.strip_suffix(&[0]).unwrap_or(&record).to_vec());
+            } else if kind.is_pax_local_extensions() {
+                for field in tar::PaxExtensions::new(&record) {
+                    let field = field.map_err(corrupt)?;
+                    match field.key_bytes() {
+                        b"path" => long_name = Some(field.value_bytes().to_vec()),
+                        // The `tar` crate would read this many bytes as the next file.
+                        b"size" => return Err(ArchiveError::Corrupt("PAX size records are not accepted".into())),
+                        _ => {}
+                    }
+                }
+            }
+            continue;
+        }
+        let name = match long_name.take() {
+            Some(name) => String::from_utf8_lossy(&name).into_owned(),
+            None => String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+        };
+        match kind {
             tar::EntryType::Directory => continue,
             tar::EntryType::Regular | tar::EntryType::Continuous => sink.add(&name, &mut entry)?,
             other => return Err(entry_err(&name, &format!("entries of type {other:?} are not accepted"))),
         }
     }
     Ok(())
+}
+
+/// A long-name or PAX record, at most [`MAX_RECORD_BYTES`].
+fn read_record(entry: &mut impl Read) -> Result<Vec<u8>, ArchiveError> {
+    let mut record = Vec::new();
+    entry.take(MAX_RECORD_BYTES + 1).read_to_end(&mut record).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+    if record.len() as u64 > MAX_RECORD_BYTES {
+        return Err(ArchiveError::TooLarge(format!("a long-name or PAX record of more than {MAX_RECORD_BYTES} bytes")));
+    }
+    Ok(record)
 }
 
 fn entry_err(entry: &str, problem: &str) -> ArchiveError {
@@ -95,7 +152,9 @@ struct Sink<'a> {
     dest: &'a Path,
     limits: Limits,
     total: u64,
+    /// Every file's path, and every folder a file is in: a name in both is a clash.
     seen: BTreeSet<String>,
+    folders: BTreeSet<String>,
     files: Vec<(Vec<String>, PathBuf, u64)>,
 }
 
@@ -103,14 +162,23 @@ impl Sink<'_> {
     /// Checks an entry's name and writes it below `dest` under the same relative path.
     fn add(&mut self, name: &str, reader: &mut impl Read) -> Result<(), ArchiveError> {
         let Some(parts) = entry_parts(name)? else { return Ok(()) };
-        if !self.seen.insert(parts.join("/")) {
+        let joined = parts.join("/");
+        if self.folders.contains(&joined) {
+            return Err(entry_err(name, "is a file where another entry has a folder"));
+        }
+        let parents: Vec<String> = (1..parts.len()).filter_map(|n| parts.get(..n)).map(|p| p.join("/")).collect();
+        if parents.iter().any(|p| self.seen.contains(p)) {
+            return Err(entry_err(name, "lies in a folder that another entry has as a file"));
+        }
+        if !self.seen.insert(joined) {
             return Err(entry_err(name, "appears twice"));
         }
+        self.folders.extend(parents);
         if self.files.len() == self.limits.max_files {
             return Err(ArchiveError::TooLarge(format!("more than {} files", self.limits.max_files)));
         }
         let path = parts.iter().fold(self.dest.to_path_buf(), |p, c| p.join(c));
-        let io = |source| ArchiveError::Io { path: path.display().to_string(), source };
+        let io = |source| ArchiveError::Io { path: name.to_string(), source };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
@@ -151,6 +219,15 @@ fn entry_parts(name: &str) -> Result<Option<Vec<String>>, ArchiveError> {
     if parts.first() == Some(&"__MACOSX") || parts.iter().any(|p| p.starts_with('.')) {
         return Ok(None);
     }
+    if parts.is_empty() {
+        return Err(entry_err(name, "names no file"));
+    }
+    if parts.len() > 3 {
+        return Err(entry_err(
+            name,
+            "lies too deep: expected <label>/<file>, or all under one folder at <folder>/<label>/<file>",
+        ));
+    }
     for part in &parts {
         check_name("archive entry name", part).map_err(|e| entry_err(name, &e.to_string()))?;
     }
@@ -160,26 +237,27 @@ fn entry_parts(name: &str) -> Result<Option<Vec<String>>, ArchiveError> {
 /// Maps entries to (label, file): every file at `<label>/<file>`, or every file at
 /// `<folder>/<label>/<file>` under one shared top-level folder.
 fn layout(files: Vec<(Vec<String>, PathBuf, u64)>) -> Result<Vec<Extracted>, ArchiveError> {
-    if files.is_empty() {
+    let Some((first, ..)) = files.first() else {
         return Err(ArchiveError::Empty);
-    }
-    let depth = files[0].0.len();
-    let top = &files[0].0[0];
-    let ok = match depth {
-        2 => files.iter().all(|(p, ..)| p.len() == 2),
-        3 => files.iter().all(|(p, ..)| p.len() == 3 && &p[0] == top),
+    };
+    let (depth, top) = (first.len(), first.first().cloned().unwrap_or_default());
+    let fits = |p: &[String]| match p {
+        [_, _] => depth == 2,
+        [folder, _, _] => depth == 3 && *folder == top,
         _ => false,
     };
-    if !ok {
-        let odd = files.iter().find(|(p, ..)| p.len() != depth || (depth == 3 && &p[0] != top)).unwrap_or(&files[0]);
+    if let Some((odd, ..)) = files.iter().find(|(p, ..)| !fits(p)) {
         return Err(entry_err(
-            &odd.0.join("/"),
+            &odd.join("/"),
             "expected every file at <label>/<file>, or all under one folder at <folder>/<label>/<file>",
         ));
     }
     Ok(files
         .into_iter()
-        .map(|(p, path, bytes)| Extracted { label: p[p.len() - 2].clone(), file: p[p.len() - 1].clone(), path, bytes })
+        .filter_map(|(p, path, bytes)| match p.as_slice() {
+            [.., label, file] => Some(Extracted { label: label.clone(), file: file.clone(), path, bytes }),
+            _ => None,
+        })
         .collect())
 }
 

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::archive::{self, ArchiveError, Limits};
 use super::paths::{check_name, PathError};
-use crate::data::{decode_image, decode_recording, DataError, ReadOptions};
+use crate::data::{self, decode_image, decode_recording, DataError, ReadOptions};
 use crate::store::NewDatasetFile;
 
 /// The folder under the data root that holds uploaded datasets.
@@ -51,26 +51,37 @@ pub struct Uploads {
     /// `<data-root>/datasets`.
     dir: PathBuf,
     limits: Limits,
+    /// What one uploaded file may make the readers take on when it is checked.
+    decoding: data::Limits,
 }
 
 impl Uploads {
     /// `root` must be canonical (see [`super::canonical_root`]).
-    pub fn new(root: &Path, limits: Limits) -> Self {
-        Self { root: root.to_path_buf(), dir: root.join(UPLOADS_DIR), limits }
+    pub fn new(root: &Path, limits: Limits, decoding: data::Limits) -> Self {
+        Self { root: root.to_path_buf(), dir: root.join(UPLOADS_DIR), limits, decoding }
     }
 
     /// Creates `<data-root>/datasets` if needed and checks that it really lies in the root
     /// (a symlink placed there by hand must not redirect writes).
     fn uploads_dir(&self) -> Result<PathBuf, UploadError> {
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        std::fs::create_dir_all(&self.dir).map_err(self.io(&self.dir))?;
         self.inside_root(&self.dir)
     }
 
+    /// An I/O error naming the path inside the data root, never the server's folders.
+    fn io<'a>(&'a self, path: &'a Path) -> impl Fn(std::io::Error) -> UploadError + 'a {
+        move |source| UploadError::Io { path: self.shown(path), source }
+    }
+
+    fn shown(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root).unwrap_or(Path::new("<outside the data root>")).display().to_string()
+    }
+
     fn inside_root(&self, dir: &Path) -> Result<PathBuf, UploadError> {
-        let real = dir.canonicalize().map_err(io(dir))?;
+        let real = dir.canonicalize().map_err(self.io(dir))?;
         if !real.starts_with(&self.root) {
             return Err(PathError::Refused {
-                path: dir.display().to_string(),
+                path: self.shown(dir),
                 problem: "leads outside the data root (through a symbolic link)".into(),
             }
             .into());
@@ -101,16 +112,16 @@ impl Uploads {
         let dir = self.dataset_dir(dataset)?;
         check_name("label", label)?;
         check_name("file name", file)?;
-        let kind = check_content(label, file, bytes, options)?;
+        let kind = check_content(label, file, bytes, &self.with_limits(options))?;
         let target_dir = self.class_dir(&dir, label)?;
         // Written beside the target under a hidden name, then renamed: readers (and the
         // dataset loader) never see half a file.
         let partial = target_dir.join(format!(".{file}.{}.partial", uuid::Uuid::new_v4()));
-        std::fs::write(&partial, bytes).map_err(io(&partial))?;
+        std::fs::write(&partial, bytes).map_err(self.io(&partial))?;
         let target = target_dir.join(file);
         std::fs::rename(&partial, &target).map_err(|e| {
             let _ = std::fs::remove_file(&partial);
-            io(&target)(e)
+            self.io(&target)(e)
         })?;
         Ok(record(label, file, bytes, kind))
     }
@@ -125,8 +136,8 @@ impl Uploads {
     ) -> Result<Vec<NewDatasetFile>, UploadError> {
         let dir = self.dataset_dir(dataset)?;
         let staging = self.uploads_dir()?.join(format!(".staging-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir(&staging).map_err(io(&staging))?;
-        let result = self.add_staged(&dir, &staging, bytes, options);
+        std::fs::create_dir(&staging).map_err(self.io(&staging))?;
+        let result = self.add_staged(&dir, &staging, bytes, &self.with_limits(options));
         let _ = std::fs::remove_dir_all(&staging);
         result
     }
@@ -141,13 +152,13 @@ impl Uploads {
         let files = archive::extract(bytes, staging, self.limits)?;
         let mut records = Vec::with_capacity(files.len());
         for f in &files {
-            let content = std::fs::read(&f.path).map_err(io(&f.path))?;
+            let content = std::fs::read(&f.path).map_err(self.io(&f.path))?;
             let kind = check_content(&f.label, &f.file, &content, options)?;
             records.push(record(&f.label, &f.file, &content, kind));
         }
         for f in &files {
             let target = self.class_dir(dir, &f.label)?.join(&f.file);
-            std::fs::rename(&f.path, &target).map_err(io(&target))?;
+            std::fs::rename(&f.path, &target).map_err(self.io(&target))?;
         }
         Ok(records)
     }
@@ -156,8 +167,12 @@ impl Uploads {
     fn class_dir(&self, dataset_dir: &Path, label: &str) -> Result<PathBuf, UploadError> {
         self.uploads_dir()?;
         let dir = dataset_dir.join(label);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(self.io(&dir))?;
         self.inside_root(&dir)
+    }
+
+    fn with_limits(&self, options: &ReadOptions) -> ReadOptions {
+        ReadOptions { limits: self.decoding, ..options.clone() }
     }
 }
 
@@ -168,7 +183,7 @@ fn check_content(label: &str, file: &str, bytes: &[u8], options: &ReadOptions) -
         |source| UploadError::Unreadable { label: label.into(), file: file.into(), source: Box::new(source) };
     match kind {
         "png" | "jpeg" => {
-            decode_image(bytes).map_err(unreadable)?;
+            decode_image(bytes, &options.limits).map_err(unreadable)?;
         }
         _ => {
             let recording = decode_recording(bytes, file, options).map_err(unreadable)?;
@@ -191,10 +206,6 @@ fn record(label: &str, file: &str, bytes: &[u8], kind: &str) -> NewDatasetFile {
         kind: kind.into(),
         sha256: hex::encode(Sha256::digest(bytes)),
     }
-}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> UploadError + '_ {
-    move |source| UploadError::Io { path: path.display().to_string(), source }
 }
 
 #[cfg(test)]
@@ -224,7 +235,7 @@ mod tests {
     fn uploads() -> (tempfile::TempDir, Uploads) {
         let dir = tempfile::tempdir().unwrap();
         let root = super::super::canonical_root(dir.path()).unwrap();
-        (dir, Uploads::new(&root, LIMITS))
+        (dir, Uploads::new(&root, LIMITS, data::Limits::DEFAULT))
     }
 
     #[test]

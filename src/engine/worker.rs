@@ -73,10 +73,17 @@ impl Worker {
     fn run_batch(&mut self, first: Job) {
         let load = &self.load;
         let busy = |collected| load.busy(collected);
-        let jobs = queue::collect(first, &self.work, self.config.max_batch_size, self.config.max_wait, busy);
+        let mut jobs = queue::collect(first, &self.work, self.config.max_batch_size, self.config.max_wait, busy);
         let taken: usize = jobs.iter().map(|j| j.request.windows).sum();
         let depth = self.load.queued.fetch_sub(taken, Ordering::Relaxed).saturating_sub(taken);
         metrics::gauge!(telemetry::QUEUE_DEPTH).set(depth as f64);
+        // A request whose client has gone (its handler dropped the reply's receiver) is not
+        // worth a forward pass; dropping it releases its permits.
+        let before = jobs.len();
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.len() < before {
+            metrics::counter!(telemetry::ABANDONED_REQUESTS).increment((before - jobs.len()) as u64);
+        }
         for (key, group) in queue::group_by_model(jobs) {
             self.run_group(&key, group);
         }

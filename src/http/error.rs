@@ -40,6 +40,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Overloaded(String),
+    /// The request took longer than the configured deadline.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     NotReady(String),
     #[error("{0}")]
@@ -53,7 +56,7 @@ pub struct ErrorBody {
     pub error: String,
     /// A stable machine-readable kind: `unknown_model`, `not_found`, `method_not_allowed`,
     /// `unauthorized`, `conflict`, `validation`, `bad_request`, `payload_too_large`, `unsupported_media_type`,
-    /// `overloaded`, `not_ready` or `internal`.
+    /// `overloaded`, `timeout`, `not_ready` or `internal`.
     pub error_type: String,
 }
 
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -1,8 +1,10 @@
 //! The HTTP boundary: handlers decode and validate, hand windows to the engine, await the
 //! reply and encode it; they never touch a tensor. Errors become responses in `error`.
 
+pub mod connections;
 pub mod diagnose;
 pub mod error;
+pub(crate) mod guard;
 mod health;
 pub mod jobs;
 mod models;
@@ -29,17 +31,41 @@ use crate::registry::Registry;
 pub struct HttpConfig {
     /// Largest request body in bytes; larger ones answer 413.
     pub body_limit: usize,
+    /// What a decoded body may hold (rates, samples, channels, pixels, inflated bytes).
+    pub limits: crate::data::Limits,
+    /// Most windows (or images) in one request.
+    pub max_request_windows: usize,
+    /// Most parts in one multipart form.
+    pub max_parts: usize,
+    /// Bodies decoded at once (each may take up to `limits.max_samples` values).
+    pub decode_concurrency: usize,
+    /// From a request's first byte to its answer (event streams and uploads excepted).
+    pub request_timeout: std::time::Duration,
+    /// Requests handled at once; more answer 429.
+    pub max_concurrent_requests: usize,
 }
 
 impl HttpConfig {
     pub fn limit(&self) -> oversized::Limit {
         oversized::Limit { bytes: self.body_limit, what: "body", flag: "--body-limit" }
     }
+
+    pub(crate) fn bounds(&self) -> diagnose::windows::Bounds {
+        diagnose::windows::Bounds { limits: self.limits, max_windows: self.max_request_windows }
+    }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { body_limit: 16 * 1024 * 1024 }
+        HttpConfig {
+            body_limit: 16 * 1024 * 1024,
+            limits: crate::data::Limits::DEFAULT,
+            max_request_windows: 4096,
+            max_parts: 256,
+            decode_concurrency: 4,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_concurrent_requests: 256,
+        }
     }
 }
 
@@ -49,11 +75,30 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
+    /// Permits to decode a body off the async threads: bounds the memory and cores that
+    /// decoding takes, whatever the number of requests.
+    decoding: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     pub fn new(registry: Arc<Registry>, config: HttpConfig) -> Self {
-        AppState { registry, config: Arc::new(config), metrics: crate::telemetry::prometheus() }
+        let decoding = Arc::new(tokio::sync::Semaphore::new(config.decode_concurrency.max(1)));
+        AppState { registry, config: Arc::new(config), metrics: crate::telemetry::prometheus(), decoding }
+    }
+
+    /// Runs `work` on the blocking pool once a decoding permit is free.
+    pub(crate) async fn decode<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit =
+            self.decoding.clone().acquire_owned().await.map_err(|_| ApiError::NotReady("shutting down".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))?
     }
 }
 
@@ -70,19 +115,36 @@ pub fn routes() -> Router<AppState> {
         .merge(v2::routes())
 }
 
-/// The complete application: routes, OpenAPI and Swagger UI, body limit, metrics, tracing.
+/// The complete application: routes, OpenAPI and Swagger UI, body limit, request
+/// deadline and concurrency cap, a panic turned into a 500, metrics, tracing.
 pub fn app(state: AppState, extra: Router<AppState>) -> Router {
-    let body_limit = state.config.body_limit;
+    let config = state.config.clone();
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1)));
     routes()
-        .route_layer(axum::middleware::from_fn_with_state(state.config.limit(), oversized::refuse))
+        .route_layer(axum::middleware::from_fn_with_state(config.limit(), oversized::refuse))
+        .route_layer(axum::middleware::from_fn_with_state(config.request_timeout, guard::deadline))
         .merge(extra)
         .merge(openapi::swagger())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::middleware::from_fn_with_state(permits, guard::concurrency))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(axum::middleware::from_fn(telemetry::record))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A handler that panicked answers 500 (a bug: the process and other requests carry on).
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(panic = %message, "a handler panicked");
+    ApiError::Internal("internal error; the request was not completed".into()).into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::events::JobEvent;
+use super::limits::JobLimits;
 use super::request::{Init, JobRequest, Network, Plan, Promotion};
 use super::runner::Inner;
-use crate::data::{load_dataset, Dataset};
+use crate::data::{load_dataset_until, DataError, Dataset, Limits};
 use crate::nn::{Dim, Model};
 use crate::registry::{write_model_folder, CardInfo, ModelCard, Registry, WindowInfo};
 use crate::store::{EpochRow, JobRow, NewModelVersion, Progress as StoredProgress};
@@ -23,13 +24,42 @@ pub struct JobContext {
     pub registry: Arc<Registry>,
     /// Where training runs (the service's device).
     pub device: tch::Device,
+    /// What one job may ask for.
+    pub limits: JobLimits,
+    /// What the files a job reads may make the readers take on.
+    pub files: Limits,
     /// Serialises choosing a version number and registering it, across workers.
     publishing: Mutex<()>,
 }
 
 impl JobContext {
     pub fn new(data_root: PathBuf, registry: Arc<Registry>, device: tch::Device) -> Self {
-        JobContext { data_root, registry, device, publishing: Mutex::new(()) }
+        JobContext {
+            data_root,
+            registry,
+            device,
+            limits: JobLimits::default(),
+            files: Limits::FILES,
+            publishing: Mutex::new(()),
+        }
+    }
+
+    pub fn with_limits(self, files: Limits, limits: JobLimits) -> Self {
+        JobContext { files, limits, ..self }
+    }
+
+    /// `message` without the server's folders: paths inside the data root are shown
+    /// relative to it (as jobs name them), the service's own folder as `<data-dir>`. Job
+    /// errors and cards are readable without a token.
+    pub fn redact(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        let root = self.data_root.display().to_string();
+        out = out.replace(&format!("{root}/"), "").replace(&root, ".");
+        if let Ok(dir) = self.registry.data_models_dir() {
+            let dir = dir.display().to_string();
+            out = out.replace(&dir, "<data-dir>/models");
+        }
+        out
     }
 }
 
@@ -49,11 +79,18 @@ pub fn execute(inner: &Inner, row: &JobRow, cancel: &CancelToken) -> Result<(i64
         serde_json::from_value(row.request.0.clone()).map_err(|e| failed(format!("stored request: {e}")))?;
     let registry = &inner.ctx.registry;
     let active = registry.active(&request.model).ok();
-    let plan = request.plan(&inner.ctx.data_root, active.as_ref().map(|e| &e.card)).map_err(failed)?;
-    let dataset = load_dataset(&plan.source, &plan.options).map_err(|e| failed(format!("dataset: {e}")))?;
+    let ctx = &inner.ctx;
+    let plan =
+        request.plan(&ctx.data_root, active.as_ref().map(|e| &e.card), &ctx.limits, &ctx.files).map_err(failed)?;
+    let stop = || cancel.is_cancelled();
+    let dataset = load_dataset_until(&plan.source, &plan.options, &stop).map_err(|e| match e {
+        DataError::Cancelled => ExecuteError::Cancelled,
+        other => failed(format!("dataset: {other}")),
+    })?;
     if cancel.is_cancelled() {
         return Err(ExecuteError::Cancelled);
     }
+    ctx.limits.check_work(dataset.train.len(), plan.config.epochs).map_err(failed)?;
     let spec = plan.network.spec(dataset.classes.len()).map_err(failed)?;
     let run_request = RunRequest {
         spec,
@@ -89,8 +126,9 @@ pub fn execute(inner: &Inner, row: &JobRow, cancel: &CancelToken) -> Result<(i64
     publish(inner, row, &request, &plan, &dataset, &run_request, &outcome)
 }
 
-/// Writes the version folder, registers it (the engine loads it), records it, and
-/// activates it per the policy.
+/// Writes the version folder, records it in the database, registers it (the engine
+/// loads it: from then on it is visible) and activates it per the policy. A cancel that
+/// comes before publishing begins wins (no version); after, it is refused.
 fn publish(
     inner: &Inner,
     row: &JobRow,
@@ -122,26 +160,54 @@ fn publish(
         sample_rate: dataset.sample_rate,
         window,
         normalization: plan.normalization,
-        data: json!({ "job": row.id, "dataset": request.dataset, "description": dataset.description }),
+        // The card is readable without a token: no server folders in it.
+        data: json!({
+            "job": row.id,
+            "dataset": request.dataset,
+            "description": serde_json::from_str::<serde_json::Value>(&inner.ctx.redact(&dataset.description.to_string()))
+                .unwrap_or_default(),
+        }),
         metrics: outcome.metrics(run_request),
     };
     let card = write_model_folder(&partial, &outcome.model, info).map_err(failed)?;
-    std::fs::rename(&partial, &dir).map_err(|e| {
+    let discard = || {
         let _ = std::fs::remove_dir_all(&partial);
-        failed(format!("{}: {e}", dir.display()))
-    })?;
-    inner.rt.block_on(registry.add_version(name, version)).map_err(failed)?;
-    inner
-        .rt
-        .block_on(inner.store.insert_version(&NewModelVersion {
-            name: name.to_string(),
-            version: version as i64,
-            path: dir.display().to_string(),
-            weights_sha256: card.weights_sha256.clone(),
-            metrics: metrics_summary(&card.metrics),
-            job_id: Some(row.id.clone()),
-        }))
-        .map_err(failed)?;
+    };
+    match inner.rt.block_on(inner.store.begin_publishing(&row.id)) {
+        Ok(true) => {}
+        Ok(false) => {
+            discard();
+            return Err(ExecuteError::Cancelled);
+        }
+        Err(e) => {
+            discard();
+            return Err(failed(e));
+        }
+    }
+    let record = NewModelVersion {
+        name: name.to_string(),
+        version: version as i64,
+        path: dir.display().to_string(),
+        weights_sha256: card.weights_sha256.clone(),
+        metrics: metrics_summary(&card.metrics),
+        job_id: Some(row.id.clone()),
+    };
+    if let Err(e) = inner.rt.block_on(inner.store.insert_version(&record)) {
+        discard();
+        return Err(failed(e));
+    }
+    // Recorded first, so that what the registry serves is always in the database.
+    let put_in_place = std::fs::rename(&partial, &dir)
+        .map_err(|e| failed(format!("{}: {e}", dir.display())))
+        .and_then(|()| inner.rt.block_on(registry.add_version(name, version)).map_err(failed));
+    if let Err(e) = put_in_place {
+        discard();
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(forget) = inner.rt.block_on(inner.store.delete_version(name, version as i64)) {
+            tracing::error!(model = name, version, error = %forget, "could not forget a version that was not put in place");
+        }
+        return Err(e);
+    }
 
     // The first version of a new name is in service at once, whatever the policy.
     let first = registry.active(name).is_ok_and(|e| e.card.version == version);

@@ -3,12 +3,14 @@
 
 mod events;
 mod execute;
+mod limits;
 mod queue;
 mod request;
 mod runner;
 
 pub use events::JobEvent;
 pub use execute::JobContext;
+pub use limits::JobLimits;
 pub use request::{
     DataSettings, Init, Invalid, JobRequest, Network, Plan, Promotion, Recipe, TestSettings, TrainSettings, MAX_EPOCHS,
     MAX_KEY_LEN,

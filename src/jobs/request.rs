@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::data::{DatasetOptions, DatasetSource, NoiseKind, Normalization, TestSelection};
+use super::limits::JobLimits;
+use crate::data::{DatasetOptions, DatasetSource, Limits, NoiseKind, Normalization, TestSelection};
 use crate::datasets::resolve_inside;
 use crate::nn::{Arch, Dim, ModelSpec};
 use crate::registry::{validate_name, ModelCard};
@@ -217,9 +218,16 @@ pub struct Plan {
 
 impl JobRequest {
     /// Checks the request and resolves it: the dataset path inside `data_root` (canonical)
-    /// and readable, the network, the data and training settings. `active` is the card of
-    /// the model's active version, if the model exists.
-    pub fn plan(&self, data_root: &Path, active: Option<&ModelCard>) -> Result<Plan, Invalid> {
+    /// and readable, the network, the data and training settings, all within `limits`;
+    /// the files it reads will be read within `files`. `active` is the card of the model's
+    /// active version, if the model exists.
+    pub fn plan(
+        &self,
+        data_root: &Path,
+        active: Option<&ModelCard>,
+        limits: &JobLimits,
+        files: &Limits,
+    ) -> Result<Plan, Invalid> {
         validate_name(&self.model).map_err(|e| invalid("model", e))?;
         if let Some(key) = &self.idempotency_key {
             if key.is_empty() || key.len() > MAX_KEY_LEN {
@@ -228,6 +236,9 @@ impl JobRequest {
         }
         let source = resolve_source(data_root, &self.dataset, "dataset")?;
         let network = self.network(active)?;
+        if let Network::Spec(spec) = &network {
+            limits.check_spec(spec)?;
+        }
         let dim = network.dim()?;
         let normalization = match (&self.normalization, &network) {
             (Some(n), Network::Active(card)) if *n != card.normalization => {
@@ -238,7 +249,13 @@ impl JobRequest {
             (None, _) if dim == Dim::Two => Normalization::None,
             (None, _) => Normalization::ZScore,
         };
-        let options = self.data_options(data_root, &network)?;
+        let mut options = self.data_options(data_root, &network)?;
+        if network.dim()? == Dim::One {
+            limits.check_stride(options.train_stride)?;
+        }
+        options.limits = *files;
+        options.root = Some(data_root.to_path_buf());
+        options.max_windows = Some(limits.max_windows);
         let config = self.train_config()?;
         Ok(Plan { source, options, network, normalization, config })
     }
@@ -320,6 +337,7 @@ impl JobRequest {
             test,
             max_per_class: d.max_per_class,
             speed_factors: d.speed_factors.clone(),
+            ..DatasetOptions::default()
         };
         options.validate().map_err(|e| invalid("data", e))?;
         if let Some(channels) = &options.channels {

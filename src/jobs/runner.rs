@@ -109,7 +109,7 @@ impl Runner {
                 }
             }
             CancelOutcome::Cancelled(row) => self.inner.publish_status(row),
-            CancelOutcome::AlreadyFinished(_) => {}
+            CancelOutcome::AlreadyFinished(_) | CancelOutcome::Publishing(_) => {}
         }
         Ok(outcome)
     }
@@ -216,14 +216,42 @@ fn worker(inner: &Arc<Inner>) {
     }
 }
 
+/// How often recording a job's start or end is tried before giving up on it.
+const ATTEMPTS: u32 = 5;
+
+/// Runs `op` until it succeeds, [`ATTEMPTS`] times at most, backing off in between: the
+/// database may be busy for a moment.
+fn retry<T>(what: &str, id: &str, mut op: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Ok(value) => return Ok(value),
+            Err(e) if attempt + 1 >= ATTEMPTS => return Err(e),
+            Err(e) => {
+                tracing::warn!(job = id, error = %e, attempt, "could not {what}; retrying");
+                std::thread::sleep(Duration::from_millis(200 << attempt));
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// Runs one job from `queued` to a terminal state.
 fn run_one(inner: &Arc<Inner>, id: &str, token: &CancelToken) {
-    let row = match inner.rt.block_on(inner.store.start_job(id)) {
+    let row = match retry("start the job", id, || inner.rt.block_on(inner.store.start_job(id))) {
         Ok(Some(row)) => row,
         // Cancelled while queued, or already taken: nothing to do.
         Ok(None) => return,
         Err(e) => {
-            tracing::error!(job = id, error = %e, "could not start job");
+            tracing::error!(job = id, error = %e, "could not start the job; failing it");
+            let reason = format!("the job could not be started: {e}");
+            match inner.rt.block_on(inner.store.fail_queued(id, &inner.ctx.redact(&reason))) {
+                Ok(Some(row)) => inner.publish_status(&row),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(job = id, error = %e, "could not fail the job either; it runs after a restart")
+                }
+            }
             return;
         }
     };
@@ -236,28 +264,33 @@ fn run_one(inner: &Arc<Inner>, id: &str, token: &CancelToken) {
             JobOutcome::Failed(SHUT_DOWN.into())
         }
         Ok(Err(ExecuteError::Cancelled)) => JobOutcome::Cancelled,
-        Ok(Err(ExecuteError::Failed(message))) => JobOutcome::Failed(message),
-        Err(panic) => JobOutcome::Failed(format!("internal error (panic): {}", panic_message(&panic))),
+        Ok(Err(ExecuteError::Failed(message))) => JobOutcome::Failed(inner.ctx.redact(&message)),
+        Err(panic) => {
+            JobOutcome::Failed(inner.ctx.redact(&format!("internal error (panic): {}", panic_message(&panic))))
+        }
     };
     finish(inner, id, &outcome);
 }
 
-/// Records the outcome, retrying a few times: a job must not stay `running` because the
-/// database was briefly busy.
+/// Records the outcome, retrying: a job must not stay `running` because the database was
+/// briefly busy. An outcome that cannot be recorded is replaced by a failure saying so.
 fn finish(inner: &Inner, id: &str, outcome: &JobOutcome) {
-    for attempt in 0..5 {
-        match inner.rt.block_on(inner.store.finish_job(id, outcome)) {
-            Ok(Some(row)) => {
-                tracing::info!(job = id, status = row.status.as_str(), error = ?row.error, "job finished");
-                metrics::counter!(telemetry::JOBS_FINISHED, "status" => row.status.as_str()).increment(1);
-                inner.publish_status(&row);
-                return;
-            }
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(job = id, error = %e, attempt, "could not record the job's outcome");
-                std::thread::sleep(Duration::from_millis(200 << attempt));
-            }
+    let record = |outcome: &JobOutcome| {
+        retry("record the outcome", id, || inner.rt.block_on(inner.store.finish_job(id, outcome)))
+    };
+    let recorded = record(outcome).or_else(|e| {
+        tracing::error!(job = id, error = %e, "could not record the job's outcome; recording a failure instead");
+        record(&JobOutcome::Failed(inner.ctx.redact(&format!("the job's outcome could not be recorded: {e}"))))
+    });
+    match recorded {
+        Ok(Some(row)) => {
+            tracing::info!(job = id, status = row.status.as_str(), error = ?row.error, "job finished");
+            metrics::counter!(telemetry::JOBS_FINISHED, "status" => row.status.as_str()).increment(1);
+            inner.publish_status(&row);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(job = id, error = %e, "could not record the job's end; it is settled at the next start")
         }
     }
 }

@@ -8,9 +8,10 @@ mod card;
 mod folder;
 mod layout;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 pub use card::{sha256_file, CardError, ModelCard, WindowInfo, CARD_FILE, WEIGHTS_FILE};
 pub use folder::{write_model_folder, CardInfo};
@@ -78,12 +79,31 @@ pub struct Registry {
     models: RwLock<BTreeMap<String, Versions>>,
     /// Serialises changes (add, activate, load on demand) so that two never interleave.
     changes: tokio::sync::Mutex<()>,
+    /// Most versions kept loaded besides the active ones: requests that name a version
+    /// load it on demand, and must not fill the engine's memory with every version there is.
+    max_inactive_loaded: usize,
+    /// When each loaded version was last asked for, to unload the least recently used.
+    last_used: Mutex<HashMap<ModelKey, Instant>>,
 }
+
+/// Versions kept loaded besides the active ones, unless configured otherwise.
+pub const DEFAULT_MAX_LOADED_VERSIONS: usize = 4;
 
 impl Registry {
     /// Reads every shipped model and every version in the data folder, picks the active
     /// version of each name, and loads those into the engine (warm-up included).
     pub async fn open(models_dir: &Path, data_dir: &Path, engine: Engine) -> Result<Registry, RegistryError> {
+        Self::open_with(models_dir, data_dir, engine, DEFAULT_MAX_LOADED_VERSIONS).await
+    }
+
+    /// [`Registry::open`], keeping at most `max_inactive_loaded` versions loaded besides
+    /// the active ones.
+    pub async fn open_with(
+        models_dir: &Path,
+        data_dir: &Path,
+        engine: Engine,
+        max_inactive_loaded: usize,
+    ) -> Result<Registry, RegistryError> {
         let mut found = layout::scan_shipped(models_dir)?;
         found.extend(layout::scan_data(data_dir)?);
         let mut models: BTreeMap<String, Versions> = BTreeMap::new();
@@ -117,6 +137,8 @@ impl Registry {
             engine,
             models: RwLock::new(models),
             changes: tokio::sync::Mutex::new(()),
+            max_inactive_loaded,
+            last_used: Mutex::new(HashMap::new()),
         };
         for name in registry.names() {
             let entry = registry.active(&name)?;
@@ -197,11 +219,52 @@ impl Registry {
             None => return self.active(name),
             Some(v) => self.version(name, v)?,
         };
+        self.touch(entry.key());
         if !self.is_loaded(&entry) {
             let _guard = self.changes.lock().await;
             self.load(&entry).await?;
+            self.unload_least_used().await;
         }
         Ok(entry)
+    }
+
+    fn touch(&self, key: ModelKey) {
+        self.last_used.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Instant::now());
+    }
+
+    /// Unloads the least recently used versions that are not in service while more than
+    /// `max_inactive_loaded` are loaded. Call with `changes` held.
+    async fn unload_least_used(&self) {
+        let mut inactive: Vec<ModelKey> = self
+            .read()
+            .iter()
+            .flat_map(|(name, v)| {
+                v.loaded
+                    .iter()
+                    .filter(|&&n| n != v.active)
+                    .map(|&version| ModelKey { name: name.clone(), version })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if inactive.len() <= self.max_inactive_loaded {
+            return;
+        }
+        {
+            let used = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
+            inactive.sort_by_key(|k| used.get(k).copied());
+        }
+        let excess = inactive.len() - self.max_inactive_loaded;
+        for key in inactive.into_iter().take(excess) {
+            if let Err(e) = self.engine.unload(key.clone()).await {
+                tracing::warn!(model = %key, error = %e, "could not unload a version");
+                continue;
+            }
+            if let Some(v) = self.write().get_mut(&key.name) {
+                v.loaded.remove(&key.version);
+            }
+            self.last_used.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            tracing::info!(model = %key, "version unloaded (least recently used)");
+        }
     }
 
     fn is_loaded(&self, entry: &ModelEntry) -> bool {
@@ -262,6 +325,8 @@ impl Registry {
         if first {
             layout::write_active(&self.data_dir, name, version)?;
         }
+        self.touch(entry.key());
+        self.unload_least_used().await;
         tracing::info!(model = %name, version, "model version added");
         Ok(entry)
     }
@@ -274,9 +339,12 @@ impl Registry {
         let _guard = self.changes.lock().await;
         self.load(&entry).await?;
         layout::write_active(&self.data_dir, name, version)?;
-        if let Some(v) = self.write().get_mut(name) {
-            v.active = version;
+        let replaced = self.write().get_mut(name).map(|v| std::mem::replace(&mut v.active, version));
+        // The version it replaces stays loaded for a while: a roll-back is then instant.
+        if let Some(old) = replaced {
+            self.touch(ModelKey { name: name.to_string(), version: old });
         }
+        self.unload_least_used().await;
         tracing::info!(model = %name, version, "model version activated");
         Ok(entry)
     }

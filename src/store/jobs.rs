@@ -71,6 +71,8 @@ pub struct JobRow {
     pub error: Option<String>,
     pub model_version: Option<i64>,
     pub result: Option<Json<serde_json::Value>>,
+    /// The job has begun publishing its version; it can no longer be cancelled.
+    pub publishing: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -123,6 +125,8 @@ pub enum CancelOutcome {
     Requested(JobRow),
     /// The job had already ended; nothing changed.
     AlreadyFinished(JobRow),
+    /// The job is publishing its version and will finish without being cancelled.
+    Publishing(JobRow),
 }
 
 impl Store {
@@ -286,6 +290,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?,
             ),
+            JobStatus::Running if row.publishing => CancelOutcome::Publishing(row),
             JobStatus::Running => CancelOutcome::Requested(
                 sqlx::query_as("UPDATE jobs SET cancel_requested = 1 WHERE id = ? RETURNING *")
                     .bind(id)
@@ -296,6 +301,30 @@ impl Store {
         };
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// A running job begins publishing its version, unless a cancel came first: `true`
+    /// when it may publish (a cancel is refused from now on), `false` when it was cancelled.
+    pub async fn begin_publishing(&self, id: &str) -> Result<bool, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "UPDATE jobs SET publishing = 1 WHERE id = ? AND status = 'running' AND cancel_requested = 0 RETURNING id",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// A queued job that cannot be started is failed with `error`.
+    pub async fn fail_queued(&self, id: &str, error: &str) -> Result<Option<JobRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE jobs SET status = 'failed', finished_at = ?, error = ? WHERE id = ? AND status = 'queued' RETURNING *",
+        )
+        .bind(now())
+        .bind(error)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// At start-up: jobs left `running` by a crash or kill are settled: cancelled when a

@@ -49,6 +49,16 @@ impl Store {
         row.ok_or_else(|| StoreError::Conflict(format!("model {} version {} already exists", v.name, v.version)))
     }
 
+    /// Forgets a version recorded for a folder that then could not be put in place.
+    pub async fn delete_version(&self, name: &str, version: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM model_versions WHERE name = ? AND version = ? AND active = 0")
+            .bind(name)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records a version found on disk unless it is known already; returns the row.
     pub async fn ensure_version(&self, v: &NewModelVersion) -> Result<ModelVersionRow, StoreError> {
         match self.insert_version(v).await {

@@ -142,7 +142,14 @@ pub async fn spawn_app_serving(models_dir: PathBuf, engine: EngineConfig, http: 
 
 /// The service on given folders (e.g. a data folder shared with an earlier instance).
 pub async fn spawn_app_on(models_dir: PathBuf, data_dir: PathBuf, engine: EngineConfig, http: HttpConfig) -> TestApp {
-    let config = ServerConfig { models_dir, data_dir: data_dir.clone(), engine, http };
+    let config = ServerConfig {
+        models_dir,
+        data_dir: data_dir.clone(),
+        engine,
+        http,
+        max_loaded_versions: drsn::registry::DEFAULT_MAX_LOADED_VERSIONS,
+        max_connections: 1024,
+    };
     let server = Server::start(config).await.expect("service starts");
     let state = server.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("loopback port");

@@ -45,7 +45,7 @@ pub fn cwru_test_stretches(card: &ModelCard) -> Vec<TestStretch> {
                 data::read_recording(&shared(&format!("cwru/{name}")), &options).expect("a readable CWRU file");
             let mut signal = recording.channels.into_iter().next().unwrap();
             if let Some(from) = f["resampled_from"].as_u64() {
-                signal = data::resample(&signal, from as u32, rate);
+                signal = data::resample(&signal, from as u32, rate, &data::Limits::DEFAULT).unwrap();
             }
             Some(TestStretch {
                 label: f["label"].as_str()?.to_string(),
@@ -58,8 +58,9 @@ pub fn cwru_test_stretches(card: &ModelCard) -> Vec<TestStretch> {
 
 /// The first `n` MNIST test digits: 8-bit pixels and labels.
 pub fn mnist_test(n: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
-    let (pixels, count, rows, cols) = data::read_idx_images(&shared("mnist/t10k-images-idx3-ubyte.gz")).unwrap();
-    let labels = data::read_idx_labels(&shared("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let (pixels, count, rows, cols) =
+        data::read_idx_images(&shared("mnist/t10k-images-idx3-ubyte.gz"), &data::Limits::FILES).unwrap();
+    let labels = data::read_idx_labels(&shared("mnist/t10k-labels-idx1-ubyte.gz"), &data::Limits::FILES).unwrap();
     assert_eq!((rows, cols, labels.len()), (28, 28, count));
     let n = n.min(count);
     (pixels.chunks(784).take(n).map(<[u8]>::to_vec).collect(), labels[..n].to_vec())

@@ -109,7 +109,7 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
         // A window or a few parse in microseconds; a body of thousands would hold up an
         // async thread for milliseconds, so large ones go to the blocking pool.
         let large = body.len() > BLOCKING_JSON_BYTES;
-        let body = blocking_if(large, move || parse_json(&body)).await?;
+        let body = blocking_if(&state, large, move || parse_json(&body)).await?;
         let level = body.diagnostics.or(query.diagnostics).unwrap_or_default();
         let entry = state.registry.for_inference(&body.model, body.version).await?;
         let (array, many) = match (body.signals, body.signal) {
@@ -117,8 +117,9 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
             (None, Some(a)) => (a, false),
             _ => return Err(ApiError::Validation("give exactly one of `signals` and `signal`".into())),
         };
-        let (card, sample_rate) = (entry.card.clone(), body.sample_rate);
-        let prepared = blocking_if(large, move || windows::from_json(&card, array, many, sample_rate)).await?;
+        let (card, sample_rate, bounds) = (entry.card.clone(), body.sample_rate, state.config.bounds());
+        let work = move || windows::from_json(&card, array, many, sample_rate, &bounds);
+        let prepared = blocking_if(&state, large || sample_rate.is_some(), work).await?;
         return respond(&state, &entry, prepared, level, started, incoming).await;
     }
     let (model, files) = match kind {
@@ -133,25 +134,25 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
     };
     let entry = state.registry.for_inference(&model, query.version).await?;
     let level = query.diagnostics.unwrap_or_default();
-    let max_windows = state.registry.engine().config().queue_capacity;
-    let card = entry.card.clone();
+    let (card, bounds) = (entry.card.clone(), state.config.bounds());
     // Decoding, resampling and cutting a long recording is real work: off the async threads.
-    let prepared = blocking_if(true, move || prepare_uploads(&card, files, &query, max_windows)).await?;
+    let prepared = state.decode(move || prepare_uploads(&card, files, &query, &bounds)).await?;
     respond(&state, &entry, prepared, level, started, incoming).await
 }
 
 /// JSON bodies larger than this are parsed off the async threads.
 const BLOCKING_JSON_BYTES: usize = 256 * 1024;
 
-/// Runs `work` on the blocking pool when `heavy`, else right here.
+/// Runs `work` on the blocking pool (within the decoding permits) when `heavy`, else right here.
 async fn blocking_if<T: Send + 'static>(
+    state: &AppState,
     heavy: bool,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     if !heavy {
         return work();
     }
-    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))?
+    state.decode(work).await
 }
 
 fn parse_json(body: &[u8]) -> Result<DiagnoseRequest, ApiError> {
@@ -165,29 +166,25 @@ struct Upload {
 }
 
 fn undecodable(what: String) -> impl FnOnce(data::DataError) -> ApiError {
-    move |e| ApiError::Validation(format!("cannot decode the {what}: {e}"))
+    move |e| windows::refused(&format!("cannot decode the {what}"))(e)
 }
 
 fn prepare_uploads(
     card: &crate::registry::ModelCard,
     uploads: Vec<Upload>,
     query: &DiagnoseQuery,
-    max_windows: usize,
+    bounds: &windows::Bounds,
 ) -> Result<Prepared, ApiError> {
+    let limits = &bounds.limits;
     if uploads.iter().all(|u| u.media == Media::Image) && !uploads.is_empty() {
         if query.stride.is_some() || query.sample_rate.is_some() || query.channel.is_some() {
             return Err(ApiError::Validation("stride, sample_rate and channel apply to signals, not images".into()));
         }
-        if uploads.len() > max_windows {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "{} images, more than the {max_windows} the queue holds",
-                uploads.len()
-            )));
-        }
+        bounds.windows(uploads.len(), "the form")?;
         let images = uploads
             .iter()
             .enumerate()
-            .map(|(i, u)| data::decode_image(&u.bytes).map_err(undecodable(format!("image {i}"))))
+            .map(|(i, u)| data::decode_image(&u.bytes, limits).map_err(undecodable(format!("image {i}"))))
             .collect::<Result<Vec<_>, _>>()?;
         return windows::from_images(card, images);
     }
@@ -199,8 +196,8 @@ fn prepare_uploads(
             if query.sample_rate.is_some() {
                 return Err(ApiError::Validation("sample_rate: a WAV file states its own rate".into()));
             }
-            let recording = data::decode_wav(&upload.bytes).map_err(undecodable("WAV body".into()))?;
-            windows::from_recording(card, recording, "WAV recording", query.stride, query.channel, max_windows)
+            let recording = data::decode_wav(&upload.bytes, limits).map_err(undecodable("WAV body".into()))?;
+            windows::from_recording(card, recording, "WAV recording", query.stride, query.channel, bounds)
         }
         Media::Raw => {
             if query.channel.is_some() {
@@ -208,8 +205,8 @@ fn prepare_uploads(
                     "channel applies to WAV recordings; raw samples hold the model's channels interleaved".into(),
                 ));
             }
-            let values = data::decode_f32_le(&upload.bytes).map_err(undecodable("raw f32 body".into()))?;
-            windows::from_raw(card, values, query.sample_rate, query.stride, max_windows)
+            let values = data::decode_f32_le(&upload.bytes, limits).map_err(undecodable("raw f32 body".into()))?;
+            windows::from_raw(card, values, query.sample_rate, query.stride, bounds)
         }
         Media::Image => unreachable!("images are handled above"),
     }
@@ -222,7 +219,15 @@ async fn read_multipart(state: &AppState, request: Request) -> Result<(Option<St
         .map_err(|r| ApiError::BadRequest(format!("cannot read the multipart form: {}", r.body_text())))?;
     let mut model = None;
     let mut uploads = Vec::new();
+    let mut parts = 0usize;
     while let Some(field) = form.next_field().await.map_err(|e| multipart_error(state, e))? {
+        parts += 1;
+        if parts > state.config.max_parts {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the form has more than the limit of {} parts (--max-parts)",
+                state.config.max_parts
+            )));
+        }
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(str::to_string);
         let content_type = field.content_type().map(str::to_ascii_lowercase);

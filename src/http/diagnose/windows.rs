@@ -2,12 +2,40 @@
 //! the model card, brings signals to the model's rate and applies its normalisation
 //! exactly as training did.
 
-use crate::data::{self, Recording};
+use crate::data::{self, DataError, Limits, Recording};
 use crate::nn::{Dim, ModelSpec};
 use crate::registry::ModelCard;
 
 use super::nested::NestedArray;
 use crate::http::error::ApiError;
+
+/// What a request may make the service take on: the decoders' limits, and how many
+/// windows one request may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub limits: Limits,
+    pub max_windows: usize,
+}
+
+impl Bounds {
+    pub(crate) fn windows(&self, windows: usize, what: &str) -> Result<(), ApiError> {
+        if windows > self.max_windows {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{what} makes {windows} windows, more than the limit of {} per request (--max-request-windows); use a larger stride or a shorter recording",
+                self.max_windows
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A data-layer refusal as the API answers it: a limit is 413, anything else 422.
+pub fn refused(what: &str) -> impl FnOnce(DataError) -> ApiError + '_ {
+    move |e| match e {
+        DataError::TooLarge { .. } => ApiError::PayloadTooLarge(format!("{what}: {e}")),
+        other => ApiError::Validation(format!("{what}: {other}")),
+    }
+}
 
 /// Windows ready for the engine, with where they came from.
 #[derive(Debug)]
@@ -101,10 +129,15 @@ pub fn from_json(
     array: NestedArray,
     many: bool,
     sample_rate: Option<u32>,
+    bounds: &Bounds,
 ) -> Result<Prepared, ApiError> {
     let field = if many { "signals" } else { "signal" };
     let spec = &card.spec;
-    let (windows, sample_shape) = if many { (array.shape[0], &array.shape[1..]) } else { (1, &array.shape[..]) };
+    let (windows, sample_shape) = match array.shape.split_first() {
+        Some((&n, rest)) if many => (n, rest),
+        _ => (1, &array.shape[..]),
+    };
+    bounds.windows(windows, field)?;
     let mut inputs = array.values;
     let needs_resampling = match (spec.dim, sample_rate, card.sample_rate) {
         (_, None, _) => false,
@@ -124,7 +157,7 @@ pub fn from_json(
     };
     if needs_resampling {
         let (from, to) = (sample_rate.unwrap_or_default(), card.sample_rate.unwrap_or_default());
-        inputs = resample_windows(card, &inputs, windows, sample_shape, from, to, field)?;
+        inputs = resample_windows(card, &inputs, windows, sample_shape, (from, to), field, &bounds.limits)?;
     } else if !accepted_sample_shapes(spec).iter().any(|s| s[..] == *sample_shape) {
         let layout = if many { " (windows, then one window's shape)" } else { "" };
         return Err(ApiError::Validation(format!(
@@ -144,9 +177,9 @@ fn resample_windows(
     values: &[f32],
     windows: usize,
     sample_shape: &[usize],
-    from: u32,
-    to: u32,
+    (from, to): (u32, u32),
     field: &str,
+    limits: &Limits,
 ) -> Result<Vec<f32>, ApiError> {
     let channels = card.spec.in_channels as usize;
     let length = card.spec.input_size[0] as usize;
@@ -161,9 +194,18 @@ fn resample_windows(
             )))
         }
     };
+    // Every window's length is checked before any is resampled.
+    let length_there = data::resampled_len(source_len, from, to, limits).map_err(refused(field))?;
+    if length_there != length {
+        return Err(ApiError::Validation(format!(
+            "{field}: a window of {source_len} samples at {from} Hz becomes {length_there} samples at {to} Hz, but {}; send {} samples per window at {from} Hz",
+            what_a_sample_is(card),
+            (length as u64 * from as u64 + to as u64 / 2) / to as u64
+        )));
+    }
     let mut out = Vec::with_capacity(windows * channels * length);
     for channel in values.chunks(source_len) {
-        let resampled = data::resample(channel, from, to);
+        let resampled = data::resample(channel, from, to, limits).map_err(refused(field))?;
         if resampled.len() != length {
             return Err(ApiError::Validation(format!(
                 "{field}: a window of {source_len} samples at {from} Hz becomes {} samples at {to} Hz, but {}; send {} samples per window at {from} Hz",
@@ -195,7 +237,7 @@ pub fn from_recording(
     what: &str,
     stride: Option<usize>,
     channel: Option<usize>,
-    max_windows: usize,
+    bounds: &Bounds,
 ) -> Result<Prepared, ApiError> {
     need_1d(card, what)?;
     let wanted = card.spec.in_channels as usize;
@@ -223,18 +265,36 @@ pub fn from_recording(
             )));
         }
     };
-    let source_rate = recording.sample_rate;
-    let (channels, resampled_from) = match (source_rate, card.sample_rate) {
-        (Some(from), Some(to)) if from != to => {
-            (channels.iter().map(|c| data::resample(c, from, to)).collect::<Vec<_>>(), Some(from))
-        }
-        _ => (channels, None),
-    };
-    let samples = channels.first().map_or(0, Vec::len);
     let stride = stride.unwrap_or(length);
     if stride == 0 {
         return Err(ApiError::Validation("stride must be at least 1 sample".into()));
     }
+    let resampling = match (recording.sample_rate, card.sample_rate) {
+        (Some(from), Some(to)) if from != to => Some((from, to)),
+        _ => None,
+    };
+    // How many windows the recording makes is known before it is resampled: refuse first.
+    let source_len = channels.first().map_or(0, Vec::len);
+    let samples = match resampling {
+        Some((from, to)) => data::resampled_len(source_len, from, to, &bounds.limits).map_err(refused(what))?,
+        None => source_len,
+    };
+    bounds
+        .limits
+        .check_samples(what, "the recording holds", samples.checked_mul(channels.len()))
+        .map_err(refused(what))?;
+    bounds.windows(data::windows(samples, length, stride).len(), &format!("the {what} at stride {stride}"))?;
+    let (channels, resampled_from) = match resampling {
+        Some((from, to)) => (
+            channels
+                .iter()
+                .map(|c| data::resample(c, from, to, &bounds.limits))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(refused(what))?,
+            Some(from),
+        ),
+        None => (channels, None),
+    };
     let ranges: Vec<std::ops::Range<usize>> = data::windows(samples, length, stride).collect();
     if ranges.is_empty() {
         let at = card.sample_rate.map(|r| format!(" at {r} Hz")).unwrap_or_default();
@@ -243,16 +303,10 @@ pub fn from_recording(
             "the {what} has {samples} samples per channel{at}{from}, fewer than one window of {length}"
         )));
     }
-    if ranges.len() > max_windows {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the {what} makes {} windows at stride {stride}, more than the {max_windows} the queue holds; use a larger stride or a shorter recording",
-            ranges.len()
-        )));
-    }
     let mut inputs = Vec::with_capacity(ranges.len() * wanted * length);
     for range in &ranges {
         for channel in &channels {
-            inputs.extend_from_slice(&channel[range.clone()]);
+            inputs.extend_from_slice(channel.get(range.clone()).unwrap_or_default());
         }
     }
     normalise(card, &mut inputs);
@@ -276,7 +330,7 @@ pub fn from_raw(
     values: Vec<f32>,
     sample_rate: Option<u32>,
     stride: Option<usize>,
-    max_windows: usize,
+    bounds: &Bounds,
 ) -> Result<Prepared, ApiError> {
     if values.is_empty() {
         return Err(ApiError::Validation("the body holds no samples".into()));
@@ -293,7 +347,7 @@ pub fn from_raw(
             }
             let channels = (0..n).map(|c| values.iter().skip(c).step_by(n).copied().collect()).collect();
             let recording = Recording { sample_rate: sample_rate.or(card.sample_rate), channels };
-            from_recording(card, recording, "raw signal", stride, None, max_windows)
+            from_recording(card, recording, "raw signal", stride, None, bounds)
         }
         Dim::Two => {
             if sample_rate.is_some() || stride.is_some() {
@@ -311,11 +365,7 @@ pub fn from_raw(
                 )));
             }
             let windows = values.len() / per_image;
-            if windows > max_windows {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "{windows} images, more than the {max_windows} the queue holds"
-                )));
-            }
+            bounds.windows(windows, "the body")?;
             let mut inputs = values;
             normalise(card, &mut inputs);
             Ok(Prepared { inputs, windows, recording: None })

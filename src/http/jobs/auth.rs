@@ -18,12 +18,7 @@ pub async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(expected) = token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
         match given {
             None => return Err(ApiError::Unauthorized("this endpoint needs `Authorization: Bearer <token>`".into())),
             Some(given) if !same(given.as_bytes(), expected.as_bytes()) => {
@@ -33,6 +28,12 @@ pub async fn require_token(
         }
     }
     Ok(next.run(request).await)
+}
+
+/// The token of an `Authorization` value whose scheme is `Bearer`, in any case (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Equality whose time does not depend on where the inputs differ.
@@ -55,6 +56,15 @@ impl utoipa::Modify for BearerScheme {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        assert_eq!(super::bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(super::bearer_token("bearer abc "), Some("abc"));
+        assert_eq!(super::bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(super::bearer_token("Basic abc"), None);
+        assert_eq!(super::bearer_token("Bearer"), None);
+    }
+
     #[test]
     fn tokens_compare_by_content_and_length() {
         assert!(super::same(b"secret", b"secret"));

@@ -193,6 +193,9 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("upload: {e}")))?.map_err(|e| match e {
         UploadError::Io { .. } => ApiError::Internal(e.to_string()),
         UploadError::Archive(crate::datasets::ArchiveError::TooLarge(_)) => ApiError::PayloadTooLarge(e.to_string()),
+        UploadError::Unreadable { ref source, .. } if matches!(**source, crate::data::DataError::TooLarge { .. }) => {
+            ApiError::PayloadTooLarge(e.to_string())
+        }
         UploadError::Archive(crate::datasets::ArchiveError::Io { .. }) => ApiError::Internal(e.to_string()),
         _ => ApiError::Validation(e.to_string()),
     })

@@ -49,12 +49,13 @@ pub async fn create(State(state): State<JobsState>, headers: HeaderMap, body: By
     let ctx = state.runner.context();
     let active = ctx.registry.active(&request.model).ok();
     let (root, card) = (ctx.data_root.clone(), active.map(|e| e.card.clone()));
+    let (limits, files) = (ctx.limits, ctx.files);
     let checked = request.clone();
     // Resolving the dataset touches the file system.
-    tokio::task::spawn_blocking(move || checked.plan(&root, card.as_ref()))
+    tokio::task::spawn_blocking(move || checked.plan(&root, card.as_ref(), &limits, &files))
         .await
         .map_err(|e| ApiError::Internal(format!("request check: {e}")))?
-        .map_err(|e| ApiError::Validation(e.to_string()))?;
+        .map_err(|e| ApiError::Validation(ctx.redact(&e.to_string())))?;
     let stored = serde_json::to_value(&request).map_err(|e| ApiError::Internal(e.to_string()))?;
     let new = NewJob {
         id: uuid::Uuid::new_v4().to_string(),
@@ -150,7 +151,7 @@ pub async fn get(State(state): State<JobsState>, Path(id): Path<String>) -> Resu
         (status = 202, description = "Running: it stops at its next step", body = JobView),
         (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "The job has already succeeded or failed", body = ErrorBody),
+        (status = 409, description = "The job has already succeeded or failed, or is publishing its version", body = ErrorBody),
     ))]
 pub async fn cancel(State(state): State<JobsState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let (status, row) = match state.runner.cancel(&id).await? {
@@ -159,6 +160,11 @@ pub async fn cancel(State(state): State<JobsState>, Path(id): Path<String>) -> R
         CancelOutcome::AlreadyFinished(row) if row.status == JobStatus::Cancelled => (StatusCode::OK, row),
         CancelOutcome::AlreadyFinished(row) => {
             return Err(ApiError::Conflict(format!("job {id} has already ended: {}", row.status.as_str())))
+        }
+        CancelOutcome::Publishing(_) => {
+            return Err(ApiError::Conflict(format!(
+                "job {id} has finished training and is publishing its version; it can no longer be cancelled"
+            )))
         }
     };
     Ok((status, Json(JobView::new(row, None))).into_response())

@@ -33,6 +33,8 @@ pub struct JobsState {
     pub upload_limit: usize,
     /// Bearer token required by mutating endpoints; `None`: no token needed.
     pub token: Option<Arc<str>>,
+    /// Deadline of every request but event streams and uploads.
+    pub request_timeout: std::time::Duration,
 }
 
 impl JobsState {
@@ -43,10 +45,12 @@ impl JobsState {
 
 /// The routes, ready to merge into the application (`crate::http::app`'s `extra`).
 pub fn routes(state: JobsState) -> Router<AppState> {
+    let deadline = axum::middleware::from_fn_with_state(state.request_timeout, crate::http::guard::deadline);
     let guarded = Router::new()
         .route("/jobs", post(handlers::create))
         .route("/jobs/{id}/cancel", post(handlers::cancel))
         .route("/models/{name}/activate", post(versions::activate))
+        .route_layer(deadline.clone())
         .merge(
             Router::new()
                 .route("/datasets/{name}/files", post(datasets::upload_file))
@@ -58,10 +62,11 @@ pub fn routes(state: JobsState) -> Router<AppState> {
     Router::new()
         .route("/jobs", get(handlers::list))
         .route("/jobs/{id}", get(handlers::get))
-        .route("/jobs/{id}/events", get(events::stream))
         .route("/models/{name}/versions", get(versions::list))
         .route("/datasets", get(datasets::list))
         .route("/datasets/{name}", get(datasets::get))
+        .route_layer(deadline)
+        .route("/jobs/{id}/events", get(events::stream))
         .merge(guarded)
         .with_state(state)
 }

@@ -170,10 +170,17 @@ async fn run(state: &AppState, name: &str, version: Option<&str>, http: Request)
     }
     let headers = http.headers().clone();
     let body = read_body(state, http).await?;
-    let (json, binary) = request::split_body(&headers, body)?;
-    let mut infer = request::parse(&json)?;
-    let prepared = request::input(card, &mut infer, &binary)?;
-    let selected = request::outputs_asked(card, &infer)?;
+    let (card, bounds) = (card.clone(), state.config.bounds());
+    let (infer, prepared, selected) = state
+        .decode(move || {
+            let (json, binary) = request::split_body(&headers, body)?;
+            let mut infer = request::parse(&json)?;
+            let prepared = request::input(&card, &mut infer, &binary, &bounds)?;
+            let selected = request::outputs_asked(&card, &infer)?;
+            Ok((infer, prepared, selected))
+        })
+        .await?;
+    let card = &entry.card;
     drop(incoming);
     let prediction = state
         .registry

@@ -49,10 +49,11 @@ pub struct InputTensor {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Parameters,
-    /// Row-major values, flat or nested in the tensor's shape.
+    /// Row-major values, flat or nested in the tensor's shape. Read straight into numbers
+    /// (not a JSON tree, which would take ten times the body's size).
     #[serde(default)]
     #[schema(value_type = Option<Vec<f32>>)]
-    pub data: Option<Value>,
+    pub data: Option<NestedArray>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -112,7 +113,12 @@ fn shape_text(shape: &[i64]) -> String {
 }
 
 /// The request's one input as normalised windows for `card`'s model.
-pub fn input(card: &ModelCard, request: &mut InferRequest, binary: &[u8]) -> Result<Prepared, ApiError> {
+pub fn input(
+    card: &ModelCard,
+    request: &mut InferRequest,
+    binary: &[u8],
+    bounds: &windows::Bounds,
+) -> Result<Prepared, ApiError> {
     let model = &card.name;
     let tensor = match request.inputs.as_mut_slice() {
         [tensor] => tensor,
@@ -164,16 +170,15 @@ pub fn input(card: &ModelCard, request: &mut InferRequest, binary: &[u8]) -> Res
                     shape_text(&tensor.shape)
                 )));
             }
-            data::decode_f32_le(binary).map_err(|e| bad(format!("{what}: {e}")))?
+            data::decode_f32_le(binary, &bounds.limits).map_err(windows::refused(&what))?
         }
-        (None, Some(value)) => {
+        (None, Some(array)) => {
             if !binary.is_empty() {
                 return Err(bad(format!(
                     "{} bytes follow the JSON header but no input has binary_data_size",
                     binary.len()
                 )));
             }
-            let array = NestedArray::deserialize(value).map_err(|e| bad(format!("{what} data: {e}")))?;
             if array.shape.len() > 1 && array.shape != shape {
                 let nested = array.shape.iter().map(|&d| d as i64).collect::<Vec<_>>();
                 return Err(bad(format!(
@@ -185,6 +190,9 @@ pub fn input(card: &ModelCard, request: &mut InferRequest, binary: &[u8]) -> Res
             array.values
         }
     };
+    if let Some(&n) = shape.first() {
+        bounds.windows(n, &what)?;
+    }
     windows::from_batch(card, values, &shape, &what)
 }
 
