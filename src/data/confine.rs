@@ -13,7 +13,13 @@ pub(crate) fn check_relative(manifest: &str, line: u64, name: &str) -> Result<()
         match component {
             Component::Normal(_) | Component::CurDir => {}
             Component::ParentDir => return Err(refused("must not contain '..'")),
-            Component::RootDir | Component::Prefix(_) => return Err(refused("must be relative to the manifest")),
+            // Not echoed: it names a place outside the data root.
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(DataError::malformed(
+                    manifest,
+                    format!("line {line}: an absolute file path; paths must be relative to the manifest"),
+                ))
+            }
         }
     }
     Ok(())

@@ -78,7 +78,7 @@ impl Default for DatasetOptions {
             test: None,
             max_per_class: None,
             speed_factors: Vec::new(),
-            limits: Limits::DEFAULT,
+            limits: Limits::FILES,
             root: None,
             max_windows: None,
         }
