@@ -12,9 +12,10 @@
 //! probabilities only). Without `--model`, `models/cwru-bearing` is used when present, else a
 //! freshly initialised paper-1d DRSN-CW (speed does not depend on the weights' values).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use drsn::data::Normalization;
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
+use support::{free_port, resident_kb, wait_ready, Server};
 
 /// Starts a server on the given port.
 type Starter<'a> = dyn Fn(u16) -> anyhow::Result<Child> + 'a;
@@ -84,36 +86,6 @@ fn model_dir(args: &Args, tmp: &Path) -> anyhow::Result<PathBuf> {
     };
     card.write(&dir)?;
     Ok(dir)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A server process, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str, server: &mut Server) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if let Some(status) = server.0.try_wait()? {
-            bail!("server exited early with {status}");
-        }
-        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("server at {base} not ready within 120 s")
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
@@ -289,6 +261,9 @@ fn main() -> anyhow::Result<()> {
             let loaded = load(&client, &url, &bodies, args.clients, args.seconds).await;
             if let Some(batching) = batching(&client, &base).await {
                 eprintln!("{label}: {batching}");
+            }
+            if let Ok((_, peak)) = resident_kb(server.0.id()) {
+                eprintln!("{label}: peak resident memory {} MiB", peak / 1024);
             }
             anyhow::Ok((alone, loaded))
         })?;

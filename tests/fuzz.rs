@@ -42,20 +42,21 @@ fn around(seed: Vec<u8>) -> BoxedStrategy<Vec<u8>> {
     let len = seed.len().max(1);
     let header = len.min(128);
     let index = prop_oneof![0..header, 0..len];
-    let mutated = (prop::collection::vec((index, any::<u8>()), 0..12), 0..=len, prop::collection::vec(any::<u8>(), 0..24))
-        .prop_map(move |(edits, cut, tail)| {
-            let mut b = seed.clone();
-            for (i, v) in edits {
-                if let Some(x) = b.get_mut(i) {
-                    *x = v;
+    let mutated =
+        (prop::collection::vec((index, any::<u8>()), 0..12), 0..=len, prop::collection::vec(any::<u8>(), 0..24))
+            .prop_map(move |(edits, cut, tail)| {
+                let mut b = seed.clone();
+                for (i, v) in edits {
+                    if let Some(x) = b.get_mut(i) {
+                        *x = v;
+                    }
                 }
-            }
-            if cut < b.len() && cut % 3 == 0 {
-                b.truncate(cut);
-            }
-            b.extend(tail);
-            b
-        });
+                if cut < b.len() && cut % 3 == 0 {
+                    b.truncate(cut);
+                }
+                b.extend(tail);
+                b
+            });
     prop_oneof![1 => prop::collection::vec(any::<u8>(), 0..2048), 4 => mutated].boxed()
 }
 
@@ -83,7 +84,12 @@ fn fuzz(name: &str, strategy: BoxedStrategy<Vec<u8>>, check: impl Fn(&[u8])) -> 
 }
 
 fn wav_seed() -> Vec<u8> {
-    let spec = hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut out = std::io::Cursor::new(Vec::new());
     let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
     for s in signal(512, 1) {
@@ -237,12 +243,14 @@ async fn http_decoders_never_answer_500_and_keep_serving() {
             for (name, value) in &headers {
                 request = request.header(*name, value);
             }
-            let status = tokio::task::block_in_place(|| rt.block_on(request.send())).expect("the server answers").status();
+            let status =
+                tokio::task::block_in_place(|| rt.block_on(request.send())).expect("the server answers").status();
             assert!(status.as_u16() != 500 && status.as_u16() < 600, "{status} for {} bytes", b.len());
         }
     };
     let window: Vec<f32> = signal(2048, 4);
-    let json = serde_json::to_vec(&serde_json::json!({"model": BEARING, "signals": [window], "sample_rate": 12000})).unwrap();
+    let json =
+        serde_json::to_vec(&serde_json::json!({"model": BEARING, "signals": [window], "sample_rate": 12000})).unwrap();
     let mut tried = fuzz("JSON windows", around(json), send("/diagnose".into(), "application/json", vec![]));
 
     let boundary = "FuzzBoundary";
@@ -252,11 +260,8 @@ async fn http_decoders_never_answer_500_and_keep_serving() {
     .into_bytes();
     form.extend(png_seed());
     form.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
-    tried += fuzz(
-        "multipart",
-        around(form),
-        send("/diagnose".into(), "multipart/form-data; boundary=FuzzBoundary", vec![]),
-    );
+    tried +=
+        fuzz("multipart", around(form), send("/diagnose".into(), "multipart/form-data; boundary=FuzzBoundary", vec![]));
 
     let header = serde_json::to_vec(&serde_json::json!({"inputs": [{"name": "input", "shape": [1, 2048], "datatype": "FP32",
         "parameters": {"binary_data_size": 8192}}], "outputs": [{"name": "label", "parameters": {"binary_data": true}}]}))

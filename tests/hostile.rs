@@ -564,7 +564,8 @@ async fn hostile_requests_are_refused_quickly_and_the_service_stays_up_with_boun
         let id = job["id"].as_str().unwrap_or_else(|| panic!("{manifest}: {job}")).to_string();
         let deadline = Instant::now() + Duration::from_secs(20);
         let view = loop {
-            let view: Value = client.get(served.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
+            let view: Value =
+                client.get(served.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
             if view["status"] == "failed" || view["status"] == "succeeded" {
                 break view;
             }
