@@ -86,8 +86,8 @@ pub(crate) fn read_file(path: &std::path::Path, limits: &super::Limits) -> Resul
 /// Fails on the first NaN or infinity, naming where it is.
 pub(crate) fn check_finite<V: AsRef<[f32]>>(file: &str, channels: &[V]) -> Result<(), DataError> {
     for (channel, values) in channels.iter().map(AsRef::as_ref).enumerate() {
-        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(DataError::NotFinite { file: file.to_string(), channel, index, value: values[index] });
+        if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(DataError::NotFinite { file: file.to_string(), channel, index, value });
         }
     }
     Ok(())

@@ -20,7 +20,7 @@ use super::{decode_idx, folder, image, DataError, Dataset, Origin};
 fn deal(labels: &[usize], classes: &[String], fractions: [f64; 3], rng: &mut StdRng) -> Result<Vec<Split>, DataError> {
     let mut assigned = vec![Split::Train; labels.len()];
     for (label, class) in classes.iter().enumerate() {
-        let mut items: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == label).collect();
+        let mut items: Vec<usize> = labels.iter().enumerate().filter(|(_, &l)| l == label).map(|(i, _)| i).collect();
         items.shuffle(rng);
         let n = items.len();
         let share = |f: f64| {
@@ -38,7 +38,8 @@ fn deal(labels: &[usize], classes: &[String], fractions: [f64; 3], rng: &mut Std
             });
         }
         for (k, &i) in items.iter().enumerate() {
-            assigned[i] = if k < test {
+            let Some(slot) = assigned.get_mut(i) else { continue };
+            *slot = if k < test {
                 Split::Test
             } else if k < test + validation {
                 Split::Validation
@@ -88,8 +89,14 @@ pub(crate) fn load_folders(
             }
         }
     }
-    let label_of = |label: &str| classes.binary_search(&label.to_string()).expect("labels checked against classes");
-    let labels: Vec<usize> = train_entries.iter().map(|e| label_of(&e.label)).collect();
+    let label_of = |entry: &super::source::Entry| {
+        classes.binary_search(&entry.label).map_err(|_| DataError::UnknownLabel {
+            file: entry.path.display().to_string(),
+            label: entry.label.clone(),
+            known: classes.join(", "),
+        })
+    };
+    let labels: Vec<usize> = train_entries.iter().map(label_of).collect::<Result<_, _>>()?;
     let mut rng = StdRng::seed_from_u64(options.seed);
     let mut assigned = deal(&labels, &classes, options.fractions(), &mut rng)?;
     assigned.extend(std::iter::repeat_n(Split::Test, test_entries.len()));
@@ -116,10 +123,10 @@ pub(crate) fn load_folders(
             Some(_) => {}
         }
         let parts = parts.get_or_insert_with(|| Parts::new(vec![1, height, width]));
-        parts.push(*split, label_of(&entry.label) as i64, Origin { source: index, start: 0, len: 1 }, &[&values]);
+        parts.push(*split, label_of(entry)? as i64, Origin { source: index, start: 0, len: 1 }, &[&values]);
         sources.push(file);
     }
-    let mut parts = parts.expect("at least one image per class");
+    let mut parts = parts.ok_or_else(|| DataError::Options("no image was read".into()))?;
     if let Some(max) = options.max_per_class {
         parts.cap_per_class(max, classes.len(), &mut rng);
     }
@@ -220,13 +227,18 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions, guard: &Guard) ->
             describe_filter(&options.filter)
         )));
     }
-    let label_of = |l: u8| classes.binary_search(&l.to_string());
+    let label_of = |l: u8| {
+        classes.binary_search(&l.to_string()).map_err(|_| DataError::UnknownLabel {
+            file: test.labels_path.display().to_string(),
+            label: l.to_string(),
+            known: classes.join(", "),
+        })
+    };
     if let Some((_, l)) = test.kept.iter().find(|(_, l)| label_of(*l).is_err()) {
         let file = test.labels_path.display().to_string();
         return Err(DataError::UnknownLabel { file, label: l.to_string(), known: classes.join(", ") });
     }
-    let labels: Vec<usize> =
-        train.kept.iter().map(|(_, l)| label_of(*l).expect("classes come from these labels")).collect();
+    let labels: Vec<usize> = train.kept.iter().map(|(_, l)| label_of(*l)).collect::<Result<_, _>>()?;
     let mut rng = StdRng::seed_from_u64(options.seed);
     let assigned =
         deal(&labels, &classes, [1.0 - options.validation_fraction, options.validation_fraction, 0.0], &mut rng)?;
@@ -238,10 +250,13 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions, guard: &Guard) ->
     let batches = [(0, &train, assigned), (1, &test, vec![Split::Test; test.kept.len()])];
     for (source, part, splits) in &batches {
         for (&(i, l), split) in part.kept.iter().zip(splits) {
-            for (v, &p) in scaled.iter_mut().zip(&part.images[i * pixels..(i + 1) * pixels]) {
+            let image = part.images.get(i * pixels..(i + 1) * pixels).ok_or_else(|| {
+                DataError::malformed(&part.images_path.display().to_string(), format!("image {i} is cut short"))
+            })?;
+            for (v, &p) in scaled.iter_mut().zip(image) {
                 *v = p as f32 / 255.0;
             }
-            let label = label_of(l).expect("labels checked against classes") as i64;
+            let label = label_of(l)? as i64;
             parts.push(*split, label, Origin { source: *source, start: i, len: 1 }, &[&scaled]);
         }
     }
@@ -268,6 +283,6 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions, guard: &Guard) ->
         "files": files,
         "counts": parts.counts(&classes),
     });
-    let sources = vec![files[0].clone(), files[2].clone()];
+    let sources = vec![train.images_path.display().to_string(), test.images_path.display().to_string()];
     Ok(parts.into_dataset(classes, None, sources, description))
 }

@@ -317,10 +317,11 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     // Where the last `*` was and what it had matched up to, to backtrack into.
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        let (pc, nc) = (p.get(pi).copied(), n.get(ni).copied());
+        if pc.is_some() && (pc == Some('?') || pc == nc) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pc == Some('*') {
             star = Some((pi, ni));
             pi += 1;
         } else if let Some((sp, sn)) = star {
@@ -331,7 +332,7 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p.get(pi..).unwrap_or_default().iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]

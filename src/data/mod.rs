@@ -1,5 +1,7 @@
 //! Everything between files on disk and tensors: decoding, windowing, resampling,
 //! normalisation, noise and splits. Nothing here knows about HTTP or SQL.
+// Decoders and handlers meet untrusted input: no panicking shortcuts outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod confine;
 mod csv;
@@ -77,6 +79,8 @@ impl Samples {
         self.sample_shape.iter().product()
     }
 
+    /// Sample `i`; like slice indexing, `i < len()` is the caller's to keep.
+    #[allow(clippy::indexing_slicing)]
     pub fn sample(&self, i: usize) -> &[f32] {
         let n = self.sample_len();
         &self.values[i * n..(i + 1) * n]

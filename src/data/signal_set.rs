@@ -34,14 +34,18 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Gua
     let window = options.window;
     let mut parts: Option<Parts> = None;
     // Per class and part: the stretches meant for it, to explain a part left empty.
-    let mut planned: Vec<[Vec<String>; 3]> = vec![Default::default(); classes.len()];
+    let mut planned: std::collections::BTreeMap<(usize, &str), Vec<String>> = Default::default();
     let mut files = Vec::new();
     let mut sources = Vec::new();
     let mut kept = 0usize;
     let all = train_entries.iter().map(|e| (e, false)).chain(test_entries.iter().map(|e| (e, true)));
     for (index, (entry, is_test)) in all.enumerate() {
         let file = entry.path.display().to_string();
-        let label = classes.binary_search(&entry.label).expect("test labels checked, train labels are the classes");
+        let label = classes.binary_search(&entry.label).map_err(|_| DataError::UnknownLabel {
+            file: file.clone(),
+            label: entry.label.clone(),
+            known: classes.join(", "),
+        })?;
         let loaded = reader.read(entry)?;
         let len = loaded.channels.first().map_or(0, Vec::len);
         if len < window {
@@ -65,12 +69,12 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Gua
         let mut stretch_desc = serde_json::Map::new();
         let mut window_counts = serde_json::Map::new();
         for (split, range) in plan {
-            planned[label][split as usize].push(format!("{file}: {} samples", range.len()));
+            planned.entry((label, split.name())).or_default().push(format!("{file}: {} samples", range.len()));
             let stride = if split == Split::Train { options.train_stride } else { window };
             let mut count = 0;
             for w in windows(range.len(), window, stride) {
                 let start = range.start + w.start;
-                let pieces: Vec<&[f32]> = loaded.channels.iter().map(|c| &c[start..start + window]).collect();
+                let pieces = window_of(&loaded.channels, start, window, &file)?;
                 parts.push(split, label as i64, Origin { source: index, start, len: window }, &pieces);
                 count += 1;
             }
@@ -98,7 +102,7 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Gua
         }));
         sources.push(file);
     }
-    let mut parts = parts.expect("at least one recording was read");
+    let mut parts = parts.ok_or_else(|| DataError::Options("no recording was read".into()))?;
 
     let mut without_test = Vec::new();
     for (label, class) in classes.iter().enumerate() {
@@ -106,7 +110,7 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Gua
             if parts.count(split, label as i64) > 0 {
                 continue;
             }
-            let stretches = &planned[label][split as usize];
+            let stretches = planned.get(&(label, split.name())).map(Vec::as_slice).unwrap_or_default();
             if split == Split::Test && options.test.is_some() {
                 without_test.push(class.clone());
             } else if split == Split::Train || !stretches.is_empty() {
@@ -184,14 +188,23 @@ fn push_at_speed(
     let scale = BASE as f64 / to as f64;
     let window = options.window;
     let mut count = 0;
-    for w in windows(played[0].len(), window, options.train_stride) {
-        let pieces: Vec<&[f32]> = played.iter().map(|c| &c[w.start..w.start + window]).collect();
+    for w in windows(played.first().map_or(0, Vec::len), window, options.train_stride) {
+        let pieces = window_of(&played, w.start, window, "a recording played at another speed")?;
         let start = range.start + (w.start as f64 * scale) as usize;
         let len = ((window as f64 * scale).ceil() as usize).min(range.end - start);
         parts.push(Split::Train, label as i64, Origin { source, start, len }, &pieces);
         count += 1;
     }
     Ok(count)
+}
+
+/// Samples `start..start + len` of every channel.
+fn window_of<'a>(channels: &'a [Vec<f32>], start: usize, len: usize, file: &str) -> Result<Vec<&'a [f32]>, DataError> {
+    channels
+        .iter()
+        .map(|c| c.get(start..start + len))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| DataError::malformed(file, "channels of different lengths"))
 }
 
 /// The test selection's recordings: labels known from training, no recording shared.

@@ -1,5 +1,7 @@
 //! Datasets on disk: user paths resolved inside the data root, and files uploaded over
 //! HTTP stored under `<data-root>/datasets/<name>/<label>/<file>`.
+// Decoders and handlers meet untrusted input: no panicking shortcuts outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod archive;
 pub mod paths;

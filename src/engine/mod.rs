@@ -5,6 +5,8 @@
 //! Capacity is counted in windows (a long recording is many windows): a request takes as
 //! many permits as it has windows and holds them until it is answered; when too few are
 //! left, it is refused at once as [`EngineError::Overloaded`] rather than queued.
+// On the path of every request or job: no panicking shortcuts outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod queue;
 mod worker;

@@ -232,10 +232,10 @@ fn read_back(out: &Forward, n: usize) -> Result<Vec<WindowPrediction>, tch::TchE
             w.blocks.push(BlockValues {
                 name: name.clone(),
                 stage: block.stage,
-                thresholds: thresholds[i * t..(i + 1) * t].to_vec(),
-                scales: scales[i * t..(i + 1) * t].to_vec(),
-                mean_abs: mean_abs[i * c..(i + 1) * c].to_vec(),
-                zeroed_fraction: zeroed[i],
+                thresholds: thresholds.get(i * t..(i + 1) * t).unwrap_or_default().to_vec(),
+                scales: scales.get(i * t..(i + 1) * t).unwrap_or_default().to_vec(),
+                mean_abs: mean_abs.get(i * c..(i + 1) * c).unwrap_or_default().to_vec(),
+                zeroed_fraction: zeroed.get(i).copied().unwrap_or_default(),
             });
         }
     }

@@ -1,5 +1,7 @@
 //! The HTTP boundary: handlers decode and validate, hand windows to the engine, await the
 //! reply and encode it; they never touch a tensor. Errors become responses in `error`.
+// Decoders and handlers meet untrusted input: no panicking shortcuts outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod connections;
 pub mod diagnose;

@@ -1,5 +1,7 @@
 //! Training jobs in the background: requests and their checks, the queue, the worker
 //! threads that run them to a terminal state, and their progress events.
+// On the path of every request or job: no panicking shortcuts outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod events;
 mod execute;

@@ -299,9 +299,9 @@ impl JobRequest {
     fn data_options(&self, data_root: &Path, network: &Network) -> Result<DatasetOptions, Invalid> {
         let d = &self.data;
         let defaults = DatasetOptions::default();
-        let spec = network.spec_any();
+        let spec = network.spec_any()?;
         let window = match spec.dim {
-            Dim::One => spec.input_size[0] as usize,
+            Dim::One => spec.input_size.first().map_or(0, |&l| l as usize),
             Dim::Two => defaults.window,
         };
         let active_rate = match network {
@@ -384,12 +384,12 @@ impl JobRequest {
 
 impl Network {
     /// A spec with a placeholder class count, for the input shape.
-    fn spec_any(&self) -> ModelSpec {
-        match self {
-            Network::Preset { name, arch } => ModelSpec::preset(name, *arch, 2).expect("preset checked"),
+    fn spec_any(&self) -> Result<ModelSpec, Invalid> {
+        Ok(match self {
+            Network::Preset { name, arch } => ModelSpec::preset(name, *arch, 2).map_err(|e| invalid("preset", e))?,
             Network::Spec(spec) => spec.clone(),
             Network::Active(card) => card.spec.clone(),
-        }
+        })
     }
 }
 

@@ -67,6 +67,8 @@ impl Runner {
         for id in inner.store.queued_job_ids().await? {
             inner.queue.push(id);
         }
+        // At start-up, not on a job's path: without its threads there is no service.
+        #[allow(clippy::expect_used)]
         let handles = (0..workers.max(1))
             .map(|i| {
                 let inner = inner.clone();

@@ -89,8 +89,9 @@ impl ModelCard {
     /// Writes the card as pretty JSON into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), CardError> {
         let path = dir.join(CARD_FILE);
-        let text = serde_json::to_string_pretty(self).expect("cards serialise");
-        std::fs::write(&path, text + "\n").map_err(|source| CardError::Io { path: path.display().to_string(), source })
+        let io = |source| CardError::Io { path: path.display().to_string(), source };
+        let text = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        std::fs::write(&path, text + "\n").map_err(io)
     }
 }
 

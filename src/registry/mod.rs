@@ -3,6 +3,8 @@
 //! The registry knows what exists; the engine holds what is loaded. Every change goes
 //! through the registry, which loads a version into the engine (with a warm-up pass)
 //! before it is put into service, so that a request never meets a model that is not ready.
+// On the path of every request or job: no panicking shortcuts outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod card;
 mod folder;
@@ -122,7 +124,7 @@ impl Registry {
             }
         }
         for (name, versions) in models.iter_mut() {
-            let highest = *versions.versions.keys().next_back().expect("a name has at least one version");
+            let Some(&highest) = versions.versions.keys().next_back() else { continue };
             versions.active = match layout::read_active(data_dir, name)? {
                 Some(v) if versions.versions.contains_key(&v) => v,
                 Some(v) => {
@@ -174,23 +176,20 @@ impl Registry {
     pub fn list(&self) -> Vec<ModelVersions> {
         self.read()
             .values()
-            .map(|v| ModelVersions {
-                active: v.versions[&v.active].clone(),
-                versions: v.versions.values().cloned().collect(),
+            .filter_map(|v| {
+                Some(ModelVersions {
+                    active: v.versions.get(&v.active)?.clone(),
+                    versions: v.versions.values().cloned().collect(),
+                })
             })
             .collect()
     }
 
     /// The version in service for `name`.
     pub fn active(&self, name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
-        let models = self.read();
-        match models.get(name) {
-            Some(v) => Ok(v.versions[&v.active].clone()),
-            None => {
-                drop(models);
-                Err(self.unknown(name))
-            }
-        }
+        // The read guard ends with this statement: `unknown` reads again.
+        let found = self.read().get(name).and_then(|v| v.versions.get(&v.active).cloned());
+        found.ok_or_else(|| self.unknown(name))
     }
 
     /// Every version of `name` with the active one.

@@ -358,7 +358,7 @@ impl Media {
             Some(known) => return known,
         }
         let ext = file_name.and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
-        if (bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE") || ext.as_deref() == Some("wav") {
+        if (bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE")) || ext.as_deref() == Some("wav") {
             Some(Media::Wav)
         } else if bytes.starts_with(b"\x89PNG")
             || bytes.starts_with(&[0xFF, 0xD8, 0xFF])

@@ -130,12 +130,15 @@ impl<'de> Visitor<'de> for Level<'_> {
         if b.shape.len() <= depth {
             b.shape.resize(depth + 1, None);
         }
-        match b.shape[depth] {
-            None => b.shape[depth] = Some(count),
+        let position = b.position();
+        let Some(slot) = b.shape.get_mut(depth) else {
+            return Err(de::Error::custom(format!("{position}: nested too deep")));
+        };
+        match *slot {
+            None => *slot = Some(count),
             Some(expected) if expected != count => {
                 return Err(de::Error::custom(format!(
-                "{}: {count} elements where the first array at this depth has {expected} (arrays must be rectangular)",
-                b.position()
+                "{position}: {count} elements where the first array at this depth has {expected} (arrays must be rectangular)"
             )))
             }
             Some(_) => {}

@@ -148,6 +148,11 @@ pub fn argmax(values: &[f32]) -> usize {
     values.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 
+/// The class with the highest probability.
+fn label_of(classes: &[String], probabilities: &[f32]) -> String {
+    classes.get(argmax(probabilities)).cloned().unwrap_or_default()
+}
+
 /// Per-window reports in request order.
 pub fn window_reports(
     classes: &[String],
@@ -161,7 +166,7 @@ pub fn window_reports(
         .map(|(index, w)| WindowReport {
             index,
             start: starts.and_then(|s| s.get(index).copied()),
-            label: classes[argmax(&w.probabilities)].clone(),
+            label: label_of(classes, &w.probabilities),
             probabilities: ClassProbabilities::new(classes, &w.probabilities),
             blocks: (level != DiagnosticsLevel::None)
                 .then(|| w.blocks.iter().map(|b| BlockReport::new(b, level)).collect()),
@@ -178,8 +183,10 @@ pub fn verdict(classes: &[String], prediction: &Prediction) -> (String, ClassPro
         for (m, p) in mean.iter_mut().zip(&w.probabilities) {
             *m += p / n;
         }
-        shares[argmax(&w.probabilities)] += 1.0 / n;
+        if let Some(share) = shares.get_mut(argmax(&w.probabilities)) {
+            *share += 1.0 / n;
+        }
     }
-    let label = classes[argmax(&mean)].clone();
+    let label = label_of(classes, &mean);
     (label, ClassProbabilities::new(classes, &mean), ClassProbabilities::new(classes, &shares))
 }

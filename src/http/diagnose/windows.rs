@@ -57,6 +57,19 @@ pub struct RecordingInfo {
     pub samples: usize,
 }
 
+/// A 1-D model's window length (a checked spec has one input size).
+fn window_length(spec: &ModelSpec) -> usize {
+    spec.input_size.first().map_or(0, |&l| l as usize)
+}
+
+/// A 2-D model's `(height, width)`.
+fn image_size(spec: &ModelSpec) -> (usize, usize) {
+    match *spec.input_size.as_slice() {
+        [h, w] => (h as usize, w as usize),
+        _ => (0, 0),
+    }
+}
+
 fn shape_text(shape: &[usize]) -> String {
     format!("[{}]", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "))
 }
@@ -67,7 +80,7 @@ fn accepted_sample_shapes(spec: &ModelSpec) -> Vec<Vec<usize>> {
     let full: Vec<usize> = spec.sample_shape().iter().map(|&s| s as usize).collect();
     let mut shapes = vec![full.clone()];
     if spec.in_channels == 1 {
-        shapes.insert(0, full[1..].to_vec());
+        shapes.insert(0, full.get(1..).unwrap_or_default().to_vec());
     }
     shapes
 }
@@ -78,11 +91,13 @@ fn what_a_sample_is(card: &ModelCard) -> String {
     match spec.dim {
         Dim::One => {
             let rate = card.sample_rate.map(|r| format!(" at {r} Hz")).unwrap_or_default();
-            format!("model {} takes windows of {} samples{rate}, shaped {shapes}", card.name, spec.input_size[0])
+            format!("model {} takes windows of {} samples{rate}, shaped {shapes}", card.name, window_length(spec))
         }
         Dim::Two => format!(
             "model {} takes images of {}x{} pixels (values pixel / 255), shaped {shapes}",
-            card.name, spec.input_size[0], spec.input_size[1]
+            card.name,
+            image_size(spec).0,
+            image_size(spec).1
         ),
     }
 }
@@ -182,7 +197,7 @@ fn resample_windows(
     limits: &Limits,
 ) -> Result<Vec<f32>, ApiError> {
     let channels = card.spec.in_channels as usize;
-    let length = card.spec.input_size[0] as usize;
+    let length = window_length(&card.spec);
     let source_len = match sample_shape {
         [l] if channels == 1 => *l,
         [c, l] if *c == channels => *l,
@@ -241,7 +256,7 @@ pub fn from_recording(
 ) -> Result<Prepared, ApiError> {
     need_1d(card, what)?;
     let wanted = card.spec.in_channels as usize;
-    let length = card.spec.input_size[0] as usize;
+    let length = window_length(&card.spec);
     let available = recording.channels.len();
     let channels = match channel {
         Some(c) if wanted != 1 => {
@@ -388,7 +403,7 @@ pub fn from_images(card: &ModelCard, images: Vec<(Vec<f32>, usize, usize)>) -> R
             card.name, spec.in_channels
         )));
     }
-    let (h, w) = (spec.input_size[0] as usize, spec.input_size[1] as usize);
+    let (h, w) = image_size(spec);
     let mut inputs = Vec::with_capacity(images.len() * h * w);
     for (i, (pixels, height, width)) in images.iter().enumerate() {
         if (*height, *width) != (h, w) {

@@ -75,7 +75,12 @@ fn values(
         ),
         Output::Label => (
             vec![n],
-            TensorData::Bytes(windows.iter().map(|w| card.classes[argmax(&w.probabilities)].clone()).collect()),
+            TensorData::Bytes(
+                windows
+                    .iter()
+                    .map(|w| card.classes.get(argmax(&w.probabilities)).cloned().unwrap_or_default())
+                    .collect(),
+            ),
         ),
         Output::Thresholds { unit, width } => {
             let name = unit_name(unit);
