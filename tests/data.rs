@@ -483,3 +483,10 @@ fn speed_augmentation_adds_training_windows_at_the_new_speed_and_leaves_evaluati
     let message = load_dataset(&DatasetSource::Mnist(shared("mnist")), &images).unwrap_err().to_string();
     assert!(message.contains("recordings, not images"), "{message}");
 }
+
+#[test]
+fn a_load_stops_before_its_next_file_once_told_to() {
+    let source = DatasetSource::detect(&shared("cwru").join("manifest.csv")).unwrap();
+    let err = drsn::data::load_dataset_until(&source, &paper_options(), &|| true).unwrap_err();
+    assert!(matches!(err, drsn::data::DataError::Cancelled), "{err}");
+}

@@ -78,7 +78,11 @@ async fn spawn(data_root: &Path, token: Option<&str>) -> JobsApp {
 }
 
 async fn spawn_with(data_root: &Path, token: Option<&str>, upload_limit: usize) -> JobsApp {
-    let data_dir = tempfile::tempdir().expect("temporary data folder");
+    spawn_in(tempfile::tempdir().expect("temporary data folder"), data_root, token, upload_limit).await
+}
+
+/// The service with jobs on a given data folder (which may hold a database already).
+async fn spawn_in(data_dir: tempfile::TempDir, data_root: &Path, token: Option<&str>, upload_limit: usize) -> JobsApp {
     let config = ServerConfig {
         models_dir: fixtures().models.clone(),
         data_dir: data_dir.path().to_path_buf(),
@@ -640,4 +644,31 @@ async fn the_openapi_document_describes_jobs_versions_and_datasets() {
     assert_eq!(paths["/jobs"]["post"]["security"][0]["bearer"], json!([]));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["JobRequest"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_queue_of_bad_jobs_fails_each_with_its_reason_and_serves_on() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    {
+        let store = drsn::store::Store::open(&data_dir.path().join(DB_FILE)).await.unwrap();
+        let bad = [
+            ("unreadable", json!({"not": "a job request"})),
+            ("missing", json!({"model": "m", "dataset": "no/such/manifest.csv"})),
+            ("outside", json!({"model": "m", "dataset": "../../etc"})),
+        ];
+        for (id, request) in bad {
+            let new = drsn::store::NewJob { id: id.into(), idempotency_key: None, model_name: "m".into(), request };
+            store.create_job(&new).await.unwrap();
+        }
+        store.close().await;
+    }
+    let app = spawn_in(data_dir, root.path(), None, 1 << 20).await;
+    for (id, says) in [("unreadable", "stored request"), ("missing", "does not exist"), ("outside", "'..'")] {
+        let job = app.finished(id, Duration::from_secs(20)).await;
+        assert_eq!(job["status"], "failed", "{job:#}");
+        assert!(job["error"].as_str().unwrap().contains(says), "{job:#}");
+    }
+    let health = app.client.get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
 }

@@ -417,3 +417,44 @@ async fn a_model_under_a_new_name_is_served_with_its_first_version() {
     assert!(err.contains("the card says glyphs version 3"), "{err}");
     assert_eq!(registry.next_version("glyphs"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_named_by_requests_are_loaded_on_demand_and_the_least_used_unloaded() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = drsn::nn::ModelSpec::preset("paper-1d", drsn::nn::Arch::DrsnCw, 10).unwrap();
+    let classes: Vec<String> = CWRU_CLASSES.iter().map(|c| c.to_string()).collect();
+    for version in 2..=8 {
+        let dir = data.path().join(format!("models/{BEARING}/{version}"));
+        write_model(
+            &dir,
+            BEARING,
+            version,
+            &spec,
+            &classes,
+            Some(12_000),
+            drsn::data::Normalization::ZScore,
+            version as i64,
+        );
+    }
+    // Version 1 stays in service: the highest is served unless ACTIVE says otherwise.
+    std::fs::write(data.path().join(format!("models/{BEARING}/ACTIVE")), "1\n").unwrap();
+    let app =
+        spawn_app_on(fixtures().models.clone(), data.path().to_path_buf(), engine_config(), HttpConfig::default())
+            .await;
+    let loaded = |app: &TestApp| app.state.registry.loaded().into_iter().filter(|k| k.name == BEARING).count();
+    assert_eq!(loaded(&app), 1, "only the active version is loaded at start");
+    for version in (2..=8).chain([2, 3]) {
+        let response =
+            app.diagnose(&json!({"model": BEARING, "version": version, "signal": signal(2048, version)})).await;
+        assert_eq!(response.status(), 200, "version {version}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["model"]["version"], version);
+        let inactive = loaded(&app) - 1;
+        assert!(inactive <= drsn::registry::DEFAULT_MAX_LOADED_VERSIONS, "{inactive} inactive versions loaded");
+    }
+    let mut keys: Vec<u32> =
+        app.state.registry.loaded().into_iter().filter(|k| k.name == BEARING).map(|k| k.version).collect();
+    keys.sort();
+    // The active one and the four used last (8, 7 and 6 before 2 and 3 came back).
+    assert_eq!(keys, vec![1, 2, 3, 7, 8]);
+}

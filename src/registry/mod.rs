@@ -227,6 +227,14 @@ impl Registry {
         Ok(entry)
     }
 
+    /// Every version loaded in the engine now.
+    pub fn loaded(&self) -> Vec<ModelKey> {
+        self.read()
+            .iter()
+            .flat_map(|(name, v)| v.loaded.iter().map(|&version| ModelKey { name: name.clone(), version }))
+            .collect()
+    }
+
     fn touch(&self, key: ModelKey) {
         self.last_used.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Instant::now());
     }

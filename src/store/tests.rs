@@ -217,3 +217,24 @@ async fn datasets_count_files_per_class() {
     assert!(store.dataset("e").await.unwrap().is_none());
     assert_eq!(store.dataset_files("d").await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_job_publishing_its_version_refuses_a_cancel_and_a_cancel_first_stops_publishing() {
+    let (_dir, store) = open().await;
+    for id in ["p", "c", "q"] {
+        store.create_job(&job(id, None)).await.unwrap();
+        store.start_job(id).await.unwrap().unwrap();
+    }
+    assert!(store.begin_publishing("p").await.unwrap());
+    match store.cancel_job("p").await.unwrap() {
+        CancelOutcome::Publishing(row) => assert!(row.publishing && !row.cancel_requested),
+        other => panic!("publishing job: {other:?}"),
+    }
+    assert!(matches!(store.cancel_job("c").await.unwrap(), CancelOutcome::Requested(_)));
+    assert!(!store.begin_publishing("c").await.unwrap(), "the cancel came first: no version");
+    // A queued job that cannot be started is failed with the reason, once.
+    store.create_job(&job("s", None)).await.unwrap();
+    let failed = store.fail_queued("s", "the job could not be started").await.unwrap().unwrap();
+    assert_eq!((failed.status, failed.error.as_deref()), (JobStatus::Failed, Some("the job could not be started")));
+    assert!(store.fail_queued("s", "again").await.unwrap().is_none());
+}
