@@ -458,3 +458,56 @@ async fn versions_named_by_requests_are_loaded_on_demand_and_the_least_used_unlo
     // The active one and the four used last (8, 7 and 6 before 2 and 3 came back).
     assert_eq!(keys, vec![1, 2, 3, 7, 8]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_has_gone_is_dropped_from_the_queue_before_it_is_computed() {
+    let app = spawn_app_with(EngineConfig { queue_capacity: 16_384, ..engine_config() }, HttpConfig::default()).await;
+    let abandoned = |text: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("drsn_abandoned_requests_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = abandoned(&app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap());
+    // Long requests keep the one worker busy while another waits in the queue behind them.
+    let long: Vec<u8> = signal(2048 * 1900, 1).iter().flat_map(|v| v.to_le_bytes()).collect();
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url(&format!("/diagnose?model={BEARING}&diagnostics=full")));
+            let long = long.clone();
+            tokio::spawn(async move {
+                client.post(url).header("content-type", "application/octet-stream").body(long).send().await
+            })
+        })
+        .collect();
+    // Wait until at least two of them are queued (decoded, not yet taken by the worker).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let depth: f64 = text
+            .lines()
+            .find(|l| l.starts_with("drsn_queue_depth"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0);
+        if depth >= 2.0 * 1900.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the long requests never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let gone = {
+        let (client, url) = (reqwest::Client::new(), app.url("/diagnose"));
+        tokio::spawn(async move {
+            client.post(url).json(&json!({"model": BEARING, "signal": signal(2048, 2)})).send().await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gone.abort();
+    for request in busy {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = abandoned(&app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap());
+    // (The counter is process-wide; no other test here abandons requests.)
+    assert!(after - before >= 1.0, "the abandoned request was not dropped from the queue ({before} -> {after})");
+}
