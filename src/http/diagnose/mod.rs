@@ -89,11 +89,13 @@ pub struct DiagnoseQuery {
     ),
     responses(
         (status = 200, description = "One report per window, in request order", body = DiagnoseResponse),
+        (status = 400, description = "A malformed multipart form", body = ErrorBody),
         (status = 404, description = "Unknown model or version", body = ErrorBody),
-        (status = 413, description = "Body or window count over the limit", body = ErrorBody),
+        (status = 408, description = "Not completed within the request deadline", body = ErrorBody),
+        (status = 413, description = "Body, window count or a decoded size over its limit", body = ErrorBody),
         (status = 415, description = "Unsupported content type", body = ErrorBody),
-        (status = 422, description = "Wrong shape, empty, not finite, undecodable", body = ErrorBody),
-        (status = 429, description = "Queue full", body = ErrorBody),
+        (status = 422, description = "Wrong shape, empty, not finite, undecodable, a rate out of range", body = ErrorBody),
+        (status = 429, description = "Queue full, or too many requests at once", body = ErrorBody),
         (status = 503, description = "Engine not ready", body = ErrorBody),
     )
 )]
