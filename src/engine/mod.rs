@@ -142,7 +142,7 @@ enum Control {
 }
 
 /// One request on its way through the queue.
-struct Job {
+struct Queued {
     request: Request,
     enqueued: Instant,
     reply: oneshot::Sender<Result<Prediction, EngineError>>,
@@ -152,12 +152,12 @@ struct Job {
 
 /// Senders, taken away on shutdown so that workers finish the queue and stop.
 struct Channels {
-    work: Sender<Job>,
+    work: Sender<Queued>,
     controls: Vec<Sender<Control>>,
 }
 
 /// What the handle and the workers both see of the engine's load.
-struct Load {
+struct Occupancy {
     /// One permit per window the engine may hold (queued or in a forward pass).
     permits: Arc<Semaphore>,
     capacity: usize,
@@ -167,7 +167,7 @@ struct Load {
     incoming: AtomicUsize,
 }
 
-impl Load {
+impl Occupancy {
     /// Whether anything beyond the `collected` windows of the batch being formed is on its
     /// way: queued, running on another worker, or still being read by a handler.
     fn busy(&self, collected: usize) -> bool {
@@ -178,7 +178,7 @@ impl Load {
 
 /// A request on its way to the engine (see [`Engine::incoming`]); dropping it withdraws
 /// the announcement.
-pub struct Incoming(Arc<Load>);
+pub struct Incoming(Arc<Occupancy>);
 
 impl Drop for Incoming {
     fn drop(&mut self) {
@@ -186,10 +186,10 @@ impl Drop for Incoming {
     }
 }
 
-struct Inner {
+struct EngineShared {
     config: EngineConfig,
     channels: Mutex<Option<Channels>>,
-    load: Arc<Load>,
+    load: Arc<Occupancy>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -197,7 +197,7 @@ struct Inner {
 /// once they have answered everything queued.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    inner: Arc<EngineShared>,
 }
 
 impl Engine {
@@ -212,7 +212,7 @@ impl Engine {
             tch::set_num_threads(n as i32);
         }
         let (work_tx, work_rx) = crossbeam_channel::bounded(config.queue_capacity);
-        let load = Arc::new(Load {
+        let load = Arc::new(Occupancy {
             permits: Arc::new(Semaphore::new(config.queue_capacity)),
             capacity: config.queue_capacity,
             queued: AtomicUsize::new(0),
@@ -231,7 +231,7 @@ impl Engine {
             threads.push(handle);
         }
         Ok(Engine {
-            inner: Arc::new(Inner {
+            inner: Arc::new(EngineShared {
                 config,
                 channels: Mutex::new(Some(Channels { work: work_tx, controls })),
                 load,
@@ -314,7 +314,7 @@ impl Engine {
             .try_acquire_many_owned(windows as u32)
             .map_err(|_| EngineError::Overloaded { capacity })?;
         let (reply, answer) = oneshot::channel();
-        let job = Job { request, enqueued: Instant::now(), reply, _permit: permit };
+        let job = Queued { request, enqueued: Instant::now(), reply, _permit: permit };
         {
             let channels = self.inner.channels.lock().map_err(|_| EngineError::Stopped)?;
             let channels = channels.as_ref().ok_or(EngineError::Stopped)?;

@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
-use super::{Job, ModelKey};
+use super::{ModelKey, Queued};
 
 /// Collects a batch that starts with `first`. It takes whatever is queued; it waits for
 /// more (until `max_wait` after `first` was queued) only while `busy(windows collected)`
 /// says other requests are in the engine, queued or running on another worker.
 pub(super) fn collect(
-    first: Job,
-    work: &Receiver<Job>,
+    first: Queued,
+    work: &Receiver<Queued>,
     max_batch_size: usize,
     max_wait: Duration,
     busy: impl Fn(usize) -> bool,
-) -> Vec<Job> {
+) -> Vec<Queued> {
     let deadline = first.enqueued + max_wait;
     let mut windows = first.request.windows;
     let mut jobs = vec![first];
@@ -45,8 +45,8 @@ pub(super) fn collect(
 }
 
 /// Splits a batch by model, keeping each model's requests in arrival order.
-pub(super) fn group_by_model(jobs: Vec<Job>) -> BTreeMap<ModelKey, Vec<Job>> {
-    let mut groups: BTreeMap<ModelKey, Vec<Job>> = BTreeMap::new();
+pub(super) fn group_by_model(jobs: Vec<Queued>) -> BTreeMap<ModelKey, Vec<Queued>> {
+    let mut groups: BTreeMap<ModelKey, Vec<Queued>> = BTreeMap::new();
     for job in jobs {
         groups.entry(job.request.model.clone()).or_default().push(job);
     }

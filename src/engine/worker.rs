@@ -12,21 +12,27 @@ use tch::{Device, Kind, Tensor};
 
 use super::queue;
 use super::{
-    BlockValues, Control, EngineConfig, EngineError, Job, Load, LoadSpec, ModelKey, Prediction, WindowPrediction,
+    BlockValues, Control, EngineConfig, EngineError, LoadSpec, ModelKey, Occupancy, Prediction, Queued,
+    WindowPrediction,
 };
 use crate::nn::{Forward, Model};
 use crate::telemetry;
 
 pub(super) struct Worker {
     config: EngineConfig,
-    work: Receiver<Job>,
+    work: Receiver<Queued>,
     control: Receiver<Control>,
-    load: Arc<Load>,
+    load: Arc<Occupancy>,
     models: HashMap<ModelKey, Model>,
 }
 
 impl Worker {
-    pub(super) fn new(config: EngineConfig, work: Receiver<Job>, control: Receiver<Control>, load: Arc<Load>) -> Self {
+    pub(super) fn new(
+        config: EngineConfig,
+        work: Receiver<Queued>,
+        control: Receiver<Control>,
+        load: Arc<Occupancy>,
+    ) -> Self {
         Worker { config, work, control, load, models: HashMap::new() }
     }
 
@@ -70,7 +76,7 @@ impl Worker {
         }
     }
 
-    fn run_batch(&mut self, first: Job) {
+    fn run_batch(&mut self, first: Queued) {
         let load = &self.load;
         let busy = |collected| load.busy(collected);
         let mut jobs = queue::collect(first, &self.work, self.config.max_batch_size, self.config.max_wait, busy);
@@ -91,7 +97,7 @@ impl Worker {
 
     /// Runs every window of one model's requests in forward passes of at most
     /// `max_batch_size`, then hands each request its own windows back.
-    fn run_group(&self, key: &ModelKey, jobs: Vec<Job>) {
+    fn run_group(&self, key: &ModelKey, jobs: Vec<Queued>) {
         let started = Instant::now();
         let Some(model) = self.models.get(key) else {
             for job in jobs {
@@ -100,7 +106,7 @@ impl Worker {
             return;
         };
         let sample_len = model.spec().sample_len();
-        let (jobs, wrong): (Vec<Job>, Vec<Job>) =
+        let (jobs, wrong): (Vec<Queued>, Vec<Queued>) =
             jobs.into_iter().partition(|j| j.request.inputs.len() == j.request.windows * sample_len);
         for job in wrong {
             let message = format!(
@@ -150,7 +156,7 @@ impl Worker {
     }
 }
 
-fn reply_all(jobs: Vec<Job>, error: impl Fn() -> EngineError) {
+fn reply_all(jobs: Vec<Queued>, error: impl Fn() -> EngineError) {
     for job in jobs {
         let _ = job.reply.send(Err(error()));
     }
@@ -188,7 +194,7 @@ fn load_and_warm_up(load: &LoadSpec, device: Device) -> Result<Model, EngineErro
 /// Stacks every request's windows and runs them in chunks of `max_batch`.
 fn run_windows(
     model: &Model,
-    jobs: &[Job],
+    jobs: &[Queued],
     total: usize,
     diagnostics: bool,
     max_batch: usize,

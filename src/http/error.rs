@@ -1,5 +1,6 @@
-//! The one error type of the HTTP boundary, and the one place it becomes a status code
-//! and a `{"error", "error_type"}` body.
+//! The one error type of the HTTP boundary, its status codes and `{"error", "error_type"}`
+//! body. Errors of the data, registry, engine and store layers become `ApiError`s here;
+//! the Open Inference Protocol answers the same errors in its own body (`v2::error`).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -3,15 +3,19 @@
 // Decoders and handlers meet untrusted input: no panicking shortcuts outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+pub(crate) mod blocking;
+pub(crate) mod body;
 pub mod connections;
 pub mod diagnose;
 pub mod error;
 pub(crate) mod guard;
 mod health;
 pub mod jobs;
+pub(crate) mod media;
 mod models;
 mod openapi;
 pub(crate) mod oversized;
+pub(crate) mod query;
 mod telemetry;
 pub mod v2;
 
@@ -95,12 +99,11 @@ impl AppState {
     ) -> Result<T, ApiError> {
         let permit =
             self.decoding.clone().acquire_owned().await.map_err(|_| ApiError::NotReady("shutting down".into()))?;
-        tokio::task::spawn_blocking(move || {
+        blocking::run("decoding", move || {
             let _permit = permit;
             work()
         })
-        .await
-        .map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))?
+        .await?
     }
 }
 

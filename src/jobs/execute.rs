@@ -9,12 +9,12 @@ use serde_json::json;
 
 use super::events::JobEvent;
 use super::limits::JobLimits;
-use super::request::{Init, JobRequest, Network, Plan, Promotion};
-use super::runner::Inner;
+use super::request::{Init, JobRequest, NetworkChoice, Plan, Promotion};
+use super::runner::Shared;
 use crate::data::{load_dataset_until, DataError, Dataset, Limits};
 use crate::nn::{Dim, Model};
 use crate::registry::{write_model_folder, CardInfo, ModelCard, Registry, WindowInfo};
-use crate::store::{EpochRow, JobRow, NewModelVersion, Progress as StoredProgress};
+use crate::store::{EpochRow, JobProgress, JobRow, NewModelVersion};
 use crate::train::{self, judged_test, CancelToken, Progress, RunOutcome, RunRequest};
 
 /// What jobs need from the rest of the service.
@@ -74,7 +74,7 @@ fn failed(e: impl std::fmt::Display) -> ExecuteError {
 }
 
 /// Runs the job; returns the new version and what was measured and decided.
-pub fn execute(inner: &Inner, row: &JobRow, cancel: &CancelToken) -> Result<(i64, serde_json::Value), ExecuteError> {
+pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i64, serde_json::Value), ExecuteError> {
     let request: JobRequest =
         serde_json::from_value(row.request.0.clone()).map_err(|e| failed(format!("stored request: {e}")))?;
     let registry = &inner.ctx.registry;
@@ -103,7 +103,7 @@ pub fn execute(inner: &Inner, row: &JobRow, cancel: &CancelToken) -> Result<(i64
     let mut reporter = Reporter::new(inner, &row.id);
     let mut on_progress = |p: &Progress| reporter.report(p);
     let outcome = match (&plan.network, request.init) {
-        (Network::Active(card), Init::Active) => {
+        (NetworkChoice::Active(card), Init::Active) => {
             if card.classes != dataset.classes {
                 return Err(failed(format!(
                     "init: active: the data's classes {:?} differ from the active model's {:?}",
@@ -130,7 +130,7 @@ pub fn execute(inner: &Inner, row: &JobRow, cancel: &CancelToken) -> Result<(i64
 /// loads it: from then on it is visible) and activates it per the policy. A cancel that
 /// comes before publishing begins wins (no version); after, it is refused.
 fn publish(
-    inner: &Inner,
+    inner: &Shared,
     row: &JobRow,
     request: &JobRequest,
     plan: &Plan,
@@ -257,7 +257,7 @@ struct Decision {
 /// Whether the new version goes into service. `if_better` judges the active version on
 /// exactly the test samples the new one was judged on.
 fn decide(
-    inner: &Inner,
+    inner: &Shared,
     request: &JobRequest,
     dataset: &Dataset,
     run_request: &RunRequest,
@@ -318,7 +318,7 @@ fn active_accuracy(
 /// progress at most once a second to the database and four times a second to listeners;
 /// every epoch's metrics at once.
 struct Reporter<'a> {
-    inner: &'a Inner,
+    inner: &'a Shared,
     job_id: String,
     last_write: Option<Instant>,
     last_event: Option<Instant>,
@@ -328,7 +328,7 @@ const WRITE_EVERY: Duration = Duration::from_secs(1);
 const EVENT_EVERY: Duration = Duration::from_millis(250);
 
 impl<'a> Reporter<'a> {
-    fn new(inner: &'a Inner, job_id: &str) -> Self {
+    fn new(inner: &'a Shared, job_id: &str) -> Self {
         Reporter { inner, job_id: job_id.to_string(), last_write: None, last_event: None }
     }
 
@@ -346,7 +346,7 @@ impl<'a> Reporter<'a> {
             Progress::Step(s) => {
                 let last_step = s.step == s.steps_per_epoch;
                 if Self::due(&mut self.last_write, WRITE_EVERY) || last_step {
-                    self.write(StoredProgress {
+                    self.write(JobProgress {
                         epoch: s.epoch as i64,
                         epochs: s.epochs as i64,
                         step: s.step as i64,
@@ -378,7 +378,7 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    fn write(&self, p: StoredProgress) {
+    fn write(&self, p: JobProgress) {
         if let Err(e) = self.inner.rt.block_on(self.inner.store.update_progress(&self.job_id, &p)) {
             tracing::warn!(job = %self.job_id, error = %e, "could not record progress");
         }

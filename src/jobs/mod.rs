@@ -14,7 +14,7 @@ pub use events::JobEvent;
 pub use execute::JobContext;
 pub use limits::JobLimits;
 pub use request::{
-    DataSettings, Init, Invalid, JobRequest, Network, Plan, Promotion, Recipe, TestSettings, TrainSettings, MAX_EPOCHS,
-    MAX_KEY_LEN,
+    DataSettings, Init, Invalid, JobRequest, NetworkChoice, Plan, Promotion, Recipe, TestSettings, TrainSettings,
+    MAX_EPOCHS, MAX_KEY_LEN,
 };
 pub use runner::{version_record, Runner, SHUT_DOWN};

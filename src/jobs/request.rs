@@ -175,7 +175,7 @@ pub const MAX_EPOCHS: usize = 10_000;
 
 /// The network a job trains, before the class count is known.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Network {
+pub enum NetworkChoice {
     Preset {
         name: String,
         arch: Arch,
@@ -185,23 +185,25 @@ pub enum Network {
     Active(Box<ModelCard>),
 }
 
-impl Network {
+impl NetworkChoice {
     /// The spec for `classes` classes.
     pub fn spec(&self, classes: usize) -> Result<ModelSpec, Invalid> {
         match self {
-            Network::Preset { name, arch } => {
+            NetworkChoice::Preset { name, arch } => {
                 ModelSpec::preset(name, *arch, classes as i64).map_err(|e| invalid("preset", e))
             }
-            Network::Spec(spec) => same_classes(spec, classes),
-            Network::Active(card) => same_classes(&card.spec, classes),
+            NetworkChoice::Spec(spec) => same_classes(spec, classes),
+            NetworkChoice::Active(card) => same_classes(&card.spec, classes),
         }
     }
 
     fn dim(&self) -> Result<Dim, Invalid> {
         Ok(match self {
-            Network::Preset { name, arch } => ModelSpec::preset(name, *arch, 2).map_err(|e| invalid("preset", e))?.dim,
-            Network::Spec(spec) => spec.dim,
-            Network::Active(card) => card.spec.dim,
+            NetworkChoice::Preset { name, arch } => {
+                ModelSpec::preset(name, *arch, 2).map_err(|e| invalid("preset", e))?.dim
+            }
+            NetworkChoice::Spec(spec) => spec.dim,
+            NetworkChoice::Active(card) => card.spec.dim,
         })
     }
 }
@@ -211,7 +213,7 @@ impl Network {
 pub struct Plan {
     pub source: DatasetSource,
     pub options: DatasetOptions,
-    pub network: Network,
+    pub network: NetworkChoice,
     pub normalization: Normalization,
     pub config: TrainConfig,
 }
@@ -236,16 +238,16 @@ impl JobRequest {
         }
         let source = resolve_source(data_root, &self.dataset, "dataset")?;
         let network = self.network(active)?;
-        if let Network::Spec(spec) = &network {
+        if let NetworkChoice::Spec(spec) = &network {
             limits.check_spec(spec)?;
         }
         let dim = network.dim()?;
         let normalization = match (&self.normalization, &network) {
-            (Some(n), Network::Active(card)) if *n != card.normalization => {
+            (Some(n), NetworkChoice::Active(card)) if *n != card.normalization => {
                 return Err(invalid("normalization", "must be the active model's with init: active"))
             }
             (Some(n), _) => *n,
-            (None, Network::Active(card)) => card.normalization,
+            (None, NetworkChoice::Active(card)) => card.normalization,
             (None, _) if dim == Dim::Two => Normalization::None,
             (None, _) => Normalization::ZScore,
         };
@@ -260,7 +262,7 @@ impl JobRequest {
         Ok(Plan { source, options, network, normalization, config })
     }
 
-    fn network(&self, active: Option<&ModelCard>) -> Result<Network, Invalid> {
+    fn network(&self, active: Option<&ModelCard>) -> Result<NetworkChoice, Invalid> {
         match self.init {
             Init::Active => {
                 if self.preset.is_some() || self.arch.is_some() || self.spec.is_some() {
@@ -275,7 +277,7 @@ impl JobRequest {
                         format!("model {:?} has no active version to start from; use init: scratch", self.model),
                     )
                 })?;
-                Ok(Network::Active(Box::new(card.clone())))
+                Ok(NetworkChoice::Active(Box::new(card.clone())))
             }
             Init::Scratch => match (&self.preset, &self.spec) {
                 (Some(_), Some(_)) => Err(invalid("spec", "give a preset or a spec, not both")),
@@ -284,19 +286,19 @@ impl JobRequest {
                         return Err(invalid("arch", "conflicts with the spec's arch"));
                     }
                     spec.validate().map_err(|e| invalid("spec", e))?;
-                    Ok(Network::Spec(spec.clone()))
+                    Ok(NetworkChoice::Spec(spec.clone()))
                 }
                 (preset, None) => {
                     let name = preset.clone().unwrap_or_else(|| "paper-1d".into());
                     let arch = self.arch.unwrap_or(Arch::DrsnCw);
                     ModelSpec::preset(&name, arch, 2).map_err(|e| invalid("preset", e))?;
-                    Ok(Network::Preset { name, arch })
+                    Ok(NetworkChoice::Preset { name, arch })
                 }
             },
         }
     }
 
-    fn data_options(&self, data_root: &Path, network: &Network) -> Result<DatasetOptions, Invalid> {
+    fn data_options(&self, data_root: &Path, network: &NetworkChoice) -> Result<DatasetOptions, Invalid> {
         let d = &self.data;
         let defaults = DatasetOptions::default();
         let spec = network.spec_any()?;
@@ -305,7 +307,7 @@ impl JobRequest {
             Dim::Two => defaults.window,
         };
         let active_rate = match network {
-            Network::Active(card) => card.sample_rate,
+            NetworkChoice::Active(card) => card.sample_rate,
             _ => None,
         };
         let test = d
@@ -382,13 +384,15 @@ impl JobRequest {
     }
 }
 
-impl Network {
+impl NetworkChoice {
     /// A spec with a placeholder class count, for the input shape.
     fn spec_any(&self) -> Result<ModelSpec, Invalid> {
         Ok(match self {
-            Network::Preset { name, arch } => ModelSpec::preset(name, *arch, 2).map_err(|e| invalid("preset", e))?,
-            Network::Spec(spec) => spec.clone(),
-            Network::Active(card) => card.spec.clone(),
+            NetworkChoice::Preset { name, arch } => {
+                ModelSpec::preset(name, *arch, 2).map_err(|e| invalid("preset", e))?
+            }
+            NetworkChoice::Spec(spec) => spec.clone(),
+            NetworkChoice::Active(card) => card.spec.clone(),
         })
     }
 }

@@ -27,11 +27,11 @@ pub const SHUT_DOWN: &str = "interrupted: the service shut down";
 const EVENT_CAPACITY: usize = 1024;
 
 pub struct Runner {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
-pub(super) struct Inner {
+pub(super) struct Shared {
     pub store: Store,
     pub rt: Handle,
     pub ctx: JobContext,
@@ -54,7 +54,7 @@ impl Runner {
         }
         sync_versions(&store, &ctx.registry).await?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(Shared {
             store,
             rt: Handle::current(),
             ctx,
@@ -156,7 +156,7 @@ impl Runner {
     }
 }
 
-impl Inner {
+impl Shared {
     pub(super) fn publish_status(&self, row: &JobRow) {
         let _ = self.events.send(JobEvent::Status {
             job_id: row.id.clone(),
@@ -206,7 +206,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn worker(inner: &Arc<Inner>) {
+fn worker(inner: &Arc<Shared>) {
     while let Some(id) = inner.queue.pop() {
         metrics::gauge!(telemetry::JOBS_QUEUED).set(inner.queue.len() as f64);
         let token = CancelToken::new();
@@ -239,7 +239,7 @@ fn retry<T>(what: &str, id: &str, mut op: impl FnMut() -> Result<T, StoreError>)
 }
 
 /// Runs one job from `queued` to a terminal state.
-fn run_one(inner: &Arc<Inner>, id: &str, token: &CancelToken) {
+fn run_one(inner: &Arc<Shared>, id: &str, token: &CancelToken) {
     let row = match retry("start the job", id, || inner.rt.block_on(inner.store.start_job(id))) {
         Ok(Some(row)) => row,
         // Cancelled while queued, or already taken: nothing to do.
@@ -276,7 +276,7 @@ fn run_one(inner: &Arc<Inner>, id: &str, token: &CancelToken) {
 
 /// Records the outcome, retrying: a job must not stay `running` because the database was
 /// briefly busy. An outcome that cannot be recorded is replaced by a failure saying so.
-fn finish(inner: &Inner, id: &str, outcome: &JobOutcome) {
+fn finish(inner: &Shared, id: &str, outcome: &JobOutcome) {
     let record = |outcome: &JobOutcome| {
         retry("record the outcome", id, || inner.rt.block_on(inner.store.finish_job(id, outcome)))
     };

@@ -1,5 +1,8 @@
 //! Networks only: spec, layers, shrinkage, residual units, the model and its weights.
-//! Nothing here knows about files other than weights, HTTP or SQL.
+//! Nothing here reads files other than weights, or knows about HTTP handlers or SQL; the
+//! spec derives its OpenAPI schema (`utoipa::ToSchema`) because the API accepts it as is
+//! (a job's custom network), and a mirror type at the boundary would be a second copy to
+//! keep in step.
 
 mod layers;
 mod model;

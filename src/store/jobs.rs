@@ -85,7 +85,7 @@ pub struct NewJob {
 
 /// Where a running job is: 1-based epoch and step within the epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Progress {
+pub struct JobProgress {
     pub epoch: i64,
     pub epochs: i64,
     pub step: i64,
@@ -204,7 +204,7 @@ impl Store {
     }
 
     /// Records the progress of a running job (ignored once it has ended).
-    pub async fn update_progress(&self, id: &str, p: &Progress) -> Result<(), StoreError> {
+    pub async fn update_progress(&self, id: &str, p: &JobProgress) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE jobs SET epoch = ?, epochs = ?, step = ?, steps = ?, eta_seconds = ?
              WHERE id = ? AND status = 'running'",

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use datasets::{ClassCount, DatasetFileRow, DatasetSummary, NewDatasetFile};
-pub use jobs::{CancelOutcome, EpochRow, JobOutcome, JobRow, JobStatus, NewJob, Progress, INTERRUPTED};
+pub use jobs::{CancelOutcome, EpochRow, JobOutcome, JobProgress, JobRow, JobStatus, NewJob, INTERRUPTED};
 pub use models::{ModelVersionRow, NewModelVersion};
 
 /// The database file's name inside the service's data folder.

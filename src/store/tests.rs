@@ -29,7 +29,7 @@ async fn a_job_moves_from_queued_to_succeeded_with_progress_and_epochs() {
     assert!(running.started_at.is_some());
     assert!(store.start_job("a").await.unwrap().is_none(), "a running job cannot start again");
 
-    let p = Progress { epoch: 1, epochs: 2, step: 3, steps: 10, eta_seconds: Some(4.5) };
+    let p = JobProgress { epoch: 1, epochs: 2, step: 3, steps: 10, eta_seconds: Some(4.5) };
     store.update_progress("a", &p).await.unwrap();
     for epoch in 1..=2 {
         let e = EpochRow {
@@ -59,7 +59,7 @@ async fn a_job_moves_from_queued_to_succeeded_with_progress_and_epochs() {
     assert_eq!(epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!((epochs[1].loss, epochs[1].best, epochs[0].best), (0.5, true, false));
     // A finished job ignores late progress and a second finish.
-    store.update_progress("a", &Progress { epoch: 2, ..p }).await.unwrap();
+    store.update_progress("a", &JobProgress { epoch: 2, ..p }).await.unwrap();
     assert_eq!(store.job("a").await.unwrap().unwrap().epoch, Some(1));
     assert!(store.finish_job("a", &JobOutcome::Cancelled).await.unwrap().is_none());
 }

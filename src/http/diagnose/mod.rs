@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartError;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -18,7 +18,7 @@ pub use nested::NestedArray;
 pub use response::{BlockReport, DiagnoseResponse, DiagnosticsLevel, ModelRef, RecordingReport, Timings, WindowReport};
 
 use super::error::{ApiError, ErrorBody};
-use super::AppState;
+use super::{media, AppState};
 use crate::data;
 use crate::engine;
 use crate::registry::ModelEntry;
@@ -102,9 +102,7 @@ pub struct DiagnoseQuery {
 pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result<Json<DiagnoseResponse>, ApiError> {
     let started = Instant::now();
     let incoming = state.registry.engine().incoming();
-    let query: DiagnoseQuery = Query::try_from_uri(request.uri())
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::Validation(format!("query string: {}", e.body_text())))?;
+    let query: DiagnoseQuery = super::query::parse(request.uri())?;
     let kind = BodyKind::of(request.headers())?;
     if kind == BodyKind::Json {
         let body = read_body(&state, request).await?;
@@ -321,13 +319,7 @@ async fn respond(
 
 /// Reads the whole body, within the configured limit.
 pub(crate) async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(state)
-        } else {
-            ApiError::BadRequest(format!("cannot read the body: {}", rejection.body_text()))
-        }
-    })
+    super::body::read(request, state.config.limit()).await
 }
 
 /// What a file holds.
@@ -343,8 +335,8 @@ enum Media {
 impl Media {
     fn of_content_type(essence: &str) -> Option<Media> {
         match essence {
-            "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => Some(Media::Wav),
-            "image/png" | "image/jpeg" | "image/jpg" => Some(Media::Image),
+            e if media::is_wav(e) => Some(Media::Wav),
+            e if media::is_image(e) => Some(Media::Image),
             "application/octet-stream" => Some(Media::Raw),
             _ => None,
         }
@@ -354,8 +346,8 @@ impl Media {
     /// (what most clients send for a file they do not know) is looked into: a RIFF/WAVE,
     /// PNG or JPEG signature, or a `.wav`/`.png`/`.jpg` name, says what it is.
     fn of_part(content_type: Option<&str>, file_name: Option<&str>, bytes: &[u8]) -> Option<Media> {
-        let essence = content_type.map(|c| c.split(';').next().unwrap_or_default().trim());
-        match essence.map(Media::of_content_type) {
+        let essence = content_type.map(media::essence);
+        match essence.as_deref().map(Media::of_content_type) {
             Some(Some(Media::Raw)) | None => {}
             Some(known) => return known,
         }
@@ -385,11 +377,9 @@ const ACCEPTED: &str = "application/json, audio/wav (audio/x-wav, audio/wave), a
 
 impl BodyKind {
     fn of(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
-        let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        let Some(essence) = media::of(headers) else {
             return Err(ApiError::UnsupportedMediaType(format!("no Content-Type; send one of {ACCEPTED}")));
         };
-        let essence =
-            value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Ok(BodyKind::Json),
             "multipart/form-data" => Ok(BodyKind::Multipart),

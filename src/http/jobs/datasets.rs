@@ -3,8 +3,8 @@
 //! they arrive and stored under `<data-root>/datasets/<name>/<label>/<file>`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -86,9 +86,7 @@ pub async fn upload_file(
     Path(name): Path<String>,
     request: Request,
 ) -> Result<(StatusCode, Json<UploadResponse>), ApiError> {
-    let query: FileQuery = Query::try_from_uri(request.uri())
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::Validation(format!("query string: {}", e.body_text())))?;
+    let query: FileQuery = crate::http::query::parse(request.uri())?;
     let headers = request.headers().clone();
     let body = read_upload(&state, request).await?;
     let file = match query.file {
@@ -119,9 +117,7 @@ pub async fn upload_archive(
     Path(name): Path<String>,
     request: Request,
 ) -> Result<(StatusCode, Json<UploadResponse>), ApiError> {
-    let query: ArchiveQuery = Query::try_from_uri(request.uri())
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::Validation(format!("query string: {}", e.body_text())))?;
+    let query: ArchiveQuery = crate::http::query::parse(request.uri())?;
     let body = read_upload(&state, request).await?;
     let options = ReadOptions { variable: query.variable, ..Default::default() };
     let (uploads, dataset) = (state.uploads.clone(), name.clone());
@@ -190,7 +186,7 @@ async fn finish(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, UploadError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("upload: {e}")))?.map_err(|e| match e {
+    crate::http::blocking::run("upload", f).await?.map_err(|e| match e {
         UploadError::Io { .. } => ApiError::Internal(e.to_string()),
         UploadError::Archive(crate::datasets::ArchiveError::TooLarge(_)) => ApiError::PayloadTooLarge(e.to_string()),
         UploadError::Unreadable { ref source, .. } if matches!(**source, crate::data::DataError::TooLarge { .. }) => {
@@ -202,26 +198,15 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn read_upload(state: &JobsState, request: Request) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, &()).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            state.limit().error()
-        } else {
-            ApiError::BadRequest(format!("cannot read the body: {}", rejection.body_text()))
-        }
-    })
+    crate::http::body::read(request, state.limit()).await
 }
 
 /// `<first 16 hex digits of the SHA-256>.<extension from the Content-Type>`.
 fn default_name(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
     use sha2::Digest;
-    let essence = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let essence = crate::http::media::of(headers).unwrap_or_default();
     let ext = match essence.as_str() {
-        "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => "wav",
+        e if crate::http::media::is_wav(e) => "wav",
         "text/csv" => "csv",
         "image/png" => "png",
         "image/jpeg" => "jpg",

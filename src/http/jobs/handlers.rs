@@ -1,7 +1,7 @@
 //! `POST /jobs`, `GET /jobs`, `GET /jobs/{id}`, `POST /jobs/{id}/cancel`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -52,9 +52,8 @@ pub async fn create(State(state): State<JobsState>, headers: HeaderMap, body: By
     let (limits, files) = (ctx.limits, ctx.files);
     let checked = request.clone();
     // Resolving the dataset touches the file system.
-    tokio::task::spawn_blocking(move || checked.plan(&root, card.as_ref(), &limits, &files))
-        .await
-        .map_err(|e| ApiError::Internal(format!("request check: {e}")))?
+    crate::http::blocking::run("request check", move || checked.plan(&root, card.as_ref(), &limits, &files))
+        .await?
         .map_err(|e| ApiError::Validation(ctx.redact(&e.to_string())))?;
     let stored = serde_json::to_value(&request).map_err(|e| ApiError::Internal(e.to_string()))?;
     let new = NewJob {
@@ -110,11 +109,8 @@ pub struct ListQuery {
         (status = 200, description = "One page of jobs", body = JobList),
         (status = 422, description = "Unknown status or bad paging", body = ErrorBody),
     ))]
-pub async fn list(
-    State(state): State<JobsState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<JobList>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::Validation(format!("query string: {}", e.body_text())))?;
+pub async fn list(State(state): State<JobsState>, uri: axum::http::Uri) -> Result<Json<JobList>, ApiError> {
+    let q: ListQuery = crate::http::query::parse(&uri)?;
     let status = q.status.as_deref().map(str::parse::<JobStatus>).transpose().map_err(ApiError::Validation)?;
     let limit = q.limit.unwrap_or(50);
     let offset = q.offset.unwrap_or(0);
