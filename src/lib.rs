@@ -1,5 +1,6 @@
 //! drsn: fault diagnosis with Deep Residual Shrinkage Networks.
 
+pub mod catalog;
 pub mod cli;
 pub mod data;
 pub mod datasets;

@@ -144,6 +144,8 @@ pub enum JobsStartError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
     Path(#[from] crate::datasets::PathError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -170,7 +172,8 @@ impl Jobs {
         };
         let uploads = crate::datasets::Uploads::new(&root, limits, config.file_limits);
         let store = crate::store::Store::open(&config.database).await?;
-        let ctx = crate::jobs::JobContext::new(root, server.state.registry.clone(), config.device)
+        let catalog = Arc::new(crate::catalog::Catalog::open(server.state.registry.clone(), store.clone()).await?);
+        let ctx = crate::jobs::JobContext::new(root, catalog, config.device)
             .with_limits(config.file_limits, config.job_limits);
         let runner = Arc::new(crate::jobs::Runner::start(store, ctx, config.workers).await?);
         let state = crate::http::jobs::JobsState {

@@ -139,6 +139,17 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<crate::catalog::CatalogError> for ApiError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        use crate::catalog::CatalogError;
+        match e {
+            CatalogError::Registry(e) => e.into(),
+            CatalogError::Store(e) => e.into(),
+            CatalogError::Io(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

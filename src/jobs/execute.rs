@@ -2,7 +2,7 @@
 //! write the new model version, and put it into service as its policy says.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -10,38 +10,36 @@ use serde_json::json;
 use super::events::JobEvent;
 use super::limits::JobLimits;
 use super::request::{Init, JobRequest, NetworkChoice, Plan, Promotion};
+use super::result::{JobResult, PromotionOutcome};
 use super::runner::Shared;
+use crate::catalog::{Catalog, Reservation};
 use crate::data::{load_dataset_until, DataError, Dataset, Limits};
 use crate::nn::{Dim, Model};
 use crate::registry::{write_model_folder, CardInfo, ModelCard, Registry, WindowInfo};
-use crate::store::{EpochRow, JobProgress, JobRow, NewModelVersion};
+use crate::store::{EpochRow, JobProgress, JobRow};
 use crate::train::{self, judged_test, CancelToken, Progress, RunOutcome, RunRequest};
 
 /// What jobs need from the rest of the service.
 pub struct JobContext {
     /// Canonical data root: job datasets must lie inside it.
     pub data_root: PathBuf,
-    pub registry: Arc<Registry>,
+    /// The one owner of model versions (and, through it, the registry).
+    pub catalog: Arc<Catalog>,
     /// Where training runs (the service's device).
     pub device: tch::Device,
     /// What one job may ask for.
     pub limits: JobLimits,
     /// What the files a job reads may make the readers take on.
     pub files: Limits,
-    /// Serialises choosing a version number and registering it, across workers.
-    publishing: Mutex<()>,
 }
 
 impl JobContext {
-    pub fn new(data_root: PathBuf, registry: Arc<Registry>, device: tch::Device) -> Self {
-        JobContext {
-            data_root,
-            registry,
-            device,
-            limits: JobLimits::default(),
-            files: Limits::FILES,
-            publishing: Mutex::new(()),
-        }
+    pub fn new(data_root: PathBuf, catalog: Arc<Catalog>, device: tch::Device) -> Self {
+        JobContext { data_root, catalog, device, limits: JobLimits::default(), files: Limits::FILES }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        self.catalog.registry()
     }
 
     pub fn with_limits(self, files: Limits, limits: JobLimits) -> Self {
@@ -55,7 +53,7 @@ impl JobContext {
         let mut out = message.to_string();
         let root = self.data_root.display().to_string();
         out = out.replace(&format!("{root}/"), "").replace(&root, ".");
-        if let Ok(dir) = self.registry.data_models_dir() {
+        if let Ok(dir) = self.registry().data_models_dir() {
             let dir = dir.display().to_string();
             out = out.replace(&dir, "<data-dir>/models");
         }
@@ -74,11 +72,10 @@ fn failed(e: impl std::fmt::Display) -> ExecuteError {
 }
 
 /// Runs the job; returns the new version and what was measured and decided.
-pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i64, serde_json::Value), ExecuteError> {
+pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i64, JobResult), ExecuteError> {
     let request: JobRequest =
         serde_json::from_value(row.request.0.clone()).map_err(|e| failed(format!("stored request: {e}")))?;
-    let registry = &inner.ctx.registry;
-    let active = registry.active(&request.model).ok();
+    let active = inner.ctx.registry().active(&request.model).ok();
     let ctx = &inner.ctx;
     let plan =
         request.plan(&ctx.data_root, active.as_ref().map(|e| &e.card), &ctx.limits, &ctx.files).map_err(failed)?;
@@ -126,9 +123,9 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
     publish(inner, row, &request, &plan, &dataset, &run_request, &outcome)
 }
 
-/// Writes the version folder, records it in the database, registers it (the engine
-/// loads it: from then on it is visible) and activates it per the policy. A cancel that
-/// comes before publishing begins wins (no version); after, it is refused.
+/// Writes the version folder, has the catalog record, register and (per the policy)
+/// activate it. A cancel that comes before publishing begins wins (no version); after,
+/// it is refused.
 fn publish(
     inner: &Shared,
     row: &JobRow,
@@ -137,25 +134,81 @@ fn publish(
     dataset: &Dataset,
     run_request: &RunRequest,
     outcome: &RunOutcome,
-) -> Result<(i64, serde_json::Value), ExecuteError> {
-    let registry = &inner.ctx.registry;
+) -> Result<(i64, JobResult), ExecuteError> {
+    let catalog = &inner.ctx.catalog;
     let name = request.model.as_str();
     let accuracy = outcome.test.as_ref().map(|t| t.accuracy).or(outcome.report.best_val_accuracy);
     // Judged before the new version is registered: "the active version" is the old one.
     let decision = decide(inner, request, dataset, run_request, accuracy);
 
-    let _publishing = inner.ctx.publishing.lock().unwrap_or_else(|e| e.into_inner());
-    let stored_max = inner.rt.block_on(inner.store.max_version(name)).map_err(failed)?;
-    let version = registry.next_version(name).max(stored_max as u32 + 1);
-    let dir = registry.version_dir(name, version).map_err(failed)?;
-    let parent = dir.parent().ok_or_else(|| failed("model folder has no parent"))?;
-    // Written under a hidden name and renamed: the registry never sees half a version.
-    let partial = parent.join(format!(".{version}.partial-{}", uuid::Uuid::new_v4()));
+    let reservation = inner.rt.block_on(catalog.reserve(name)).map_err(failed)?;
+    let version = reservation.version;
+    let written = write_version(inner, row, request, plan, dataset, run_request, outcome, &reservation)?;
+    let discard = || {
+        let _ = std::fs::remove_dir_all(&written);
+    };
+    match inner.rt.block_on(inner.store.begin_publishing(&row.id)) {
+        Ok(true) => {}
+        Ok(false) => {
+            discard();
+            return Err(ExecuteError::Cancelled);
+        }
+        Err(e) => {
+            discard();
+            return Err(failed(e));
+        }
+    }
+    if let Err(e) = inner.rt.block_on(catalog.add(reservation, &written, Some(row.id.clone()))) {
+        discard();
+        return Err(failed(e));
+    }
+
+    // The first version of a new name is in service at once, whatever the policy.
+    let first = inner.ctx.registry().active(name).is_ok_and(|e| e.card.version == version);
+    let activated = first || decision.activate;
+    if decision.activate && !first {
+        inner
+            .rt
+            .block_on(catalog.activate(name, version))
+            .map_err(|e| failed(format!("version {version} was written but could not be put into service: {e}")))?;
+    }
+    let result = JobResult {
+        model: name.to_string(),
+        model_version: version,
+        test_accuracy: outcome.test.as_ref().map(|t| t.accuracy),
+        validation_accuracy: outcome.report.best_val_accuracy,
+        best_epoch: outcome.report.best_epoch,
+        train_seconds: outcome.report.elapsed_s,
+        promotion: PromotionOutcome {
+            policy: request.promote,
+            activated,
+            reason: if first { "the first version of a new model".to_string() } else { decision.reason },
+            active_accuracy: decision.active_accuracy,
+        },
+    };
+    Ok((i64::from(version), result))
+}
+
+/// Writes the reserved version's card and weights under a hidden name beside its folder
+/// (the registry never sees half a version); returns where.
+#[allow(clippy::too_many_arguments)]
+fn write_version(
+    inner: &Shared,
+    row: &JobRow,
+    request: &JobRequest,
+    plan: &Plan,
+    dataset: &Dataset,
+    run_request: &RunRequest,
+    outcome: &RunOutcome,
+    reservation: &Reservation<'_>,
+) -> Result<PathBuf, ExecuteError> {
+    let parent = reservation.dir.parent().ok_or_else(|| failed("model folder has no parent"))?;
+    let partial = parent.join(format!(".{}.partial-{}", reservation.version, uuid::Uuid::new_v4()));
     let window = (run_request.spec.dim == Dim::One)
         .then_some(WindowInfo { length: plan.options.window, train_stride: plan.options.train_stride });
     let info = CardInfo {
-        name: name.to_string(),
-        version,
+        name: reservation.name.clone(),
+        version: reservation.version,
         classes: dataset.classes.clone(),
         sample_rate: dataset.sample_rate,
         window,
@@ -169,83 +222,11 @@ fn publish(
         }),
         metrics: outcome.metrics(run_request),
     };
-    let card = write_model_folder(&partial, &outcome.model, info).map_err(failed)?;
-    let discard = || {
+    write_model_folder(&partial, &outcome.model, info).map_err(|e| {
         let _ = std::fs::remove_dir_all(&partial);
-    };
-    match inner.rt.block_on(inner.store.begin_publishing(&row.id)) {
-        Ok(true) => {}
-        Ok(false) => {
-            discard();
-            return Err(ExecuteError::Cancelled);
-        }
-        Err(e) => {
-            discard();
-            return Err(failed(e));
-        }
-    }
-    let record = NewModelVersion {
-        name: name.to_string(),
-        version: version as i64,
-        path: dir.display().to_string(),
-        weights_sha256: card.weights_sha256.clone(),
-        metrics: metrics_summary(&card.metrics),
-        job_id: Some(row.id.clone()),
-    };
-    if let Err(e) = inner.rt.block_on(inner.store.insert_version(&record)) {
-        discard();
-        return Err(failed(e));
-    }
-    // Recorded first, so that what the registry serves is always in the database.
-    let put_in_place = std::fs::rename(&partial, &dir)
-        .map_err(|e| failed(format!("{}: {e}", dir.display())))
-        .and_then(|()| inner.rt.block_on(registry.add_version(name, version)).map_err(failed));
-    if let Err(e) = put_in_place {
-        discard();
-        let _ = std::fs::remove_dir_all(&dir);
-        if let Err(forget) = inner.rt.block_on(inner.store.delete_version(name, version as i64)) {
-            tracing::error!(model = name, version, error = %forget, "could not forget a version that was not put in place");
-        }
-        return Err(e);
-    }
-
-    // The first version of a new name is in service at once, whatever the policy.
-    let first = registry.active(name).is_ok_and(|e| e.card.version == version);
-    let activate = first || decision.activate;
-    if activate {
-        if !first {
-            inner
-                .rt
-                .block_on(registry.activate(name, version))
-                .map_err(|e| failed(format!("version {version} was written but could not be put into service: {e}")))?;
-        }
-        inner.rt.block_on(inner.store.activate(name, version as i64)).map_err(failed)?;
-    }
-    let result = json!({
-        "model": name,
-        "model_version": version,
-        "test_accuracy": outcome.test.as_ref().map(|t| t.accuracy),
-        "validation_accuracy": outcome.report.best_val_accuracy,
-        "best_epoch": outcome.report.best_epoch,
-        "train_seconds": outcome.report.elapsed_s,
-        "promotion": {
-            "policy": request.promote,
-            "activated": activate,
-            "reason": if first { "the first version of a new model".to_string() } else { decision.reason },
-            "active_accuracy": decision.active_accuracy,
-        },
-    });
-    Ok((version as i64, result))
-}
-
-/// The metrics kept in the database, taken from a card's (which holds the full set).
-pub(super) fn metrics_summary(card_metrics: &serde_json::Value) -> serde_json::Value {
-    json!({
-        "test_accuracy": card_metrics.pointer("/test/accuracy"),
-        "test_samples": card_metrics.pointer("/test/samples"),
-        "validation_accuracy": card_metrics.get("validation_accuracy"),
-        "best_epoch": card_metrics.get("best_epoch"),
-    })
+        failed(e)
+    })?;
+    Ok(partial)
 }
 
 struct Decision {
@@ -269,7 +250,7 @@ fn decide(
         Promotion::Never => decision(false, "policy never", None),
         Promotion::Always => decision(true, "policy always", None),
         Promotion::IfBetter => {
-            let Ok(active) = inner.ctx.registry.active(&request.model) else {
+            let Ok(active) = inner.ctx.registry().active(&request.model) else {
                 return decision(true, "no active version", None);
             };
             let Some(new) = accuracy else {

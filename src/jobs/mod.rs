@@ -8,6 +8,7 @@ mod execute;
 mod limits;
 mod queue;
 mod request;
+mod result;
 mod runner;
 
 pub use events::JobEvent;
@@ -17,4 +18,5 @@ pub use request::{
     DataSettings, Init, Invalid, JobRequest, NetworkChoice, Plan, Promotion, Recipe, TestSettings, TrainSettings,
     MAX_EPOCHS, MAX_KEY_LEN,
 };
-pub use runner::{version_record, Runner, SHUT_DOWN};
+pub use result::{JobResult, PromotionOutcome};
+pub use runner::{Runner, SHUT_DOWN};

@@ -13,10 +13,9 @@ use tokio::runtime::Handle;
 use tokio::sync::{broadcast, watch};
 
 use super::events::JobEvent;
-use super::execute::{execute, metrics_summary, ExecuteError, JobContext};
+use super::execute::{execute, ExecuteError, JobContext};
 use super::queue::WorkQueue;
-use crate::registry::{ModelEntry, Registry};
-use crate::store::{CancelOutcome, JobOutcome, JobRow, NewModelVersion, Store, StoreError};
+use crate::store::{CancelOutcome, JobOutcome, JobRow, Store, StoreError};
 use crate::telemetry;
 use crate::train::CancelToken;
 
@@ -44,15 +43,13 @@ pub(super) struct Shared {
 }
 
 impl Runner {
-    /// Settles jobs a crash left running, brings the recorded model versions in line with
-    /// the registry, queues the jobs still queued (oldest first), and starts `workers`
+    /// Settles jobs a crash left running, queues the jobs still queued (oldest first), and starts `workers`
     /// threads. Call from within the tokio runtime.
     pub async fn start(store: Store, ctx: JobContext, workers: usize) -> Result<Self, StoreError> {
         let settled = store.settle_interrupted().await?;
         if !settled.is_empty() {
             tracing::warn!(jobs = ?settled, "settled jobs left running by an earlier process");
         }
-        sync_versions(&store, &ctx.registry).await?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let inner = Arc::new(Shared {
             store,
@@ -167,41 +164,6 @@ impl Shared {
     }
 }
 
-/// The registry (model folders and their ACTIVE markers) says what exists and what is in
-/// service; the database mirrors it. Versions found on disk but not recorded (shipped
-/// models, a crash between writing a version and recording it) are recorded, and each
-/// name's active version is set to the registry's.
-async fn sync_versions(store: &Store, registry: &Registry) -> Result<(), StoreError> {
-    for model in registry.list() {
-        for entry in &model.versions {
-            let card = &entry.card;
-            let job_id = match card.data.get("job").and_then(|j| j.as_str()) {
-                Some(id) if store.job(id).await?.is_some() => Some(id.to_string()),
-                _ => None,
-            };
-            store.ensure_version(&version_record(entry, job_id)).await?;
-        }
-        let active = &model.active.card;
-        if store.active_version(&active.name).await?.map(|v| v.version) != Some(active.version as i64) {
-            store.activate(&active.name, active.version as i64).await?;
-        }
-    }
-    Ok(())
-}
-
-/// The database record of a registry entry.
-pub fn version_record(entry: &ModelEntry, job_id: Option<String>) -> NewModelVersion {
-    let card = &entry.card;
-    NewModelVersion {
-        name: card.name.clone(),
-        version: card.version as i64,
-        path: entry.dir.display().to_string(),
-        weights_sha256: card.weights_sha256.clone(),
-        metrics: metrics_summary(&card.metrics),
-        job_id,
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -261,7 +223,10 @@ fn run_one(inner: &Arc<Shared>, id: &str, token: &CancelToken) {
     tracing::info!(job = id, model = %row.model_name, "job started");
     let result = catch_unwind(AssertUnwindSafe(|| execute(inner, &row, token)));
     let outcome = match result {
-        Ok(Ok((model_version, result))) => JobOutcome::Succeeded { model_version, result },
+        Ok(Ok((model_version, result))) => match serde_json::to_value(&result) {
+            Ok(result) => JobOutcome::Succeeded { model_version, result },
+            Err(e) => JobOutcome::Failed(format!("the job's result could not be encoded: {e}")),
+        },
         Ok(Err(ExecuteError::Cancelled)) if inner.shutting_down.load(Ordering::SeqCst) => {
             JobOutcome::Failed(SHUT_DOWN.into())
         }

@@ -47,7 +47,7 @@ pub async fn create(State(state): State<JobsState>, headers: HeaderMap, body: By
         }
     }
     let ctx = state.runner.context();
-    let active = ctx.registry.active(&request.model).ok();
+    let active = ctx.registry().active(&request.model).ok();
     let (root, card) = (ctx.data_root.clone(), active.map(|e| e.card.clone()));
     let (limits, files) = (ctx.limits, ctx.files);
     let checked = request.clone();

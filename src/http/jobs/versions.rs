@@ -9,7 +9,6 @@ use utoipa::ToSchema;
 use super::views::{VersionView, VersionsView};
 use super::JobsState;
 use crate::http::{ApiError, ErrorBody};
-use crate::jobs::version_record;
 
 /// Every version of a model: which is in service, where it came from, the job that
 /// trained it and its held-out metrics.
@@ -20,18 +19,9 @@ use crate::jobs::version_record;
         (status = 404, description = "Unknown model", body = ErrorBody),
     ))]
 pub async fn list(State(state): State<JobsState>, Path(name): Path<String>) -> Result<Json<VersionsView>, ApiError> {
-    let registry = &state.runner.context().registry;
-    let model = registry.versions(&name)?;
-    let store = state.runner.store();
-    let active = model.active.card.version;
-    let mut versions = Vec::with_capacity(model.versions.len());
-    for entry in &model.versions {
-        let card = &entry.card;
-        // Versions are recorded at start-up and when a job writes them; record one that
-        // was copied in by hand since.
-        let row = store.ensure_version(&version_record(entry, None)).await?;
-        versions.push(VersionView::new(row, entry.origin, card.version == active));
-    }
+    let listed = state.runner.context().catalog.list(&name).await?;
+    let active = listed.iter().find(|l| l.active).map_or(0, |l| l.row.version as u32);
+    let versions = listed.into_iter().map(|l| VersionView::new(l.row, l.origin, l.active)).collect();
     Ok(Json(VersionsView { name, active, versions }))
 }
 
@@ -61,11 +51,7 @@ pub async fn activate(
 ) -> Result<Json<VersionsView>, ApiError> {
     let request: ActivateRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Validation(format!("expected {{\"version\": <number>}}: {e}")))?;
-    let registry = &state.runner.context().registry;
-    let entry = registry.activate(&name, request.version).await?;
-    let store = state.runner.store();
-    store.ensure_version(&version_record(&entry, None)).await?;
-    store.activate(&name, request.version as i64).await?;
+    state.runner.context().catalog.activate(&name, request.version).await?;
     tracing::info!(model = %name, version = request.version, "version activated over HTTP");
     list(State(state), Path(name)).await
 }

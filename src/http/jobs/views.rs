@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::jobs::{JobRequest, JobResult};
 use crate::registry::Origin;
 use crate::store::{EpochRow, JobRow, JobStatus, ModelVersionRow};
 
@@ -20,15 +21,17 @@ pub struct JobView {
     pub progress: Option<ProgressView>,
     /// A cancel was asked for; a running job stops at its next step.
     pub cancel_requested: bool,
+    /// Training is over and the job is publishing its version: it can no longer be cancelled.
+    pub publishing: bool,
     /// Why a failed job failed.
     pub error: Option<String>,
     /// The version a succeeded job wrote.
     pub model_version: Option<i64>,
     /// What a succeeded job measured and decided (held-out accuracy, promotion).
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<serde_json::Value>,
-    /// The request as submitted.
-    #[schema(value_type = Object)]
+    pub result: Option<JobResult>,
+    /// The request as submitted (kept as stored, so that a job whose request no longer
+    /// reads still shows it).
+    #[schema(value_type = JobRequest)]
     pub request: serde_json::Value,
     /// Metrics of every finished epoch, oldest first (`GET /jobs/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +67,13 @@ impl JobView {
             }
             _ => None,
         };
+        let result = row.result.and_then(|r| match serde_json::from_value(r.0) {
+            Ok(result) => Some(result),
+            Err(e) => {
+                tracing::warn!(job = %row.id, error = %e, "a stored job result does not read");
+                None
+            }
+        });
         let base = format!("/jobs/{}", row.id);
         JobView {
             links: JobLinks { events: format!("{base}/events"), cancel: format!("{base}/cancel"), this: base },
@@ -75,9 +85,10 @@ impl JobView {
             finished_at: row.finished_at,
             progress,
             cancel_requested: row.cancel_requested,
+            publishing: row.publishing,
             error: row.error,
             model_version: row.model_version,
-            result: row.result.map(|r| r.0),
+            result,
             request: row.request.0,
             metrics,
         }
