@@ -79,8 +79,8 @@ fn model_dir(args: &Args, tmp: &Path) -> anyhow::Result<PathBuf> {
         sample_rate: Some(12_000),
         window: Some(WindowInfo { length: 2048, train_stride: 2048 }),
         normalization: Normalization::ZScore,
-        data: serde_json::json!({"benchmark": "untrained"}),
-        metrics: serde_json::json!({}),
+        data: Default::default(),
+        metrics: Default::default(),
         created_at: chrono::Utc::now(),
         weights_sha256: sha256_file(&dir.join(WEIGHTS_FILE))?,
     };

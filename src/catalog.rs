@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::registry::{ModelEntry, Origin, Registry, RegistryError};
-use crate::store::{metrics_summary, ModelVersionRow, NewModelVersion, Store, StoreError};
+use crate::store::{ModelVersionRow, NewModelVersion, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -56,7 +56,7 @@ impl Catalog {
     pub async fn open(registry: Arc<Registry>, store: Store) -> Result<Catalog, CatalogError> {
         for model in registry.list() {
             for entry in &model.versions {
-                let job_id = match entry.card.data.get("job").and_then(|j| j.as_str()) {
+                let job_id = match entry.card.data.job.as_deref() {
                     Some(id) if store.job(id).await?.is_some() => Some(id.to_string()),
                     _ => None,
                 };
@@ -100,7 +100,7 @@ impl Catalog {
             version: i64::from(version),
             path: dir.display().to_string(),
             weights_sha256: card.weights_sha256.clone(),
-            metrics: metrics_summary(&card.metrics),
+            metrics: summary(&card.metrics),
             job_id,
         };
         self.store.insert_version(&new).await?;
@@ -160,7 +160,12 @@ fn record(entry: &ModelEntry, job_id: Option<String>) -> NewModelVersion {
         version: i64::from(card.version),
         path: entry.dir.display().to_string(),
         weights_sha256: card.weights_sha256.clone(),
-        metrics: metrics_summary(&card.metrics),
+        metrics: summary(&card.metrics),
         job_id,
     }
+}
+
+/// The brief metrics the store keeps, as JSON (the store does not know the type).
+fn summary(metrics: &crate::train::RunMetrics) -> serde_json::Value {
+    serde_json::to_value(metrics.summary()).unwrap_or_default()
 }

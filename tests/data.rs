@@ -217,7 +217,7 @@ fn resampling_48k_to_12k_keeps_a_sines_frequency_and_kills_an_alias() {
 #[test]
 fn the_cwru_manifest_loads_fast_with_ten_classes_in_every_part() {
     let (data, took) = cwru_dataset();
-    eprintln!("CWRU manifest, paper settings: {took:?}; counts {}", data.description["counts"]);
+    eprintln!("CWRU manifest, paper settings: {took:?}; counts {:?}", data.description.counts);
     assert!(*took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(data.classes.len(), 10);
     assert_eq!(data.sample_rate, Some(12_000));
@@ -237,12 +237,12 @@ fn the_cwru_manifest_loads_fast_with_ten_classes_in_every_part() {
     }
     // 27 fault files of ~85k training samples with stride 256 give ~320 windows each.
     assert!((8_000..10_000).contains(&(data.train.len() - data.train.labels.iter().filter(|&&l| l == 9).count())));
-    let conversions = data.description["rate_conversions"].as_array().unwrap();
+    let conversions = &data.description.rate_conversions;
     assert_eq!(conversions.len(), 1);
-    assert!(conversions[0]["file"].as_str().unwrap().ends_with("normal_0_97.mat"));
-    assert_eq!((conversions[0]["from"].as_u64(), conversions[0]["to"].as_u64()), (Some(48_000), Some(12_000)));
-    assert_eq!(data.description["classes"].as_array().unwrap().len(), 10);
-    assert_eq!(data.description["counts"]["test"]["normal"], data.test.labels.iter().filter(|&&l| l == 9).count());
+    assert!(conversions[0].file.ends_with("normal_0_97.mat"));
+    assert_eq!((conversions[0].from, conversions[0].to), (48_000, 12_000));
+    assert_eq!(data.description.classes.len(), 10);
+    assert_eq!(data.description.counts["test"]["normal"], data.test.labels.iter().filter(|&&l| l == 9).count());
 }
 
 #[test]
@@ -290,8 +290,8 @@ fn a_load_never_seen_in_training_can_be_the_test_set() {
     assert!(sources_of(&p.train).iter().all(|f| !f.contains("_2_")));
     assert!(sources_of(&p.train).is_disjoint(&sources_of(&p.test)));
     // The normal baseline exists only at load 0: reported, not an error.
-    assert_eq!(data.description["classes_without_test_data"], serde_json::json!(["normal"]));
-    assert_eq!(data.description["split"]["fractions"]["test"], 0.0);
+    assert_eq!(data.description.classes_without_test_data, vec!["normal"]);
+    assert_eq!(data.description.split.as_ref().unwrap().fractions["test"], 0.0);
     assert!(data.train.len() <= 500 && data.test.len() <= 450 && data.test.len() >= 9 * 40);
 }
 
@@ -452,7 +452,7 @@ fn speed_augmentation_adds_training_windows_at_the_new_speed_and_leaves_evaluati
         "{} training windows, expected about {expected}",
         data.train.len()
     );
-    assert_eq!(data.description["speed_factors"], serde_json::json!([0.97, 1.03]));
+    assert_eq!(data.description.speed_factors, vec![0.97, 1.03]);
 
     // A window played at speed f spans f x 2048 samples of the recording and shows each tone
     // f times higher (zero crossings of 2048 samples resolve about 6 Hz).

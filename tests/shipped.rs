@@ -29,8 +29,8 @@ fn labels(body: &Value) -> Vec<String> {
 async fn cwru_test_windows_score_through_the_service_exactly_what_the_card_records() {
     let app = app().await;
     let card = ModelCard::read(&shipped().join("cwru-bearing")).unwrap();
-    let recorded = card.metrics["test"]["accuracy"].as_f64().expect("the card records a test accuracy");
-    let samples = card.metrics["test"]["samples"].as_u64().unwrap() as usize;
+    let test = card.metrics.test.as_ref().expect("the card records a test accuracy");
+    let (recorded, samples) = (test.accuracy, test.samples);
     let stretches = cwru_test_stretches(&card);
     assert!(stretches.len() >= 28, "{} test stretches", stretches.len());
     let (mut right, mut total) = (0, 0);
@@ -95,7 +95,7 @@ async fn real_cwru_recordings_come_back_as_their_true_class_through_every_input_
 async fn the_mnist_test_set_scores_through_the_service_what_the_card_records() {
     let app = app().await;
     let card = ModelCard::read(&shipped().join("mnist")).unwrap();
-    let recorded = card.metrics["clean_test"]["accuracy"].as_f64().expect("the card records a clean test accuracy");
+    let recorded = card.metrics.clean_test.as_ref().expect("the card records a clean test accuracy").accuracy;
     let (digits, truth) = mnist_test(10_000);
     let mut right = 0;
     for (chunk, labels_chunk) in digits.chunks(1000).zip(truth.chunks(1000)) {

@@ -75,15 +75,15 @@ fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
         sample_rate: data.sample_rate,
         window: Some(WindowInfo { length: 2048, train_stride: options.train_stride }),
         normalization: Normalization::ZScore,
-        data: data.description.clone(),
+        data: data.description.clone().into(),
         metrics: outcome.metrics(&request),
     };
     write_model_folder(dir.path(), &outcome.model, info).unwrap();
     let card = ModelCard::read(dir.path()).unwrap();
     assert_eq!(card.sample_rate, Some(12_000));
-    let stored = card.metrics["test"]["accuracy"].as_f64().unwrap();
+    let stored = card.metrics.test.as_ref().unwrap().accuracy;
     assert!((stored - test.accuracy).abs() < 1e-12, "{stored} vs {}", test.accuracy);
-    assert_eq!(card.metrics["best_epoch"], outcome.report.best_epoch);
+    assert_eq!(card.metrics.best_epoch, Some(outcome.report.best_epoch));
     let loaded = Model::load(&card.spec, &dir.path().join(WEIGHTS_FILE), tch::Device::Cpu).unwrap();
     let again = evaluate(&loaded, &data.test, card.normalization, &card.classes).unwrap();
     assert_eq!(&again, test);
@@ -143,10 +143,10 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
     assert_eq!(card.classes.len(), 3);
     assert_eq!(card.spec.classes, 3);
     assert_eq!(card.window.as_ref().map(|w| w.length), Some(2048));
-    assert_eq!(card.metrics["test_noise"]["kind"], "pink");
-    assert!(card.metrics["clean_test"]["accuracy"].is_number(), "{}", card.metrics);
-    assert_eq!(card.metrics["history"].as_array().map(Vec::len), Some(1));
-    assert!(card.data.is_object(), "{}", card.data);
+    assert_eq!(card.metrics.test_noise.map(|n| n.kind), Some(drsn::data::NoiseKind::Pink));
+    assert!(card.metrics.clean_test.as_ref().is_some_and(|t| t.accuracy.is_finite()), "{:?}", card.metrics);
+    assert_eq!(card.metrics.history.len(), 1);
+    assert!(!card.data.description.classes.is_empty(), "{:?}", card.data);
 
     // Load 1 was never seen: evaluate all of it, with the model's classes mapped by name.
     let output = Command::new(env!("CARGO_BIN_EXE_drsn"))

@@ -243,7 +243,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         sample_rate: dataset.sample_rate,
         window: (request.spec.dim == Dim::One).then_some(WindowInfo { length: window, train_stride: args.data.stride }),
         normalization,
-        data: dataset.description.clone(),
+        data: dataset.description.clone().into(),
         metrics: outcome.metrics(&request),
     };
     let card = write_model_folder(&out, &outcome.model, info)?;

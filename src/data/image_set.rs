@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde_json::json;
 
+use super::description::{filter_report, DatasetDescription, Files, SplitReport};
 use super::load::{DatasetOptions, Guard};
 use super::source::{describe_filter, entries, keeps, DatasetSource, Filter};
 use super::split::{Parts, Split};
@@ -131,22 +131,24 @@ pub(crate) fn load_folders(
         parts.cap_per_class(max, classes.len(), &mut rng);
     }
     let fractions = options.fractions();
-    let description = options.describe(
-        source,
-        json!({
-            "classes": classes,
-            "image_shape": first.as_ref().map(|(h, w, _)| [*h, *w]),
-            "split": {
-                "method": "images dealt per class after a seeded shuffle",
-                "fractions": { "train": fractions[0], "validation": fractions[1], "test": fractions[2] },
-                "seed": options.seed,
-            },
-            "max_per_class": options.max_per_class,
-            "files": sources.len(),
-            "counts": parts.counts(&classes),
-        }),
-    );
+    let description = DatasetDescription {
+        classes: classes.clone(),
+        image_shape: first.as_ref().map(|(h, w, _)| [*h, *w]),
+        split: Some(split_report(
+            "images dealt per class after a seeded shuffle",
+            &[("train", fractions[0]), ("validation", fractions[1]), ("test", fractions[2])],
+            options.seed,
+        )),
+        max_per_class: options.max_per_class,
+        files: Files::Paths(sources.clone()),
+        counts: parts.counts(&classes),
+        ..options.describe(source)
+    };
     Ok(parts.into_dataset(classes, None, sources, description))
+}
+
+fn split_report(method: &str, fractions: &[(&str, f64)], seed: u64) -> SplitReport {
+    SplitReport { method: method.into(), fractions: fractions.iter().map(|(k, v)| (k.to_string(), *v)).collect(), seed }
 }
 
 /// The first file in `dir` whose name starts with `prefix` (e.g. `train-images`).
@@ -267,22 +269,23 @@ pub(crate) fn load_mnist(dir: &Path, options: &DatasetOptions, guard: &Guard) ->
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    let description = json!({
-        "source": DatasetSource::Mnist(dir.to_path_buf()).describe(),
-        "filter": describe_filter(&options.filter),
-        "test_filter": describe_filter(test_filter),
-        "classes": classes,
-        "image_shape": [rows, cols],
-        "scale": "pixel / 255",
-        "split": {
-            "method": "official test set; validation dealt per class from the official training set after a seeded shuffle",
-            "fractions": { "validation_of_train": options.validation_fraction },
-            "seed": options.seed,
-        },
-        "max_per_class": options.max_per_class,
-        "files": files,
-        "counts": parts.counts(&classes),
-    });
+    let description = DatasetDescription {
+        source: Some(DatasetSource::Mnist(dir.to_path_buf()).describe()),
+        filter: filter_report(&options.filter),
+        test_filter: Some(filter_report(test_filter)),
+        classes: classes.clone(),
+        image_shape: Some([rows, cols]),
+        scale: Some("pixel / 255".into()),
+        split: Some(split_report(
+            "official test set; validation dealt per class from the official training set after a seeded shuffle",
+            &[("validation_of_train", options.validation_fraction)],
+            options.seed,
+        )),
+        max_per_class: options.max_per_class,
+        files: Files::Paths(files),
+        counts: parts.counts(&classes),
+        ..DatasetDescription::default()
+    };
     let sources = vec![train.images_path.display().to_string(), test.images_path.display().to_string()];
     Ok(parts.into_dataset(classes, None, sources, description))
 }

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::source::{describe_filter, DatasetSource, Filter};
+use super::description::{filter_report, DatasetDescription, TestSelectionReport};
+use super::source::{DatasetSource, Filter};
 use super::{image_set, signal_set, DataError, Dataset, Limits};
 
 /// The range of speed factors: beyond it a machine is not the same machine.
@@ -86,21 +87,18 @@ impl Default for DatasetOptions {
 }
 
 impl DatasetOptions {
-    /// A data set's description: what was read and kept of `source`, and `details` (an
-    /// object) of the reader.
-    pub(crate) fn describe(&self, source: &DatasetSource, details: serde_json::Value) -> serde_json::Value {
-        let mut description = serde_json::json!({
-            "source": source.describe(),
-            "filter": describe_filter(&self.filter),
-            "test_selection": self.test.as_ref().map(|t| serde_json::json!({
-                "source": t.source.as_ref().unwrap_or(source).describe(),
-                "filter": describe_filter(&t.filter),
-            })),
-        });
-        if let (Some(all), serde_json::Value::Object(details)) = (description.as_object_mut(), details) {
-            all.extend(details);
+    /// The start of a data set's description: what was read of `source` and kept; the
+    /// reader fills in the rest.
+    pub(crate) fn describe(&self, source: &DatasetSource) -> DatasetDescription {
+        DatasetDescription {
+            source: Some(source.describe()),
+            filter: filter_report(&self.filter),
+            test_selection: self.test.as_ref().map(|t| TestSelectionReport {
+                source: t.source.as_ref().unwrap_or(source).describe(),
+                filter: filter_report(&t.filter),
+            }),
+            ..DatasetDescription::default()
         }
-        description
     }
 
     /// Train, validation and test shares of each recording or class.

@@ -5,6 +5,7 @@
 
 mod confine;
 mod csv;
+mod description;
 mod error;
 mod folder;
 mod idx;
@@ -26,6 +27,9 @@ mod wav;
 mod window;
 
 pub use csv::decode_csv;
+pub use description::{
+    Counts, DatasetDescription, Files, RateConversion, RecordingReport, SourceReport, SplitReport, TestSelectionReport,
+};
 pub use error::DataError;
 pub use idx::{decode_idx, read_idx_images, read_idx_labels};
 pub use image::decode_image;
@@ -99,7 +103,7 @@ pub struct Dataset {
     pub test: Samples,
     /// What was read and how it was split (files, counts per class and split, seed), for
     /// the model card and for reports.
-    pub description: serde_json::Value,
+    pub description: DatasetDescription,
     /// Where each sample of each part came from.
     pub provenance: Provenance,
 }

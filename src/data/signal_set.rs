@@ -1,14 +1,14 @@
 //! Recordings to windows: read, bring to one rate, cut each recording in time into
 //! train/validation/test stretches, then window each stretch on its own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde_json::{json, Value};
 
+use super::description::{DatasetDescription, Files, RateConversion, RecordingReport, SplitReport};
 use super::load::{DatasetOptions, Guard};
 use super::recording::{decode_named, ReadOptions};
 use super::source::{describe_filter, entries, DatasetSource, Entry};
@@ -28,25 +28,59 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Gua
         train_entries.iter().map(|e| e.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let test_entries = test_entries(source, options, &train_entries, &classes, guard)?;
 
-    let mut reader = Reader { options, guard, common_rate: None, channels: None };
-    let mut rng = StdRng::seed_from_u64(options.seed);
-    let fractions = options.fractions();
-    let window = options.window;
-    let mut parts: Option<Parts> = None;
-    // Per class and part: the stretches meant for it, to explain a part left empty.
-    let mut planned: std::collections::BTreeMap<(usize, &str), Vec<String>> = Default::default();
-    let mut files = Vec::new();
-    let mut sources = Vec::new();
-    let mut kept = 0usize;
+    let mut cutter = Cutter {
+        reader: Reader { options, guard, common_rate: None, channels: None },
+        rng: StdRng::seed_from_u64(options.seed),
+        parts: None,
+        planned: BTreeMap::new(),
+        kept: 0,
+    };
+    let mut reports = Vec::new();
     let all = train_entries.iter().map(|e| (e, false)).chain(test_entries.iter().map(|e| (e, true)));
     for (index, (entry, is_test)) in all.enumerate() {
+        reports.push(cutter.cut(index, entry, is_test, &classes)?);
+    }
+    let mut parts = cutter.parts.take().ok_or_else(|| DataError::Options("no recording was read".into()))?;
+    let without_test = explain_empty_parts(&parts, &classes, &cutter.planned, options)?;
+    if let Some(max) = options.max_per_class {
+        parts.cap_per_class(max, classes.len(), &mut cutter.rng);
+    }
+    let sample_rate = options.sample_rate.or(cutter.reader.common_rate.as_ref().map(|(r, _)| *r));
+    let sources = reports.iter().map(|r| r.file.clone()).collect();
+    let description = describe(source, options, &classes, sample_rate, &cutter.reader, &parts, reports, without_test);
+    Ok(parts.into_dataset(classes, sample_rate, sources, description))
+}
+
+/// Cuts recordings, one after another, into the parts' windows.
+struct Cutter<'a> {
+    reader: Reader<'a>,
+    rng: StdRng,
+    parts: Option<Parts>,
+    /// Per class and part: the stretches meant for it, to explain a part left empty.
+    planned: BTreeMap<(usize, &'static str), Vec<String>>,
+    /// Windows kept so far, all parts.
+    kept: usize,
+}
+
+impl Cutter<'_> {
+    /// Reads one recording, assigns its stretches to parts (cut in time, or whole by the
+    /// manifest or the test selection), windows each stretch; reports what it did.
+    fn cut(
+        &mut self,
+        index: usize,
+        entry: &Entry,
+        is_test: bool,
+        classes: &[String],
+    ) -> Result<RecordingReport, DataError> {
+        let options = self.reader.options;
+        let window = options.window;
         let file = entry.path.display().to_string();
         let label = classes.binary_search(&entry.label).map_err(|_| DataError::UnknownLabel {
             file: file.clone(),
             label: entry.label.clone(),
             known: classes.join(", "),
         })?;
-        let loaded = reader.read(entry)?;
+        let loaded = self.reader.read(entry)?;
         let len = loaded.channels.first().map_or(0, Vec::len);
         if len < window {
             let detail = match (loaded.sample_rate, loaded.resampled_from) {
@@ -62,14 +96,23 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Gua
             ("manifest split", vec![(split, 0..len)])
         } else {
             let mut order = Split::ALL;
-            order.shuffle(&mut rng);
-            ("cut in time", stretches(len, fractions, order))
+            order.shuffle(&mut self.rng);
+            ("cut in time", stretches(len, options.fractions(), order))
         };
-        let parts = parts.get_or_insert_with(|| Parts::new(vec![loaded.channels.len(), window]));
-        let mut stretch_desc = serde_json::Map::new();
-        let mut window_counts = serde_json::Map::new();
+        let parts = self.parts.get_or_insert_with(|| Parts::new(vec![loaded.channels.len(), window]));
+        let mut report = RecordingReport {
+            file: file.clone(),
+            label: entry.label.clone(),
+            variable: loaded.variable.clone(),
+            channels: loaded.channels.len(),
+            samples: len,
+            sample_rate: loaded.sample_rate,
+            resampled_from: loaded.resampled_from,
+            assigned: assigned.into(),
+            ..RecordingReport::default()
+        };
         for (split, range) in plan {
-            planned.entry((label, split.name())).or_default().push(format!("{file}: {} samples", range.len()));
+            self.planned.entry((label, split.name())).or_default().push(format!("{file}: {} samples", range.len()));
             let stride = if split == Split::Train { options.train_stride } else { window };
             let mut count = 0;
             for w in windows(range.len(), window, stride) {
@@ -83,27 +126,23 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Gua
                     count += push_at_speed(parts, &loaded.channels, range.clone(), factor, (index, label), options)?;
                 }
             }
-            kept += count;
-            guard.count(kept)?;
-            stretch_desc.insert(split.name().into(), json!([range.start, range.end]));
-            window_counts.insert(split.name().into(), count.into());
+            self.kept += count;
+            self.reader.guard.count(self.kept)?;
+            report.stretches.insert(split.name().into(), [range.start, range.end]);
+            report.windows.insert(split.name().into(), count);
         }
-        files.push(json!({
-            "file": file,
-            "label": entry.label,
-            "variable": loaded.variable,
-            "channels": loaded.channels.len(),
-            "samples": len,
-            "sample_rate": loaded.sample_rate,
-            "resampled_from": loaded.resampled_from,
-            "assigned": assigned,
-            "stretches": stretch_desc,
-            "windows": window_counts,
-        }));
-        sources.push(file);
+        Ok(report)
     }
-    let mut parts = parts.ok_or_else(|| DataError::Options("no recording was read".into()))?;
+}
 
+/// Fails when a class has no training windows, or none in a part its recordings had
+/// stretches for (saying why); returns the classes the test selection holds nothing of.
+fn explain_empty_parts(
+    parts: &Parts,
+    classes: &[String],
+    planned: &BTreeMap<(usize, &'static str), Vec<String>>,
+    options: &DatasetOptions,
+) -> Result<Vec<String>, DataError> {
     let mut without_test = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         for split in Split::ALL {
@@ -118,52 +157,63 @@ pub(crate) fn load(source: &DatasetSource, options: &DatasetOptions, guard: &Gua
                     " for training: the manifest puts all its recordings in other parts".to_string()
                 } else {
                     format!(
-                        " in the {} part: its {} stretches ({}) are shorter than one window of {window}",
+                        " in the {} part: its {} stretches ({}) are shorter than one window of {}",
                         split.name(),
                         split.name(),
-                        stretches.join(", ")
+                        stretches.join(", "),
+                        options.window
                     )
                 };
                 return Err(DataError::EmptyClass { class: class.clone(), detail });
             }
         }
     }
-    if let Some(max) = options.max_per_class {
-        parts.cap_per_class(max, classes.len(), &mut rng);
-    }
+    Ok(without_test)
+}
 
-    let sample_rate = options.sample_rate.or(reader.common_rate.map(|(r, _)| r));
-    let conversions: Vec<Value> = files
+#[allow(clippy::too_many_arguments)]
+fn describe(
+    source: &DatasetSource,
+    options: &DatasetOptions,
+    classes: &[String],
+    sample_rate: Option<u32>,
+    reader: &Reader,
+    parts: &Parts,
+    reports: Vec<RecordingReport>,
+    without_test: Vec<String>,
+) -> DatasetDescription {
+    let fractions = options.fractions();
+    let rate_conversions = reports
         .iter()
-        .filter(|f| !f["resampled_from"].is_null())
-        .map(|f| json!({ "file": f["file"], "from": f["resampled_from"], "to": f["sample_rate"] }))
+        .filter_map(|r| Some(RateConversion { file: r.file.clone(), from: r.resampled_from?, to: r.sample_rate? }))
         .collect();
-    let description = options.describe(
-        source,
-        json!({
-            "classes": classes,
-            "sample_rate": sample_rate,
-            "window": window,
-            "train_stride": options.train_stride,
-            "eval_stride": window,
-            "channels": reader.channels.as_ref().map(|(n, _)| *n),
-            "split": {
-                "method": "each recording is cut in time into contiguous train/validation/test stretches \
-                           (their order drawn per recording from the seed) and windows are cut inside \
-                           each stretch, so no window spans two parts; manifest `split` and a test \
-                           selection assign whole recordings",
-                "fractions": { "train": fractions[0], "validation": fractions[1], "test": fractions[2] },
-                "seed": options.seed,
-            },
-            "max_per_class": options.max_per_class,
-            "speed_factors": options.speed_factors,
-            "files": files,
-            "rate_conversions": conversions,
-            "counts": parts.counts(&classes),
-            "classes_without_test_data": without_test,
+    DatasetDescription {
+        classes: classes.to_vec(),
+        sample_rate,
+        window: Some(options.window),
+        train_stride: Some(options.train_stride),
+        eval_stride: Some(options.window),
+        channels: reader.channels.as_ref().map(|(n, _)| *n),
+        split: Some(SplitReport {
+            method: "each recording is cut in time into contiguous train/validation/test stretches \
+                     (their order drawn per recording from the seed) and windows are cut inside \
+                     each stretch, so no window spans two parts; manifest `split` and a test \
+                     selection assign whole recordings"
+                .into(),
+            fractions: [("train", fractions[0]), ("validation", fractions[1]), ("test", fractions[2])]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            seed: options.seed,
         }),
-    );
-    Ok(parts.into_dataset(classes, sample_rate, sources, description))
+        max_per_class: options.max_per_class,
+        speed_factors: options.speed_factors.clone(),
+        files: Files::Recordings(reports),
+        rate_conversions,
+        counts: parts.counts(classes),
+        classes_without_test_data: without_test,
+        ..options.describe(source)
+    }
 }
 
 /// Training windows of one stretch played at `factor` times its speed: the stretch is

@@ -67,8 +67,8 @@ impl DatasetSource {
         }
     }
 
-    pub(crate) fn describe(&self) -> serde_json::Value {
-        serde_json::json!({ "kind": self.kind(), "path": self.path().display().to_string() })
+    pub(crate) fn describe(&self) -> super::description::SourceReport {
+        super::description::SourceReport { kind: self.kind().into(), path: self.path().display().to_string() }
     }
 }
 

@@ -118,17 +118,18 @@ impl Parts {
     }
 
     /// Counts per class name in each part, for the description.
-    pub fn counts(&self, classes: &[String]) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
-        for split in Split::ALL {
-            let per_class: serde_json::Map<String, serde_json::Value> = classes
-                .iter()
-                .enumerate()
-                .map(|(label, name)| (name.clone(), self.count(split, label as i64).into()))
-                .collect();
-            out.insert(split.name().to_string(), per_class.into());
-        }
-        out.into()
+    pub fn counts(&self, classes: &[String]) -> super::description::Counts {
+        Split::ALL
+            .iter()
+            .map(|&split| {
+                let per_class = classes
+                    .iter()
+                    .enumerate()
+                    .map(|(label, name)| (name.clone(), self.count(split, label as i64)))
+                    .collect();
+                (split.name().to_string(), per_class)
+            })
+            .collect()
     }
 
     /// The data set these parts make; `sources` names what `Origin::source` indexes.
@@ -137,7 +138,7 @@ impl Parts {
         classes: Vec<String>,
         sample_rate: Option<u32>,
         sources: Vec<String>,
-        description: serde_json::Value,
+        description: super::DatasetDescription,
     ) -> Dataset {
         let [train, validation, test] = self.samples;
         let [train_origins, validation_origins, test_origins] = self.origins;
@@ -180,7 +181,7 @@ mod tests {
         }
         parts.cap_per_class(3, 2, &mut StdRng::seed_from_u64(1));
         assert_eq!((parts.count(Split::Train, 0), parts.count(Split::Train, 1)), (3, 3));
-        let dataset = parts.into_dataset(vec!["a".into(), "b".into()], None, vec!["x".into()], serde_json::Value::Null);
+        let dataset = parts.into_dataset(vec!["a".into(), "b".into()], None, vec!["x".into()], Default::default());
         let train = &dataset.train;
         for (i, o) in dataset.provenance.train.iter().enumerate() {
             assert_eq!(train.sample(i)[0], o.start as f32);

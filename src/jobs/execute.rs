@@ -5,17 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::events::JobEvent;
 use super::limits::JobLimits;
 use super::request::{Init, JobRequest, NetworkChoice, Plan, Promotion};
 use super::result::{JobResult, PromotionOutcome};
 use super::runner::Shared;
 use crate::catalog::{Catalog, Reservation};
-use crate::data::{load_dataset_until, DataError, Dataset, Limits};
+use crate::data::{load_dataset_until, DataError, Dataset, DatasetDescription, Limits};
 use crate::nn::{Dim, Model};
-use crate::registry::{write_model_folder, CardInfo, ModelCard, Registry, WindowInfo};
+use crate::registry::{write_model_folder, CardData, CardInfo, ModelCard, Registry, WindowInfo};
 use crate::store::{EpochRow, JobProgress, JobRow};
 use crate::train::{self, judged_test, CancelToken, Progress, RunOutcome, RunRequest};
 
@@ -40,6 +38,14 @@ impl JobContext {
 
     pub fn registry(&self) -> &Arc<Registry> {
         self.catalog.registry()
+    }
+
+    /// A data set's description with its paths redacted (see [`JobContext::redact`]).
+    pub fn redacted(&self, description: &DatasetDescription) -> DatasetDescription {
+        serde_json::to_string(description)
+            .ok()
+            .and_then(|text| serde_json::from_str(&self.redact(&text)).ok())
+            .unwrap_or_default()
     }
 
     pub fn with_limits(self, files: Limits, limits: JobLimits) -> Self {
@@ -214,12 +220,11 @@ fn write_version(
         window,
         normalization: plan.normalization,
         // The card is readable without a token: no server folders in it.
-        data: json!({
-            "job": row.id,
-            "dataset": request.dataset,
-            "description": serde_json::from_str::<serde_json::Value>(&inner.ctx.redact(&dataset.description.to_string()))
-                .unwrap_or_default(),
-        }),
+        data: CardData {
+            job: Some(row.id.clone()),
+            dataset: Some(request.dataset.clone()),
+            description: inner.ctx.redacted(&dataset.description),
+        },
         metrics: outcome.metrics(run_request),
     };
     write_model_folder(&partial, &outcome.model, info).map_err(|e| {

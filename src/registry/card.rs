@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::data::Normalization;
+use crate::data::{DatasetDescription, Normalization};
 use crate::nn::ModelSpec;
+use crate::train::RunMetrics;
 
 /// File names inside a model folder.
 pub const CARD_FILE: &str = "card.json";
@@ -31,15 +32,55 @@ pub struct ModelCard {
     pub window: Option<WindowInfo>,
     /// Applied to every window or image before the network sees it.
     pub normalization: Normalization,
-    /// What the model was trained on, free-form.
+    /// What the model was trained on.
     #[serde(default)]
-    pub data: serde_json::Value,
-    /// Held-out metrics from training, free-form (accuracy, per-class, noise sweep...).
+    pub data: CardData,
+    /// What training measured: held-out accuracy, per class, the noise sweep, the history.
     #[serde(default)]
-    pub metrics: serde_json::Value,
+    pub metrics: RunMetrics,
     pub created_at: DateTime<Utc>,
     /// Hex SHA-256 of `weights.safetensors`.
     pub weights_sha256: String,
+}
+
+/// What a model was trained on: the data layer's report, and for versions made by a job,
+/// the job and the data set path it named.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
+pub struct CardData {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Relative to the data root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    pub description: DatasetDescription,
+}
+
+impl From<DatasetDescription> for CardData {
+    fn from(description: DatasetDescription) -> Self {
+        CardData { job: None, dataset: None, description }
+    }
+}
+
+impl<'de> Deserialize<'de> for CardData {
+    /// Cards written by `drsn train` before this type held the description itself, not
+    /// under `description`: both read.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Default, Deserialize)]
+        #[serde(default)]
+        struct Nested {
+            job: Option<String>,
+            dataset: Option<String>,
+            description: Option<DatasetDescription>,
+        }
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let nested: Nested = serde_json::from_value(value.clone()).map_err(D::Error::custom)?;
+        let description = match nested.description {
+            Some(description) => description,
+            None => serde_json::from_value(value).map_err(D::Error::custom)?,
+        };
+        Ok(CardData { job: nested.job, dataset: nested.dataset, description })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

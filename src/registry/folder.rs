@@ -20,8 +20,8 @@ pub struct CardInfo {
     pub sample_rate: Option<u32>,
     pub window: Option<WindowInfo>,
     pub normalization: Normalization,
-    pub data: serde_json::Value,
-    pub metrics: serde_json::Value,
+    pub data: super::CardData,
+    pub metrics: crate::train::RunMetrics,
 }
 
 /// Writes `model` and its card into `dir` (created if missing; an earlier model there is
@@ -76,8 +76,8 @@ mod tests {
             sample_rate: Some(12_000),
             window: Some(WindowInfo { length: 2048, train_stride: 512 }),
             normalization: Normalization::ZScore,
-            data: serde_json::json!({"source": "unit test"}),
-            metrics: serde_json::json!({"accuracy": 0.5}),
+            data: Default::default(),
+            metrics: crate::train::RunMetrics { validation_accuracy: Some(0.5), ..Default::default() },
         }
     }
 
@@ -90,7 +90,7 @@ mod tests {
         let written = write_model_folder(&out, &model, info(4)).unwrap();
         let read = ModelCard::read(&out).unwrap();
         assert_eq!(read, written);
-        assert_eq!(read.metrics["accuracy"], 0.5);
+        assert_eq!(read.metrics.validation_accuracy, Some(0.5));
         assert_eq!(read.window.as_ref().unwrap().length, 2048);
         assert!(!out.join(".weights.partial.safetensors").exists());
         let loaded = Model::load(&spec, &out.join(WEIGHTS_FILE), tch::Device::Cpu).unwrap();

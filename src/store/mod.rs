@@ -18,7 +18,7 @@ use sqlx::SqlitePool;
 
 pub use datasets::{ClassCount, DatasetFileRow, DatasetSummary, NewDatasetFile};
 pub use jobs::{CancelOutcome, EpochRow, JobOutcome, JobProgress, JobRow, JobStatus, NewJob, INTERRUPTED};
-pub use models::{metrics_summary, ModelVersionRow, NewModelVersion};
+pub use models::{ModelVersionRow, NewModelVersion};
 
 /// The database file's name inside the service's data folder.
 pub const DB_FILE: &str = "drsn.sqlite";

@@ -138,13 +138,3 @@ impl Store {
         Ok(row)
     }
 }
-
-/// The metrics kept in the database, taken from a card's (which holds the full set).
-pub fn metrics_summary(card_metrics: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "test_accuracy": card_metrics.pointer("/test/accuracy"),
-        "test_samples": card_metrics.pointer("/test/samples"),
-        "validation_accuracy": card_metrics.get("validation_accuracy"),
-        "best_epoch": card_metrics.get("best_epoch"),
-    })
-}

@@ -6,6 +6,7 @@ mod batch;
 mod checkpoint;
 mod config;
 pub mod evaluate;
+mod metrics;
 mod pipeline;
 mod progress;
 mod trainer;
@@ -15,6 +16,7 @@ mod tests;
 
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
 pub use evaluate::{evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow};
+pub use metrics::{MetricsSummary, RunMetrics};
 pub use pipeline::{
     judged_test, run, run_from, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
     VALIDATION_NOISE_SEED,

@@ -80,19 +80,19 @@ pub struct RunOutcome {
 
 impl RunOutcome {
     /// Everything measured, for the model card's `metrics`.
-    pub fn metrics(&self, request: &RunRequest) -> serde_json::Value {
-        serde_json::json!({
-            "test": self.test,
-            "test_noise": request.test_noise,
-            "clean_test": self.clean_test,
-            "snr_sweep": self.sweep,
-            "best_epoch": self.report.best_epoch,
-            "validation_accuracy": self.report.best_val_accuracy,
-            "history": self.report.history,
-            "train_samples_per_s": self.report.samples_per_s,
-            "train_seconds": self.report.elapsed_s,
-            "training": request.config,
-        })
+    pub fn metrics(&self, request: &RunRequest) -> super::RunMetrics {
+        super::RunMetrics {
+            test: self.test.clone(),
+            test_noise: request.test_noise,
+            clean_test: self.clean_test.clone(),
+            snr_sweep: self.sweep.clone(),
+            best_epoch: Some(self.report.best_epoch),
+            validation_accuracy: self.report.best_val_accuracy,
+            history: self.report.history.clone(),
+            train_samples_per_s: Some(self.report.samples_per_s),
+            train_seconds: Some(self.report.elapsed_s),
+            training: Some(request.config.clone()),
+        }
     }
 }
 

@@ -80,8 +80,12 @@ pub fn write_model(
         window: (spec.input_size.len() == 1)
             .then(|| WindowInfo { length: spec.input_size[0] as usize, train_stride: spec.input_size[0] as usize }),
         normalization,
-        data: serde_json::json!({"fixture": "untrained, seeded", "seed": seed}),
-        metrics: serde_json::json!({}),
+        data: drsn::data::DatasetDescription {
+            scale: Some(format!("untrained fixture, seed {seed}")),
+            ..Default::default()
+        }
+        .into(),
+        metrics: Default::default(),
         created_at: chrono::Utc::now(),
         weights_sha256: sha256_file(&dir.join(WEIGHTS_FILE)).unwrap(),
     };

@@ -32,26 +32,22 @@ pub struct TestStretch {
 /// Every test stretch the card lists, read from the real files (resampled to the model's
 /// rate with the service's resampler where the card says training did).
 pub fn cwru_test_stretches(card: &ModelCard) -> Vec<TestStretch> {
-    let files = card.data["files"].as_array().expect("the card lists its files");
+    let files = card.data.description.files.recordings();
+    assert!(!files.is_empty(), "the card lists its files");
     let rate = card.sample_rate.expect("cwru-bearing has a rate");
     files
         .iter()
         .filter_map(|f| {
-            let test = f["stretches"]["test"].as_array()?;
-            let (start, end) = (test[0].as_u64()? as usize, test[1].as_u64()? as usize);
-            let name = Path::new(f["file"].as_str()?).file_name()?.to_string_lossy().into_owned();
-            let options = ReadOptions { variable: f["variable"].as_str().map(String::from), ..ReadOptions::default() };
+            let [start, end] = *f.stretches.get("test")?;
+            let name = Path::new(&f.file).file_name()?.to_string_lossy().into_owned();
+            let options = ReadOptions { variable: f.variable.clone(), ..ReadOptions::default() };
             let recording =
                 data::read_recording(&shared(&format!("cwru/{name}")), &options).expect("a readable CWRU file");
             let mut signal = recording.channels.into_iter().next().unwrap();
-            if let Some(from) = f["resampled_from"].as_u64() {
-                signal = data::resample(&signal, from as u32, rate, &data::Limits::DEFAULT).unwrap();
+            if let Some(from) = f.resampled_from {
+                signal = data::resample(&signal, from, rate, &data::Limits::DEFAULT).unwrap();
             }
-            Some(TestStretch {
-                label: f["label"].as_str()?.to_string(),
-                file: name,
-                samples: signal[start..end].to_vec(),
-            })
+            Some(TestStretch { label: f.label.clone(), file: name, samples: signal[start..end].to_vec() })
         })
         .collect()
 }

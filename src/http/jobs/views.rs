@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use crate::jobs::{JobRequest, JobResult};
 use crate::registry::Origin;
 use crate::store::{EpochRow, JobRow, JobStatus, ModelVersionRow};
+use crate::train::MetricsSummary;
 
 /// A training job.
 #[derive(Debug, Serialize, ToSchema)]
@@ -124,8 +125,7 @@ pub struct VersionView {
     /// The job that trained it (versions made by this service).
     pub job_id: Option<String>,
     /// Held-out metrics in brief (the model card has them all).
-    #[schema(value_type = Object)]
-    pub metrics: serde_json::Value,
+    pub metrics: MetricsSummary,
     pub activated_at: Option<DateTime<Utc>>,
 }
 
@@ -138,7 +138,7 @@ impl VersionView {
             created_at: row.created_at,
             weights_sha256: row.weights_sha256,
             job_id: row.job_id,
-            metrics: row.metrics.0,
+            metrics: serde_json::from_value(row.metrics.0).unwrap_or_default(),
             activated_at: row.activated_at,
         }
     }
