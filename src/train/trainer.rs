@@ -83,10 +83,63 @@ pub fn train(
     on_progress: &mut dyn FnMut(&Progress),
     cancel: &CancelToken,
 ) -> Result<TrainReport, TrainError> {
+    let steps_per_epoch = check_fit(model.spec(), data, config)?;
+    if let Some(t) = config.threads {
+        tch::set_num_threads(t as i32);
+    }
+    tch::manual_seed(config.seed as i64);
+    let mut run = Run {
+        data,
+        normalization,
+        config,
+        steps_per_epoch,
+        optimizer: optimizer(model, config)?,
+        kernels: model.kernels().into_iter().map(|k| k.shallow_clone()).collect(),
+        rng: StdRng::seed_from_u64(config.seed),
+        order: (0..data.train.len()).collect(),
+        started: Instant::now(),
+        done: 0,
+        trained: 0,
+    };
+    let mut history = Vec::with_capacity(config.epochs);
+    let mut best = Best::default();
+    for epoch in 0..config.epochs {
+        let (loss, train_accuracy, lr) = run.epoch(model, epoch, on_progress, cancel)?;
+        let val_accuracy =
+            if data.validation.is_empty() { None } else { Some(accuracy(model, &data.validation, normalization)?) };
+        let is_best = best.consider(val_accuracy, epoch + 1, model);
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            epochs: config.epochs,
+            loss,
+            train_accuracy,
+            val_accuracy,
+            lr,
+            best: is_best,
+            elapsed_s: run.started.elapsed().as_secs_f64(),
+            eta_s: run.eta(),
+        };
+        on_progress(&Progress::Epoch(metrics.clone()));
+        history.push(metrics);
+    }
+    let (best_epoch, best_val_accuracy) = best.restore(model).unwrap_or((config.epochs, None));
+    let elapsed_s = run.started.elapsed().as_secs_f64();
+    Ok(TrainReport {
+        history,
+        best_epoch,
+        best_val_accuracy,
+        steps: run.done,
+        train_samples: data.train.len(),
+        elapsed_s,
+        samples_per_s: run.trained as f64 / elapsed_s.max(1e-9),
+    })
+}
+
+/// Checks that the data fits the model and the settings; returns the steps per epoch.
+fn check_fit(spec: &ModelSpec, data: &Dataset, config: &TrainConfig) -> Result<usize, TrainError> {
     config.validate()?;
-    let spec = model.spec().clone();
-    check_samples(&spec, &data.train, "training")?;
-    check_samples(&spec, &data.validation, "validation")?;
+    check_samples(spec, &data.train, "training")?;
+    check_samples(spec, &data.validation, "validation")?;
     if !data.classes.is_empty() && data.classes.len() as i64 != spec.classes {
         return Err(TrainError::Data(format!(
             "the data set has {} classes but the model {}",
@@ -101,123 +154,137 @@ pub fn train(
     if steps_per_epoch == 0 {
         return Err(TrainError::Data(format!("{n} training samples; at least 2 are needed")));
     }
-    if let Some(t) = config.threads {
-        tch::set_num_threads(t as i32);
-    }
-    tch::manual_seed(config.seed as i64);
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let device = model.device();
+    Ok(steps_per_epoch)
+}
+
+fn optimizer(model: &Model, config: &TrainConfig) -> Result<tch::nn::Optimizer, TrainError> {
     let vs = model.var_store();
-    let mut opt = match config.optimizer {
+    match config.optimizer {
         Optimizer::Adam => tch::nn::Adam::default().build(vs, config.lr),
         Optimizer::Sgd { momentum } => tch::nn::Sgd { momentum, ..Default::default() }.build(vs, config.lr),
     }
-    .map_err(|e| TrainError::Torch(e.to_string()))?;
-    let kernels: Vec<Tensor> = model.kernels().into_iter().map(|k| k.shallow_clone()).collect();
+    .map_err(|e| TrainError::Torch(e.to_string()))
+}
 
-    let total_steps = steps_per_epoch * config.epochs;
-    let started = Instant::now();
-    let mut history = Vec::with_capacity(config.epochs);
-    let mut best: Option<(f64, usize, Snapshot)> = None;
-    let mut order: Vec<usize> = (0..n).collect();
-    let (mut done, mut trained) = (0usize, 0usize);
-    let eta = |done: usize| {
-        let elapsed = started.elapsed().as_secs_f64();
-        elapsed / done.max(1) as f64 * total_steps.saturating_sub(done) as f64
-    };
+/// The state of a training run between steps.
+struct Run<'a> {
+    data: &'a Dataset,
+    normalization: Normalization,
+    config: &'a TrainConfig,
+    steps_per_epoch: usize,
+    optimizer: tch::nn::Optimizer,
+    /// The kernels L2 applies to.
+    kernels: Vec<Tensor>,
+    rng: StdRng,
+    /// The training samples in this epoch's order.
+    order: Vec<usize>,
+    started: Instant,
+    /// Steps done, samples trained on.
+    done: usize,
+    trained: usize,
+}
 
-    for epoch in 0..config.epochs {
+impl Run<'_> {
+    /// Seconds left, from the pace so far.
+    fn eta(&self) -> f64 {
+        let total = self.steps_per_epoch * self.config.epochs;
+        self.started.elapsed().as_secs_f64() / self.done.max(1) as f64 * total.saturating_sub(self.done) as f64
+    }
+
+    /// One pass over the shuffled training samples: mean loss, training accuracy, lr.
+    fn epoch(
+        &mut self,
+        model: &mut Model,
+        epoch: usize,
+        on_progress: &mut dyn FnMut(&Progress),
+        cancel: &CancelToken,
+    ) -> Result<(f64, f64, f64), TrainError> {
+        let (config, n) = (self.config, self.data.train.len());
         let lr = config.lr_at(epoch);
-        opt.set_lr(lr);
-        order.shuffle(&mut rng);
+        self.optimizer.set_lr(lr);
+        self.order.shuffle(&mut self.rng);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
-        for step in 0..steps_per_epoch {
+        for step in 0..self.steps_per_epoch {
             if cancel.is_cancelled() {
                 return Err(TrainError::Cancelled { epoch: epoch + 1, step: step + 1 });
             }
             let end = ((step + 1) * config.batch_size).min(n);
-            let indices = &order[step * config.batch_size..end];
-            let augment = config.augment.as_ref().map(|a| (a, &mut rng as &mut dyn rand::RngCore));
-            let (xs, ys) = make_batch(&data.train, indices, normalization, augment, device);
-            let logits = model.forward_t(&xs, true).logits;
-            let loss = logits.cross_entropy_for_logits(&ys);
-            opt.zero_grad();
-            loss.backward();
-            // L2 on kernels as gradients: d/dw (wd * w^2) = 2 wd w, the same update as
-            // adding the term to the loss (the seed's Keras l2) without building it.
-            if config.weight_decay > 0.0 {
-                tch::no_grad(|| {
-                    for k in &kernels {
-                        let mut g = k.grad();
-                        if g.defined() {
-                            let _ = g.g_add_(&(k * (2.0 * config.weight_decay)));
-                        }
-                    }
-                });
-            }
-            opt.step();
-            let loss_value = loss.double_value(&[]);
-            if !loss_value.is_finite() {
+            let indices = self.order.get(step * config.batch_size..end).unwrap_or_default();
+            let batch = indices.len();
+            let augment = config.augment.as_ref().map(|a| (a, &mut self.rng as &mut dyn rand::RngCore));
+            let (xs, ys) = make_batch(&self.data.train, indices, self.normalization, augment, model.device());
+            let (loss, hits) = self.step(model, &xs, &ys);
+            if !loss.is_finite() {
                 return Err(TrainError::Diverged { epoch: epoch + 1, step: step + 1, lr });
             }
-            loss_sum += loss_value;
-            correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]);
-            seen += indices.len();
-            trained += indices.len();
-            done += 1;
+            loss_sum += loss;
+            correct += hits;
+            seen += batch;
+            self.trained += batch;
+            self.done += 1;
             on_progress(&Progress::Step(StepProgress {
                 epoch: epoch + 1,
                 epochs: config.epochs,
                 step: step + 1,
-                steps_per_epoch,
+                steps_per_epoch: self.steps_per_epoch,
                 loss: loss_sum / (step + 1) as f64,
                 train_accuracy: correct as f64 / seen as f64,
                 lr,
-                elapsed_s: started.elapsed().as_secs_f64(),
-                eta_s: eta(done),
+                elapsed_s: self.started.elapsed().as_secs_f64(),
+                eta_s: self.eta(),
             }));
         }
-        let val_accuracy =
-            if data.validation.is_empty() { None } else { Some(accuracy(model, &data.validation, normalization)?) };
-        // Ties go to the later epoch: same accuracy, more training.
-        let is_best = match (val_accuracy, &best) {
-            (Some(acc), Some((best_acc, _, _))) => acc >= *best_acc,
+        Ok((loss_sum / self.steps_per_epoch as f64, correct as f64 / seen.max(1) as f64, lr))
+    }
+
+    /// One optimiser step on a batch: its loss and how many it got right.
+    fn step(&mut self, model: &mut Model, xs: &Tensor, ys: &Tensor) -> (f64, i64) {
+        let logits = model.forward_t(xs, true).logits;
+        let loss = logits.cross_entropy_for_logits(ys);
+        self.optimizer.zero_grad();
+        loss.backward();
+        // L2 on kernels as gradients: d/dw (wd * w^2) = 2 wd w, the same update as adding
+        // the term to the loss (the seed's Keras l2) without building it.
+        let weight_decay = self.config.weight_decay;
+        if weight_decay > 0.0 {
+            tch::no_grad(|| {
+                for k in &self.kernels {
+                    let mut g = k.grad();
+                    if g.defined() {
+                        let _ = g.g_add_(&(k * (2.0 * weight_decay)));
+                    }
+                }
+            });
+        }
+        self.optimizer.step();
+        let correct = logits.argmax(-1, false).eq_tensor(ys).sum(Kind::Int64).int64_value(&[]);
+        (loss.double_value(&[]), correct)
+    }
+}
+
+/// The best epoch by validation accuracy, and its weights.
+#[derive(Default)]
+struct Best(Option<(f64, usize, Snapshot)>);
+
+impl Best {
+    /// Keeps the model's weights if `val_accuracy` is the best so far (ties go to the later
+    /// epoch: same accuracy, more training); says whether it was.
+    fn consider(&mut self, val_accuracy: Option<f64>, epoch: usize, model: &Model) -> bool {
+        let is_best = match (val_accuracy, &self.0) {
+            (Some(acc), Some((best, _, _))) => acc >= *best,
             (Some(_), None) => true,
             (None, _) => false,
         };
         if let (true, Some(acc)) = (is_best, val_accuracy) {
-            best = Some((acc, epoch + 1, Snapshot::take(model.var_store())));
+            self.0 = Some((acc, epoch, Snapshot::take(model.var_store())));
         }
-        let metrics = EpochMetrics {
-            epoch: epoch + 1,
-            epochs: config.epochs,
-            loss: loss_sum / steps_per_epoch as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
-            val_accuracy,
-            lr,
-            best: is_best,
-            elapsed_s: started.elapsed().as_secs_f64(),
-            eta_s: eta(done),
-        };
-        on_progress(&Progress::Epoch(metrics.clone()));
-        history.push(metrics);
+        is_best
     }
 
-    let (best_epoch, best_val_accuracy) = match best {
-        Some((acc, epoch, snapshot)) => {
-            snapshot.restore(model.var_store());
-            (epoch, Some(acc))
-        }
-        None => (config.epochs, None),
-    };
-    let elapsed_s = started.elapsed().as_secs_f64();
-    Ok(TrainReport {
-        history,
-        best_epoch,
-        best_val_accuracy,
-        steps: done,
-        train_samples: n,
-        elapsed_s,
-        samples_per_s: trained as f64 / elapsed_s.max(1e-9),
-    })
+    /// Puts the best weights back; their epoch and accuracy, if any epoch was validated.
+    fn restore(self, model: &mut Model) -> Option<(usize, Option<f64>)> {
+        let (acc, epoch, snapshot) = self.0?;
+        snapshot.restore(model.var_store());
+        Some((epoch, Some(acc)))
+    }
 }
