@@ -1,5 +1,7 @@
-//! The service put together: engine, registry (models loaded and warmed up), HTTP app;
-//! serving until a shutdown signal, then letting in-flight requests finish.
+//! The service put together: engine, registry (models loaded and warmed up), training
+//! jobs, the HTTP app on its listener. [`Application::build`] is the one way to build it,
+//! for `drsn serve` and for every test; [`Application::run_until`] serves until a shutdown
+//! signal, then lets in-flight requests finish.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -200,5 +202,85 @@ impl Jobs {
     /// Closes the database (after the last request).
     pub async fn close(&self) {
         self.runner.store().close().await;
+    }
+}
+
+/// Everything the service is built from.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Where to listen (port 0: any free port; see [`Application::addr`]).
+    pub addr: std::net::SocketAddr,
+    pub server: ServerConfig,
+    /// Training jobs, versions over HTTP and dataset uploads; `None`: inference only.
+    pub jobs: Option<JobsConfig>,
+}
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot start the service: {0}")]
+    Start(#[from] RegistryError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot start training jobs: {0}")]
+    Jobs(#[from] JobsStartError),
+}
+
+/// The service, built and listening, not yet serving.
+pub struct Application {
+    server: Server,
+    listener: TcpListener,
+    addr: std::net::SocketAddr,
+    jobs: Option<Arc<Jobs>>,
+}
+
+impl Application {
+    /// Starts the engine, loads and warms up every model, binds the listener and starts
+    /// the training jobs.
+    pub async fn build(config: AppConfig) -> Result<Application, BuildError> {
+        let server = Server::start(config.server).await?;
+        let listener =
+            TcpListener::bind(config.addr).await.map_err(|source| BuildError::Listen { addr: config.addr, source })?;
+        let addr = listener.local_addr().map_err(|source| BuildError::Listen { addr: config.addr, source })?;
+        let jobs = match config.jobs {
+            Some(jobs) => Some(Arc::new(Jobs::start(&server, jobs).await?)),
+            None => None,
+        };
+        Ok(Application { server, listener, addr, jobs })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// What the handlers reach (registry, engine, configuration).
+    pub fn state(&self) -> AppState {
+        self.server.state.clone()
+    }
+
+    pub fn jobs(&self) -> Option<Arc<Jobs>> {
+        self.jobs.clone()
+    }
+
+    /// Serves until `shutdown` resolves: then jobs stop first (their event streams end, so
+    /// that open connections can drain), requests in flight finish, the engine stops and
+    /// the database is closed.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let routes = self.jobs.as_ref().map(|j| j.routes()).unwrap_or_default();
+        let app = self.server.app(routes);
+        tracing::info!(addr = %self.addr, models = ?self.server.state.registry.names(), "ready");
+        let stopping = self.jobs.clone();
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(jobs) = stopping {
+                jobs.shutdown().await;
+            }
+        };
+        let served = self.server.serve(self.listener, app, shutdown).await;
+        if let Some(jobs) = &self.jobs {
+            jobs.close().await;
+        }
+        served
     }
 }

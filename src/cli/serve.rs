@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +10,7 @@ use clap::Args;
 use super::limit_args::LimitArgs;
 use crate::engine::EngineConfig;
 use crate::http::HttpConfig;
-use crate::server::{shutdown_signal, Jobs, JobsConfig, Server, ServerConfig};
+use crate::server::{shutdown_signal, AppConfig, Application, JobsConfig, ServerConfig};
 use crate::store::DB_FILE;
 
 #[derive(Debug, Args)]
@@ -157,22 +156,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::start(config).await.context("cannot start the service")?;
-        let listener = tokio::net::TcpListener::bind(args.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.addr))?;
-        let addr = listener.local_addr().context("listening address")?;
-        let jobs = Arc::new(Jobs::start(&server, jobs_config).await.context("cannot start training jobs")?);
-        let app = server.app(jobs.routes());
-        tracing::info!(addr = %addr, models = ?server.state.registry.names(), "ready");
-        // Jobs stop first: their event streams end, so that open connections can drain.
-        let stopping = jobs.clone();
-        let shutdown = async move {
-            shutdown_signal().await;
-            stopping.shutdown().await;
-        };
-        let served = server.serve(listener, app, shutdown).await.context("serving");
-        jobs.close().await;
-        served
+        let config = AppConfig { addr: args.addr, server: config, jobs: Some(jobs_config) };
+        let app = Application::build(config).await?;
+        app.run_until(shutdown_signal()).await.context("serving")
     })
 }

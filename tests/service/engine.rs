@@ -1,11 +1,9 @@
 //! The inference engine on its own: batching across requests and models, answers routed
 //! back to their requests, live load and unload.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use drsn::engine::{Engine, EngineConfig, EngineError, ModelKey, Request};
 use drsn::registry::{ModelCard, WEIGHTS_FILE};
 

@@ -6,10 +6,8 @@
 //! and normalises as training did); and single recordings and digits come back as their
 //! true class.
 
-mod common;
-
-use common::real::*;
-use common::*;
+use crate::common::real::*;
+use crate::common::*;
 
 use drsn::http::HttpConfig;
 use drsn::registry::ModelCard;

@@ -1,13 +1,11 @@
 //! The real `drsn serve` binary: configured by environment variables, ready only after
 //! loading its models, and finishing in-flight requests on SIGTERM.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::start;
-use common::*;
+use crate::common::process::start;
+use crate::common::*;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

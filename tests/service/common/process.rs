@@ -62,9 +62,19 @@ pub fn start(data_dir: &Path, extra: &[&str], env: &[(&str, &OsStr)]) -> Served 
     }
 }
 
+impl super::Service for Served {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
 impl Served {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        super::Service::url(self, path)
     }
 
     pub fn signal(&self, signal: libc::c_int) {

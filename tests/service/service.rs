@@ -1,11 +1,9 @@
 //! The diagnosis service through HTTP on a real server: every input kind, the reports,
 //! the errors, live model swaps.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use drsn::engine::EngineConfig;
 use drsn::http::HttpConfig;
 use serde_json::{json, Value};

@@ -1,6 +1,5 @@
 //! Shared by the service tests: model folders built once per test binary, and a real
 //! server on a random loopback port.
-#![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod process;
 pub mod real;
@@ -15,7 +14,8 @@ use drsn::engine::EngineConfig;
 use drsn::http::{AppState, HttpConfig};
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
-use drsn::server::{Server, ServerConfig};
+use drsn::server::{AppConfig, Application, JobsConfig, ServerConfig};
+use drsn::store::DB_FILE;
 use tch::Device;
 
 pub const CWRU_CLASSES: [&str; 10] =
@@ -93,17 +93,102 @@ pub fn write_model(
     card
 }
 
+/// What every harness offers a test, in-process ([`TestApp`]) or a child process
+/// ([`process::Served`]): a base URL, a client, the token; and the job helpers built on them.
+#[allow(async_fn_in_trait)] // test code: no callers that need a Send bound
+pub trait Service {
+    fn url(&self, path: &str) -> String;
+    fn client(&self) -> &reqwest::Client;
+    fn token(&self) -> Option<&str> {
+        None
+    }
+
+    /// A POST carrying the token, if there is one.
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.client().post(self.url(path));
+        match self.token() {
+            Some(t) => builder.bearer_auth(t),
+            None => builder,
+        }
+    }
+
+    /// GETs `path`, expecting 200 and JSON.
+    async fn get(&self, path: &str) -> serde_json::Value {
+        let response = self.client().get(self.url(path)).send().await.expect("request sent");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
+    /// POSTs a job; returns the status code and the body.
+    async fn submit(&self, request: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self.post("/jobs").json(request).send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// POSTs a job that must be accepted; returns its id.
+    async fn submit_ok(&self, request: &serde_json::Value) -> String {
+        let (status, body) = self.submit(request).await;
+        assert_eq!(status, 202, "{body:#}");
+        body["id"].as_str().expect("a job id").to_string()
+    }
+
+    /// Polls the job until `done` holds for it or `timeout` passes.
+    async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let job = self.get(&format!("/jobs/{id}")).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {id} not there after {timeout:?}: {job:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the job has ended, however.
+    async fn finished(&self, id: &str, timeout: Duration) -> serde_json::Value {
+        self.wait_for(id, timeout, |j| {
+            ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or(""))
+        })
+        .await
+    }
+}
+
+/// The service in this process on a loopback port, built by `Application::build` as
+/// `drsn serve` builds it.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
     pub data_dir: PathBuf,
+    pub token: Option<String>,
+    pub jobs: Option<std::sync::Arc<drsn::server::Jobs>>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+impl Service for TestApp {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        Service::url(self, path)
     }
 
     /// POSTs JSON to /diagnose.
@@ -127,40 +212,89 @@ pub fn engine_config() -> EngineConfig {
     EngineConfig { max_wait: Duration::from_millis(2), ..EngineConfig::default() }
 }
 
+/// How a test wants its service: the fixture models and defaults unless it says otherwise.
+pub struct Setup {
+    pub models_dir: PathBuf,
+    /// The data folder; `None`: a fresh temporary one.
+    pub data_dir: Option<PathBuf>,
+    pub engine: EngineConfig,
+    pub http: HttpConfig,
+    /// Training jobs on this data root, with this token and upload limit.
+    pub jobs: Option<(PathBuf, Option<String>, usize)>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            models_dir: fixtures().models.clone(),
+            data_dir: None,
+            engine: engine_config(),
+            http: HttpConfig::default(),
+            jobs: None,
+        }
+    }
+}
+
+impl Setup {
+    /// With training jobs on `data_root`, a token if given, uploads up to 64 MiB.
+    pub fn with_jobs(data_root: &Path, token: Option<&str>) -> Self {
+        Setup { jobs: Some((data_root.to_path_buf(), token.map(String::from), 64 << 20)), ..Setup::default() }
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let tmp = match self.data_dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().expect("temporary data folder")),
+        };
+        let data_dir =
+            self.data_dir.unwrap_or_else(|| tmp.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default());
+        let token = self.jobs.as_ref().and_then(|(_, token, _)| token.clone());
+        let jobs = self.jobs.map(|(data_root, token, upload_limit)| JobsConfig {
+            data_root,
+            database: data_dir.join(DB_FILE),
+            workers: 1,
+            token,
+            upload_limit,
+            unpacked_limit: 64 << 20,
+            archive_files: 1000,
+            file_limits: drsn::data::Limits::FILES,
+            job_limits: drsn::jobs::JobLimits::default(),
+            request_timeout: Duration::from_secs(30),
+            device: Device::Cpu,
+        });
+        let server = ServerConfig {
+            models_dir: self.models_dir,
+            data_dir: data_dir.clone(),
+            engine: self.engine,
+            http: self.http,
+            max_loaded_versions: drsn::registry::DEFAULT_MAX_LOADED_VERSIONS,
+            max_connections: 1024,
+        };
+        let config = AppConfig { addr: "127.0.0.1:0".parse().expect("loopback address"), server, jobs };
+        let app = Application::build(config).await.expect("the service starts");
+        let (addr, state, jobs) = (app.addr(), app.state(), app.jobs());
+        tokio::spawn(app.run_until(std::future::pending()));
+        TestApp { addr, client: reqwest::Client::new(), state, data_dir, token, jobs, _tmp: tmp }
+    }
+}
+
 /// The service on a random loopback port with the fixture models and default settings.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(engine_config(), HttpConfig::default()).await
+    Setup::default().spawn().await
 }
 
 pub async fn spawn_app_with(engine: EngineConfig, http: HttpConfig) -> TestApp {
-    spawn_app_serving(fixtures().models.clone(), engine, http).await
+    Setup { engine, http, ..Setup::default() }.spawn().await
 }
 
 /// The service on another models folder (e.g. the shipped one), with a fresh data folder.
 pub async fn spawn_app_serving(models_dir: PathBuf, engine: EngineConfig, http: HttpConfig) -> TestApp {
-    let tmp = tempfile::tempdir().expect("temporary data folder");
-    let mut app = spawn_app_on(models_dir, tmp.path().to_path_buf(), engine, http).await;
-    app._tmp = Some(tmp);
-    app
+    Setup { models_dir, engine, http, ..Setup::default() }.spawn().await
 }
 
 /// The service on given folders (e.g. a data folder shared with an earlier instance).
 pub async fn spawn_app_on(models_dir: PathBuf, data_dir: PathBuf, engine: EngineConfig, http: HttpConfig) -> TestApp {
-    let config = ServerConfig {
-        models_dir,
-        data_dir: data_dir.clone(),
-        engine,
-        http,
-        max_loaded_versions: drsn::registry::DEFAULT_MAX_LOADED_VERSIONS,
-        max_connections: 1024,
-    };
-    let server = Server::start(config).await.expect("service starts");
-    let state = server.state.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("loopback port");
-    let addr = listener.local_addr().unwrap();
-    let app = server.app(axum::Router::new());
-    tokio::spawn(server.serve(listener, app, std::future::pending()));
-    TestApp { addr, client: reqwest::Client::new(), state, data_dir, _tmp: None }
+    Setup { models_dir, data_dir: Some(data_dir), engine, http, ..Setup::default() }.spawn().await
 }
 
 /// A deterministic test signal: a few tones and a little pseudo-random noise.

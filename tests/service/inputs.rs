@@ -1,9 +1,7 @@
 //! Every kind of body `POST /diagnose` takes: WAV (body and multipart), raw f32, PNG and
 //! JPEG (body and multipart), JSON at another sampling rate; and how each is refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use image::ImageFormat;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};

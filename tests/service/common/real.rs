@@ -12,6 +12,12 @@ pub fn shipped() -> PathBuf {
     dir
 }
 
+/// The shared data folder (canonical), or a failure naming it and its variable.
+pub fn shared_root() -> PathBuf {
+    shared("cwru/manifest.csv");
+    data::shared_data_root().canonicalize().expect("shared data root")
+}
+
 pub fn shared(sub: &str) -> PathBuf {
     let path = data::shared_data_root().join(sub);
     assert!(

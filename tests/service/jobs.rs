@@ -3,15 +3,12 @@
 //! archive), progress and metrics, the new version put into service, cancel, failures,
 //! idempotency, the data root's walls, and the bearer token.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
-use drsn::data::{read_recording, shared_data_root, ReadOptions};
-use drsn::http::HttpConfig;
-use drsn::server::{Jobs, JobsConfig, Server, ServerConfig};
+use crate::common::real::shared_root;
+use crate::common::*;
+use drsn::data::{read_recording, ReadOptions};
 use drsn::store::DB_FILE;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -19,114 +16,9 @@ use serde_json::{json, Value};
 /// Training jobs compete for two cores: tests that train take turns.
 static TRAINING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct JobsApp {
-    addr: std::net::SocketAddr,
-    client: reqwest::Client,
-    token: Option<String>,
-    _data_dir: tempfile::TempDir,
-    jobs: std::sync::Arc<Jobs>,
-}
-
-impl JobsApp {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.client.post(self.url(path));
-        match &self.token {
-            Some(t) => builder.bearer_auth(t),
-            None => builder,
-        }
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let response = self.client.get(self.url(path)).send().await.expect("request sent");
-        assert_eq!(response.status().as_u16(), 200, "GET {path}");
-        response.json().await.expect("JSON body")
-    }
-
-    /// POSTs a job; returns the status code and the body.
-    async fn submit(&self, request: &Value) -> (u16, Value) {
-        let response = self.post("/jobs").json(request).send().await.expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("JSON body"))
-    }
-
-    /// Polls the job until `done` holds for it or `timeout` passes.
-    async fn wait_for(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let job = self.get(&format!("/jobs/{id}")).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} not there after {timeout:?}: {job:#}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn finished(&self, id: &str, timeout: Duration) -> Value {
-        self.wait_for(id, timeout, |j| ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap()))
-            .await
-    }
-}
-
 /// The service with jobs, on a random loopback port, with the fixture models.
-async fn spawn(data_root: &Path, token: Option<&str>) -> JobsApp {
-    spawn_with(data_root, token, 64 << 20).await
-}
-
-async fn spawn_with(data_root: &Path, token: Option<&str>, upload_limit: usize) -> JobsApp {
-    spawn_in(tempfile::tempdir().expect("temporary data folder"), data_root, token, upload_limit).await
-}
-
-/// The service with jobs on a given data folder (which may hold a database already).
-async fn spawn_in(data_dir: tempfile::TempDir, data_root: &Path, token: Option<&str>, upload_limit: usize) -> JobsApp {
-    let config = ServerConfig {
-        models_dir: fixtures().models.clone(),
-        data_dir: data_dir.path().to_path_buf(),
-        engine: engine_config(),
-        http: HttpConfig::default(),
-        max_loaded_versions: drsn::registry::DEFAULT_MAX_LOADED_VERSIONS,
-        max_connections: 1024,
-    };
-    let server = Server::start(config).await.expect("service starts");
-    let jobs = Jobs::start(
-        &server,
-        JobsConfig {
-            data_root: data_root.to_path_buf(),
-            database: data_dir.path().join(DB_FILE),
-            workers: 1,
-            token: token.map(String::from),
-            upload_limit,
-            unpacked_limit: 64 << 20,
-            archive_files: 1000,
-            file_limits: drsn::data::Limits::FILES,
-            job_limits: drsn::jobs::JobLimits::default(),
-            request_timeout: std::time::Duration::from_secs(30),
-            device: tch::Device::Cpu,
-        },
-    )
-    .await
-    .expect("jobs start");
-    let jobs = std::sync::Arc::new(jobs);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("loopback port");
-    let addr = listener.local_addr().unwrap();
-    let app = server.app(jobs.routes());
-    tokio::spawn(server.serve(listener, app, std::future::pending()));
-    JobsApp { addr, client: reqwest::Client::new(), token: token.map(String::from), _data_dir: data_dir, jobs }
-}
-
-/// The shared data folder, or a failure naming it and its variable.
-fn shared_root() -> PathBuf {
-    let root = shared_data_root();
-    assert!(
-        root.join("cwru/manifest.csv").is_file(),
-        "real CWRU data not found at {} (set DRSN_SHARED_DATA to the folder holding cwru/)",
-        root.join("cwru/manifest.csv").display()
-    );
-    root.canonicalize().expect("shared data root")
+async fn spawn(data_root: &Path, token: Option<&str>) -> TestApp {
+    Setup::with_jobs(data_root, token).spawn().await
 }
 
 /// A small, quick job on the load-0 CWRU recordings (10 classes, the normal baseline
@@ -259,7 +151,7 @@ async fn a_job_on_real_cwru_data_records_every_epoch_and_its_version_serves_diag
         .await
         .unwrap();
     assert_eq!(body["model"]["version"], 1);
-    let store = app.jobs.runner.store();
+    let store = app.jobs.as_ref().expect("jobs").runner.store();
     assert_eq!(store.active_version(BEARING).await.unwrap().unwrap().version, 1);
     let missing = app.post(&format!("/models/{BEARING}/activate")).json(&json!({"version": 9})).send().await.unwrap();
     expect_error(missing, 404, "unknown_model").await;
@@ -279,19 +171,8 @@ fn cwru_wavs() -> Vec<(String, String, Vec<u8>)> {
             let recording =
                 read_recording(&path, &ReadOptions { variable: Some(variable.to_string()), ..Default::default() })
                     .unwrap_or_else(|e| panic!("{e}"));
-            let spec = hound::WavSpec {
-                channels: 1,
-                sample_rate: 12_000,
-                bits_per_sample: 32,
-                sample_format: hound::SampleFormat::Float,
-            };
-            let mut out = std::io::Cursor::new(Vec::new());
-            let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
-            for &s in &recording.channels[0][..40_000] {
-                writer.write_sample(s).unwrap();
-            }
-            writer.finalize().unwrap();
-            (label.to_string(), format!("{}.wav", file.trim_end_matches(".mat")), out.into_inner())
+            let wav = wav_f32(&[recording.channels[0][..40_000].to_vec()], 12_000);
+            (label.to_string(), format!("{}.wav", file.trim_end_matches(".mat")), wav)
         })
         .collect()
 }
@@ -433,7 +314,7 @@ async fn a_corrupt_upload_is_refused_on_arrival_and_a_refused_archive_stores_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_its_limit_answers_413_and_stores_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let app = spawn_with(root.path(), None, 64 << 10).await;
+    let app = Setup { jobs: Some((root.path().to_path_buf(), None, 64 << 10)), ..Setup::default() }.spawn().await;
     let samples: Vec<f32> = (0..100_000).map(|i| (i as f32 * 0.01).sin()).collect();
     let wav = wav_f32(&[samples], 12_000);
     for path in ["/datasets/big/files?label=normal&file=long.wav", "/datasets/big/archive"] {
@@ -663,7 +544,8 @@ async fn a_restart_with_a_queue_of_bad_jobs_fails_each_with_its_reason_and_serve
         }
         store.close().await;
     }
-    let app = spawn_in(data_dir, root.path(), None, 1 << 20).await;
+    let app =
+        Setup { data_dir: Some(data_dir.path().to_path_buf()), ..Setup::with_jobs(root.path(), None) }.spawn().await;
     for (id, says) in [("unreadable", "stored request"), ("missing", "does not exist"), ("outside", "'..'")] {
         let job = app.finished(id, Duration::from_secs(20)).await;
         assert_eq!(job["status"], "failed", "{job:#}");

@@ -4,58 +4,24 @@
 //! non-loopback address without a token; and the /diagnose latency figure while a job
 //! trains versus idle (an ignored test, run on demand).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{self, Served};
-use common::*;
-use drsn::data::shared_data_root;
+use crate::common::process::{self, Served};
+use crate::common::real::shared_root;
+use crate::common::*;
 use drsn::store::{Store, DB_FILE, INTERRUPTED};
 use serde_json::{json, Value};
 
-impl Served {
-    async fn get(&self, path: &str) -> Value {
-        let response = self.client.get(self.url(path)).send().await.expect("request sent");
-        assert_eq!(response.status().as_u16(), 200, "GET {path}");
-        response.json().await.expect("JSON body")
-    }
-
-    async fn submit(&self, request: &Value) -> String {
-        let response = self.client.post(self.url("/jobs")).json(request).send().await.expect("request sent");
-        assert_eq!(response.status().as_u16(), 202);
-        let body: Value = response.json().await.unwrap();
-        body["id"].as_str().unwrap().to_string()
-    }
-
-    async fn wait_for(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let job = self.get(&format!("/jobs/{id}")).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} not there after {timeout:?}: {job:#}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn training(&self, id: &str) {
-        self.wait_for(id, Duration::from_secs(120), |j| j["progress"]["step"].as_i64().unwrap_or(0) > 0).await;
-    }
+/// Waits until the job has taken at least one training step.
+async fn training(served: &Served, id: &str) {
+    served.wait_for(id, Duration::from_secs(120), |j| j["progress"]["step"].as_i64().unwrap_or(0) > 0).await;
 }
 
 /// Starts the binary on the shared data and waits for its JSON `ready` line.
 fn start(data_dir: &Path, extra: &[&str]) -> Served {
-    let root = shared_data_root();
-    assert!(
-        root.join("cwru/manifest.csv").is_file(),
-        "real CWRU data not found at {} (set DRSN_SHARED_DATA to the folder holding cwru/)",
-        root.join("cwru/manifest.csv").display()
-    );
-    process::start(data_dir, extra, &[("DRSN_DATA_ROOT", root.as_os_str())])
+    process::start(data_dir, extra, &[("DRSN_DATA_ROOT", shared_root().as_os_str())])
 }
 
 fn cwru_job(model: &str, epochs: usize) -> Value {
@@ -81,11 +47,11 @@ async fn a_killed_server_restarts_on_the_same_database_with_its_jobs_settled_and
     let db = data.path().join(DB_FILE);
 
     let mut first = start(data.path(), &[]);
-    let done_id = first.submit(&cwru_job("bearing-kill", 2)).await;
+    let done_id = first.submit_ok(&cwru_job("bearing-kill", 2)).await;
     let done = first.wait_for(&done_id, Duration::from_secs(240), |j| j["status"] == "succeeded").await;
     assert_eq!(done["model_version"], 1);
-    let killed_id = first.submit(&cwru_job("bearing-kill", 500)).await;
-    first.training(&killed_id).await;
+    let killed_id = first.submit_ok(&cwru_job("bearing-kill", 500)).await;
+    training(&first, &killed_id).await;
     first.signal(libc::SIGKILL);
     let status = first.exit_within(Duration::from_secs(10)).await;
     assert!(!status.success(), "killed: {status}");
@@ -105,8 +71,8 @@ async fn a_killed_server_restarts_on_the_same_database_with_its_jobs_settled_and
     assert_eq!(versions["versions"][0]["job_id"], done_id.as_str());
 
     // SIGTERM while a job trains: the job ends at once as interrupted, the process exits.
-    let stopped_id = second.submit(&cwru_job("bearing-kill", 500)).await;
-    second.training(&stopped_id).await;
+    let stopped_id = second.submit_ok(&cwru_job("bearing-kill", 500)).await;
+    training(&second, &stopped_id).await;
     second.signal(libc::SIGTERM);
     let status = second.exit_within(Duration::from_secs(30)).await;
     assert!(status.success(), "SIGTERM: {status}");
@@ -174,8 +140,8 @@ async fn diagnose_latency_while_a_job_trains_vs_idle() {
     let served = start(data.path(), &[]);
     latencies(&served, 50).await; // warm-up
     let mut idle = latencies(&served, n / 2).await;
-    let id = served.submit(&cwru_job("latency", 1000)).await;
-    served.training(&id).await;
+    let id = served.submit_ok(&cwru_job("latency", 1000)).await;
+    training(&served, &id).await;
     let busy = latencies(&served, n).await;
     let job = served.get(&format!("/jobs/{id}")).await;
     assert_eq!(job["status"], "running", "the job trained throughout the measurement");

@@ -2,12 +2,10 @@
 //! client from PyPI (`tests/triton_client.py`) against a real server with the shipped
 //! models, fed held-out CWRU windows and MNIST test digits from `../shared/data`.
 
-mod common;
-
 use std::path::Path;
 
-use common::real::*;
-use common::*;
+use crate::common::real::*;
+use crate::common::*;
 use drsn::http::HttpConfig;
 use drsn::registry::ModelCard;
 use serde_json::{json, Value};

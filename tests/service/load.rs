@@ -1,9 +1,7 @@
 //! 200 concurrent diagnoses against a real server: every answer is the right one for its
 //! own window, and the engine batched them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use drsn::data::Normalization;
 use drsn::nn::Model;
 use drsn::registry::{ModelCard, WEIGHTS_FILE};

@@ -8,13 +8,11 @@
 //! `DRSN_FUZZ_CASES` sets the inputs per decoder (default 200, the suite's budget); the
 //! README gives the longer run's command and figures.
 
-mod common;
-
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use drsn::data::{self, Limits, ReadOptions};
 use drsn::datasets::archive;
 use proptest::prelude::*;

@@ -5,14 +5,12 @@
 //! error type, quickly, without a server path in the answer; the process must stay up and
 //! its peak resident memory bounded.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::process::{start, Served};
-use common::*;
+use crate::common::process::{start, Served};
+use crate::common::*;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "hostile-test-token";

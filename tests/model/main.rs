@@ -1,0 +1,8 @@
+//! Networks, data and training without a server: the data readers on the real data sets,
+//! the networks' shapes and their parity with the PyTorch twin, and training runs. One test
+//! binary: each links libtorch.
+
+mod data;
+mod nn;
+mod parity;
+mod train;
