@@ -20,3 +20,6 @@ else
     echo "clippy is not installed (rustup component add clippy): lint skipped" >&2
 fi
 cargo test --locked "$@"
+# The API description against the handlers: schemathesis on a real server (its own binary,
+# built by the tests above).
+bash scripts/schemathesis.sh

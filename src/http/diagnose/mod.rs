@@ -36,15 +36,16 @@ pub struct DiagnoseRequest {
     /// Several windows: `[N][length]` or `[N][channels][length]` for 1-D models,
     /// `[N][height][width]` or `[N][channels][height][width]` for 2-D models (pixel / 255).
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Vec<f32>>>)]
+    #[schema(value_type = Option<Vec<Vec<f32>>>, min_items = 1)]
     pub signals: Option<NestedArray>,
     /// One window, shaped as one element of `signals`.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<f32>>)]
+    #[schema(value_type = Option<Vec<f32>>, min_items = 1)]
     pub signal: Option<NestedArray>,
     /// The signals' sampling rate in Hz when it is not the model's: each window is then
     /// resampled (anti-aliased) to the model's rate and must have the model's length there.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub sample_rate: Option<u32>,
     /// `none`, `summary` (default) or `full`.
     #[serde(default)]
@@ -61,8 +62,10 @@ pub struct DiagnoseQuery {
     pub version: Option<u32>,
     /// Samples between window starts, at the model's rate (default: the window length,
     /// i.e. windows do not overlap).
+    #[param(minimum = 1)]
     pub stride: Option<usize>,
     /// Rate of raw `application/octet-stream` samples (default: the model's).
+    #[param(minimum = 1)]
     pub sample_rate: Option<u32>,
     /// Which channel of a multi-channel recording a single-channel model diagnoses.
     pub channel: Option<usize>,

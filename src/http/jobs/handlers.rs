@@ -96,10 +96,13 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs in this state: queued, running, succeeded, failed or cancelled.
+    #[param(value_type = Option<JobStatus>)]
     pub status: Option<String>,
     /// Jobs per page (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Jobs to skip (default 0).
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

@@ -29,7 +29,20 @@ pub async fn list(State(state): State<JobsState>, Path(name): Path<String>) -> R
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
     /// The version to put into service.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 1)]
     pub version: u32,
+}
+
+/// A version number as JSON writes whole numbers: `3` or `3.0` (JSON Schema's integers
+/// include both).
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let n = f64::deserialize(deserializer)?;
+    if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(serde::de::Error::custom(format!("{n} is not a version number (a whole number)")))
+    }
 }
 
 /// Puts a version into service at once (roll back or forward, no restart): the next

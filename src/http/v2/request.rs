@@ -32,6 +32,7 @@ pub struct InferRequest {
     #[schema(value_type = Object)]
     pub parameters: Parameters,
     /// Exactly one, named `input`.
+    #[schema(min_items = 1, max_items = 1)]
     pub inputs: Vec<InputTensor>,
     /// Which outputs to return (default: all).
     #[serde(default)]
@@ -42,6 +43,7 @@ pub struct InferRequest {
 pub struct InputTensor {
     pub name: String,
     /// `[N, ...one window]`, e.g. `[N, 2048]` or `[N, 1, 2048]`.
+    #[schema(value_type = Vec<u64>)]
     pub shape: Vec<i64>,
     /// `FP32`.
     pub datatype: String,
