@@ -126,21 +126,32 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
     if cancel.is_cancelled() {
         return Err(ExecuteError::Cancelled);
     }
-    publish(inner, row, &request, &plan, &dataset, &run_request, &outcome)
+    let trained = Trained {
+        row,
+        request: &request,
+        plan: &plan,
+        dataset: &dataset,
+        run_request: &run_request,
+        outcome: &outcome,
+    };
+    publish(inner, &trained)
+}
+
+/// A job whose training is done: what it was asked, what it read and what it made.
+struct Trained<'a> {
+    row: &'a JobRow,
+    request: &'a JobRequest,
+    plan: &'a Plan,
+    dataset: &'a Dataset,
+    run_request: &'a RunRequest,
+    outcome: &'a RunOutcome,
 }
 
 /// Writes the version folder, has the catalog record, register and (per the policy)
 /// activate it. A cancel that comes before publishing begins wins (no version); after,
 /// it is refused.
-fn publish(
-    inner: &Shared,
-    row: &JobRow,
-    request: &JobRequest,
-    plan: &Plan,
-    dataset: &Dataset,
-    run_request: &RunRequest,
-    outcome: &RunOutcome,
-) -> Result<(i64, JobResult), ExecuteError> {
+fn publish(inner: &Shared, trained: &Trained) -> Result<(i64, JobResult), ExecuteError> {
+    let Trained { row, request, dataset, run_request, outcome, .. } = *trained;
     let catalog = &inner.ctx.catalog;
     let name = request.model.as_str();
     let accuracy = outcome.test.as_ref().map(|t| t.accuracy).or(outcome.report.best_val_accuracy);
@@ -149,7 +160,7 @@ fn publish(
 
     let reservation = inner.rt.block_on(catalog.reserve(name)).map_err(failed)?;
     let version = reservation.version;
-    let written = write_version(inner, row, request, plan, dataset, run_request, outcome, &reservation)?;
+    let written = write_version(inner, trained, &reservation)?;
     let discard = || {
         let _ = std::fs::remove_dir_all(&written);
     };
@@ -197,17 +208,8 @@ fn publish(
 
 /// Writes the reserved version's card and weights under a hidden name beside its folder
 /// (the registry never sees half a version); returns where.
-#[allow(clippy::too_many_arguments)]
-fn write_version(
-    inner: &Shared,
-    row: &JobRow,
-    request: &JobRequest,
-    plan: &Plan,
-    dataset: &Dataset,
-    run_request: &RunRequest,
-    outcome: &RunOutcome,
-    reservation: &Reservation<'_>,
-) -> Result<PathBuf, ExecuteError> {
+fn write_version(inner: &Shared, trained: &Trained, reservation: &Reservation<'_>) -> Result<PathBuf, ExecuteError> {
+    let Trained { row, request, plan, dataset, run_request, outcome } = *trained;
     let parent = reservation.dir.parent().ok_or_else(|| failed("model folder has no parent"))?;
     let partial = parent.join(format!(".{}.partial-{}", reservation.version, uuid::Uuid::new_v4()));
     let window = (run_request.spec.dim == Dim::One)

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::files::{gz, mat, npy};
 use crate::common::*;
 use drsn::data::{self, Limits, ReadOptions};
 use drsn::datasets::archive;
@@ -98,46 +99,11 @@ fn wav_seed() -> Vec<u8> {
 }
 
 fn npy_seed() -> Vec<u8> {
-    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (64, 2), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(signal(128, 2).iter().flat_map(|v| v.to_le_bytes()));
-    out
-}
-
-fn mat_element(kind: u32, data: &[u8]) -> Vec<u8> {
-    let mut out = kind.to_le_bytes().to_vec();
-    out.extend((data.len() as u32).to_le_bytes());
-    out.extend(data);
-    out.resize(out.len().div_ceil(8) * 8, 0);
-    out
+    npy("(64, 2)", &signal(128, 2).iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>())
 }
 
 fn mat_seed(compressed: bool) -> Vec<u8> {
-    let mut body = mat_element(6, &[6, 0, 0, 0, 0, 0, 0, 0]);
-    body.extend(mat_element(5, &[64, 0, 0, 0, 1, 0, 0, 0]));
-    body.extend(mat_element(1, b"X1_DE_time"));
-    body.extend(mat_element(9, &signal(64, 3).iter().flat_map(|v| (*v as f64).to_le_bytes()).collect::<Vec<_>>()));
-    let matrix = mat_element(14, &body);
-    let mut out = format!("{:<116}", "MATLAB 5.0 MAT-file, fuzz").into_bytes();
-    out.extend([0u8; 8]);
-    out.extend([0x00, 0x01, b'I', b'M']);
-    if compressed {
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        z.write_all(&matrix).unwrap();
-        let data = z.finish().unwrap();
-        out.extend(15u32.to_le_bytes());
-        out.extend((data.len() as u32).to_le_bytes());
-        out.extend(data);
-    } else {
-        out.extend(matrix);
-    }
-    out
+    mat(64, 1, &signal(64, 3).iter().flat_map(|v| (*v as f64).to_le_bytes()).collect::<Vec<_>>(), compressed)
 }
 
 fn png_seed() -> Vec<u8> {
@@ -173,12 +139,6 @@ fn tar_seed() -> Vec<u8> {
     h.set_mode(0o644);
     b.append_data(&mut h, format!("set/long/{}.csv", "n".repeat(150)), &b"1\n\n"[..]).unwrap();
     b.into_inner().unwrap()
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    z.write_all(bytes).unwrap();
-    z.finish().unwrap()
 }
 
 fn zip_seed() -> Vec<u8> {

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::files::{black_png, gz, mat, npy, wav_header};
 use crate::common::process::{start, Served};
 use crate::common::*;
 use serde_json::{json, Value};
@@ -106,66 +107,6 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// A WAV file written byte by byte, so that its header can say anything.
-fn wav(rate: u32, channels: u16, bits: u16, data_len: u32, data: &[u8]) -> Vec<u8> {
-    let block = channels.wrapping_mul(bits / 8);
-    let mut out = b"RIFF".to_vec();
-    out.extend((36 + data.len() as u32).to_le_bytes());
-    out.extend(b"WAVEfmt ");
-    out.extend(16u32.to_le_bytes());
-    out.extend(1u16.to_le_bytes());
-    out.extend(channels.to_le_bytes());
-    out.extend(rate.to_le_bytes());
-    out.extend(rate.wrapping_mul(block as u32).to_le_bytes());
-    out.extend(block.to_le_bytes());
-    out.extend(bits.to_le_bytes());
-    out.extend(b"data");
-    out.extend(data_len.to_le_bytes());
-    out.extend(data);
-    out
-}
-
-fn npy(shape: &str) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend([0u8; 64]);
-    out
-}
-
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend((data.len() as u32).to_be_bytes());
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend(kind);
-    out.extend(data);
-    out.extend(crc.sum().to_be_bytes());
-}
-
-/// A valid 8-bit grayscale PNG of `side` x `side` black pixels: small on the wire, huge
-/// once decoded.
-fn black_png(side: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = side.to_be_bytes().to_vec();
-    ihdr.extend(side.to_be_bytes());
-    ihdr.extend([8, 0, 0, 0, 0]);
-    png_chunk(&mut out, b"IHDR", &ihdr);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-    let row = vec![0u8; side as usize + 1];
-    for _ in 0..side {
-        z.write_all(&row).unwrap();
-    }
-    png_chunk(&mut out, b"IDAT", &z.finish().unwrap());
-    png_chunk(&mut out, b"IEND", &[]);
-    out
-}
-
 fn multipart(boundary: &str, parts: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for i in 0..parts {
@@ -194,45 +135,6 @@ fn tar(entries: &[(&[u8], u8, &[u8])]) -> Vec<u8> {
         b.append(&h, *data).unwrap();
     }
     b.into_inner().unwrap()
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    z.write_all(bytes).unwrap();
-    z.finish().unwrap()
-}
-
-fn mat_element(kind: u32, data: &[u8]) -> Vec<u8> {
-    let mut out = kind.to_le_bytes().to_vec();
-    out.extend((data.len() as u32).to_le_bytes());
-    out.extend(data);
-    out.resize(out.len().div_ceil(8) * 8, 0);
-    out
-}
-
-/// A MAT-file with one double matrix `rows x cols` whose values are `values` (which may
-/// be fewer than the dimensions say), compressed when asked.
-fn mat(rows: u32, cols: u32, values: &[u8], compressed: bool) -> Vec<u8> {
-    let mut body = mat_element(6, &[6, 0, 0, 0, 0, 0, 0, 0]);
-    let dims: Vec<u8> = [rows, cols].iter().flat_map(|d| d.to_le_bytes()).collect();
-    body.extend(mat_element(5, &dims));
-    body.extend(mat_element(1, b"X1_DE_time"));
-    body.extend(mat_element(9, values));
-    let matrix = mat_element(14, &body);
-    let mut out = format!("{:<116}", "MATLAB 5.0 MAT-file, hostile").into_bytes();
-    out.extend([0u8; 8]);
-    out.extend([0x00, 0x01, b'I', b'M']);
-    if compressed {
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        z.write_all(&matrix).unwrap();
-        let data = z.finish().unwrap();
-        out.extend(15u32.to_le_bytes());
-        out.extend((data.len() as u32).to_le_bytes());
-        out.extend(data);
-    } else {
-        out.extend(matrix);
-    }
-    out
 }
 
 fn v2_infer(input: Value) -> Vec<u8> {
@@ -289,20 +191,20 @@ fn cases() -> Vec<Case> {
             .expect(422, "validation", "query"),
         // WAV headers that lie.
         case("8-bit WAV at 4294967291 Hz", format!("/diagnose?model={BEARING}"), "audio/wav",
-            wav(4_294_967_291, 1, 8, 4096, &[128; 4096]))
+            wav_header(4_294_967_291, 1, 8, 4096, &[128; 4096]))
             .expect(422, "validation", "--max-sample-rate"),
-        case("WAV at 0 Hz", format!("/diagnose?model={BEARING}"), "audio/wav", wav(0, 1, 16, 8, &[0; 8]))
+        case("WAV at 0 Hz", format!("/diagnose?model={BEARING}"), "audio/wav", wav_header(0, 1, 16, 8, &[0; 8]))
             .expect(422, "validation", "WAV"),
         case("WAV with 65535 channels", format!("/diagnose?model={BEARING}"), "audio/wav",
-            wav(12_000, 65_535, 8, 65_535, &vec![0; 65_535]))
+            wav_header(12_000, 65_535, 8, 65_535, &vec![0; 65_535]))
             .expect(413, "payload_too_large", "--max-channels"),
         case("WAV whose data chunk claims 4 GiB", format!("/diagnose?model={BEARING}"), "audio/wav",
-            wav(12_000, 1, 8, u32::MAX - 15, &[128; 64]))
+            wav_header(12_000, 1, 8, u32::MAX - 15, &[128; 64]))
             .expect(413, "payload_too_large", "--max-samples"),
         case("WAV cut after RIFF", format!("/diagnose?model={BEARING}"), "audio/wav", b"RIFF\x10\x00\x00\x00WAVE".to_vec())
             .expect(422, "validation", "WAV"),
         case("WAV channel out of range", format!("/diagnose?model={BEARING}&channel=9"), "audio/wav",
-            wav(12_000, 1, 16, 4096 * 2, &vec![0; 4096 * 2]))
+            wav_header(12_000, 1, 16, 4096 * 2, &vec![0; 4096 * 2]))
             .expect(422, "validation", "channel"),
         // JSON windows.
         case("JSON 10000 levels deep", "/diagnose", "application/json",
@@ -390,13 +292,13 @@ fn cases() -> Vec<Case> {
             .expect(422, "validation", "missing field"),
         // Uploads: shapes, inflation, archive entries.
         case("npy of shape (2**63, 2)", "/datasets/h/files?label=a&file=a.npy", "application/octet-stream",
-            npy("(9223372036854775808, 2)")).with_token()
+            npy("(9223372036854775808, 2)", &[0; 64])).with_token()
             .expect(413, "payload_too_large", "more than 2^64"),
         case("npy of shape (2**40, 2)", "/datasets/h/files?label=a&file=a.npy", "application/octet-stream",
-            npy("(1099511627776, 2)")).with_token()
+            npy("(1099511627776, 2)", &[0; 64])).with_token()
             .expect(413, "payload_too_large", "--max-samples"),
         case("npy of 3 dimensions", "/datasets/h/files?label=a&file=a.npy", "application/octet-stream",
-            npy("(2, 2, 2)")).with_token()
+            npy("(2, 2, 2)", &[0; 64])).with_token()
             .expect(422, "validation", "1-D and 2-D"),
         case("mat whose dimensions overflow", "/datasets/h/files?label=a&file=a.mat", "application/octet-stream",
             mat(u32::MAX, u32::MAX, &[0; 16], false)).with_token()
@@ -549,27 +451,11 @@ async fn hostile_requests_are_refused_quickly_and_the_service_stays_up_with_boun
         ("linked.csv", "outside the data root"),
         ("fifo-manifest.csv", "not a regular file"),
     ] {
-        let job: Value = client
-            .post(served.url("/jobs"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"model": "hostile", "dataset": manifest, "data": {"default_sample_rate": 12000}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let request = json!({"model": "hostile", "dataset": manifest, "data": {"default_sample_rate": 12000}});
+        let (status, job) = served.submit(&request).await;
+        assert_eq!(status, 202, "{manifest}: {job}");
         let id = job["id"].as_str().unwrap_or_else(|| panic!("{manifest}: {job}")).to_string();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let view = loop {
-            let view: Value =
-                client.get(served.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
-            if view["status"] == "failed" || view["status"] == "succeeded" {
-                break view;
-            }
-            assert!(Instant::now() < deadline, "{manifest}: job still {}", view["status"]);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let view = served.finished(&id, Duration::from_secs(20)).await;
         assert_eq!(view["status"], "failed", "{manifest}: {view}");
         let error = view["error"].as_str().unwrap();
         assert!(error.contains(says), "{manifest}: {error}");

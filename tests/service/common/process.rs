@@ -18,6 +18,8 @@ pub struct Served {
     pub client: reqwest::Client,
     /// Log lines after the ready line.
     pub logs: mpsc::Receiver<String>,
+    /// The `DRSN_TOKEN` it was started with.
+    pub token: Option<String>,
 }
 
 /// Starts `drsn serve` on a loopback port with the fixture models, the given data folder,
@@ -57,7 +59,8 @@ pub fn start(data_dir: &Path, extra: &[&str], env: &[(&str, &OsStr)]) -> Served 
         let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
         if entry["fields"]["message"] == "ready" {
             let addr = entry["fields"]["addr"].as_str().expect("ready names the address").to_string();
-            return Served { child, addr, client: reqwest::Client::new(), logs: rx };
+            let token = env.iter().find(|(k, _)| *k == "DRSN_TOKEN").map(|(_, v)| v.to_string_lossy().into_owned());
+            return Served { child, addr, client: reqwest::Client::new(), logs: rx, token };
         }
     }
 }
@@ -69,6 +72,10 @@ impl super::Service for Served {
 
     fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 }
 
