@@ -4,6 +4,10 @@
 //!
 //! Writes are short single statements or `BEGIN IMMEDIATE` transactions where a read
 //! decides the write, so two writers never deadlock upgrading a read lock (SQLITE_BUSY).
+//!
+//! A few rows the API returns as they are (`EpochRow`, `ClassCount`, `DatasetFileRow`,
+//! `JobStatus`) derive their OpenAPI schema here: a mirror type at the HTTP boundary would
+//! be a second copy of every field to keep in step.
 
 mod datasets;
 mod jobs;
