@@ -1,5 +1,6 @@
 //! The command line: one sub-module per sub-command. Every flag is also an env var.
 
+mod analyze;
 mod data_args;
 mod evaluate;
 mod healthcheck;
@@ -43,6 +44,9 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a model folder on a data set: accuracy, per-class table, confusion, SNR sweep.
     Evaluate(Box<evaluate::EvaluateArgs>),
+    /// The physics evidence on a recording (shaft speed, envelope spectrum, defect
+    /// frequencies) or on every recording of a manifest against its labels.
+    Analyze(Box<analyze::AnalyzeArgs>),
 }
 
 impl Command {
@@ -53,6 +57,7 @@ impl Command {
             Command::Train(args) => train::run(*args),
             Command::Evaluate(args) => evaluate::run(*args),
             Command::Healthcheck(args) => healthcheck::run(args),
+            Command::Analyze(args) => analyze::run(*args),
         }
     }
 }

@@ -5,4 +5,5 @@
 mod data;
 mod nn;
 mod parity;
+mod physics;
 mod train;

@@ -1,0 +1,154 @@
+//! `drsn analyze`: the physics evidence on a recording (shaft speed, envelope spectrum of
+//! the most impulsive band, peaks at the bearing's defect frequencies, the family they
+//! support), or on every recording of a manifest against its labels.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::data::{read_recording, ReadOptions};
+use crate::physics::{analyze, Bearing, Evidence, FaultFamily, Settings, Verdict};
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// A recording (.wav, .csv, .npy, .mat), or a manifest CSV (`file`, `label`, and
+    /// optionally `rpm`, `sampling_rate_hz`, `variable`) to analyze every recording it
+    /// lists and compare the verdicts with the labels.
+    pub recording: PathBuf,
+    /// The bearing: a designation from the built-in table (`6205-2RS JEM SKF`, `6203-2RS
+    /// JEM SKF`, or `cwru-de`, `cwru-fe`).
+    #[arg(long, env = "DRSN_BEARING", default_value = "cwru-de")]
+    pub bearing: String,
+    /// Shaft speed in rpm; without it (and without a manifest `rpm`) it is estimated within
+    /// --rpm-range.
+    #[arg(long)]
+    pub rpm: Option<f64>,
+    /// Where to look for the shaft speed, `LOW:HIGH` rpm.
+    #[arg(long, default_value = "600:3600")]
+    pub rpm_range: String,
+    /// Estimate the shaft speed even where the manifest gives it (and report the error).
+    #[arg(long)]
+    pub estimate_speed: bool,
+    /// Sampling rate of files that do not state one (CSV, .npy, .mat).
+    #[arg(long)]
+    pub sample_rate: Option<u32>,
+    /// MAT variable (default `*_DE_time`).
+    #[arg(long)]
+    pub variable: Option<String>,
+}
+
+fn rpm_range(text: &str) -> anyhow::Result<(f64, f64)> {
+    let (lo, hi) = text.split_once(':').context("--rpm-range takes LOW:HIGH")?;
+    let (lo, hi): (f64, f64) = (lo.trim().parse()?, hi.trim().parse()?);
+    if !(lo > 0.0 && hi > lo) {
+        bail!("--rpm-range {text}: LOW and HIGH must be positive, LOW below HIGH");
+    }
+    Ok((lo, hi))
+}
+
+pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let bearing = Bearing::named(&args.bearing).with_context(|| format!("unknown bearing {:?}", args.bearing))?;
+    let (lo, hi) = rpm_range(&args.rpm_range)?;
+    let mut settings = Settings::new(bearing);
+    settings.shaft_range_hz = (lo / 60.0, hi / 60.0);
+    if args.recording.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) && is_manifest(&args.recording)? {
+        return run_manifest(&args, &settings);
+    }
+    let options = ReadOptions { variable: args.variable.clone(), ..ReadOptions::default() };
+    let recording = read_recording(&args.recording, &options)?;
+    let rate = recording.sample_rate.or(args.sample_rate).context("the file states no rate: give --sample-rate")?;
+    let channel = recording.channels.first().context("the recording holds no channel")?;
+    settings.shaft_hz = args.rpm.map(|r| r / 60.0);
+    let evidence = analyze(channel, f64::from(rate), &settings);
+    println!("{}", serde_json::to_string_pretty(&evidence)?);
+    Ok(())
+}
+
+fn is_manifest(path: &Path) -> anyhow::Result<bool> {
+    let mut reader = ::csv::Reader::from_path(path)?;
+    let headers = reader.headers()?;
+    Ok(headers.iter().any(|h| h == "file") && headers.iter().any(|h| h == "label"))
+}
+
+/// One recording of a manifest, analyzed.
+struct Row {
+    truth: FaultFamily,
+    evidence: Evidence,
+    /// The estimated speed's error against the manifest's, in %.
+    speed_error: Option<f64>,
+}
+
+fn run_manifest(args: &AnalyzeArgs, settings: &Settings) -> anyhow::Result<()> {
+    let base = args.recording.parent().unwrap_or(Path::new("."));
+    let mut reader = ::csv::Reader::from_path(&args.recording)?;
+    let headers = reader.headers()?.clone();
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let (file, label) = (column("file").context("no file column")?, column("label").context("no label column")?);
+    let (rpm, rate, variable) = (column("rpm"), column("sampling_rate_hz"), column("variable"));
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record?;
+        let cell = |i: Option<usize>| i.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
+        let path = base.join(cell(Some(file)).context("empty file cell")?);
+        let options = ReadOptions { variable: cell(variable).map(String::from), ..ReadOptions::default() };
+        let recording = read_recording(&path, &options).with_context(|| path.display().to_string())?;
+        let sample_rate = match cell(rate) {
+            Some(r) => r.parse::<f64>()?,
+            None => f64::from(recording.sample_rate.or(args.sample_rate).context("no rate")?),
+        };
+        let given: Option<f64> = cell(rpm).map(str::parse).transpose()?;
+        let channel = recording.channels.first().context("no channel")?;
+        let mut s = settings.clone();
+        s.shaft_hz = if args.estimate_speed { None } else { given.map(|r| r / 60.0) };
+        let evidence = analyze(channel, sample_rate, &s);
+        let speed_error = given.filter(|_| args.estimate_speed).map(|g| (evidence.shaft.rpm - g) / g * 100.0);
+        let label = cell(Some(label)).unwrap_or_default().to_string();
+        let truth = FaultFamily::from_class(&label);
+        eprintln!(
+            "{:<40} {:<8} {:?} (shaft {:.1} rpm{}) {}",
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            label,
+            evidence.verdict,
+            evidence.shaft.rpm,
+            speed_error.map(|e| format!(", {e:+.2}%")).unwrap_or_default(),
+            evidence.reason
+        );
+        rows.push(Row { truth, evidence, speed_error });
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| truth | recordings | right | wrong family | inconclusive | none |");
+    println!("|---|---|---|---|---|---|");
+    for family in [FaultFamily::InnerRace, FaultFamily::OuterRace, FaultFamily::Ball, FaultFamily::Normal] {
+        let of: Vec<&Row> = rows.iter().filter(|r| r.truth == family).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let count = |f: &dyn Fn(&Verdict) -> bool| of.iter().filter(|r| f(&r.evidence.verdict)).count();
+        let right = count(&|v| match v {
+            Verdict::Fault(f) => *f == family,
+            Verdict::None => family == FaultFamily::Normal,
+            Verdict::Inconclusive => false,
+        });
+        let wrong = count(&|v| matches!(v, Verdict::Fault(f) if *f != family));
+        let inconclusive = count(&|v| *v == Verdict::Inconclusive);
+        let none = count(&|v| *v == Verdict::None);
+        println!("| {} | {} | {right} | {wrong} | {inconclusive} | {none} |", family.name(), of.len());
+    }
+    let mut errors: Vec<f64> = rows.iter().filter_map(|r| r.speed_error.map(f64::abs)).collect();
+    if !errors.is_empty() {
+        errors.sort_by(f64::total_cmp);
+        let within = errors.iter().filter(|&&e| e <= 1.0).count();
+        let median = errors.get(errors.len() / 2).copied().unwrap_or_default();
+        let worst = errors.last().copied().unwrap_or_default();
+        println!(
+            "\nshaft speed estimated on {} recordings: within 1% on {within} ({:.0}%), median error {median:.2}%, worst {worst:.2}%",
+            errors.len(),
+            within as f64 * 100.0 / errors.len() as f64
+        );
+    }
+}
