@@ -245,6 +245,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         normalization,
         data: dataset.description.clone().into(),
         metrics: outcome.metrics(&request),
+        machine: None,
     };
     let card = write_model_folder(&out, &outcome.model, info)?;
     let r = &outcome.report;

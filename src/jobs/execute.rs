@@ -228,6 +228,11 @@ fn write_version(inner: &Shared, trained: &Trained, reservation: &Reservation<'_
             description: inner.ctx.redacted(&dataset.description),
         },
         metrics: outcome.metrics(run_request),
+        // As the request says, else as the version in service says.
+        machine: request
+            .machine
+            .clone()
+            .or_else(|| inner.ctx.registry().active(&reservation.name).ok().and_then(|e| e.card.machine.clone())),
     };
     write_model_folder(&partial, &outcome.model, info).map_err(|e| {
         let _ = std::fs::remove_dir_all(&partial);

@@ -67,6 +67,10 @@ pub struct JobRequest {
     /// instead of starting another (also accepted as the `Idempotency-Key` header).
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The machine the model is for (bearing, shaft speed, sensor unit), for the physics
+    /// second opinion; default: the version in service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<crate::registry::MachineInfo>,
 }
 
 /// Where the weights start.

@@ -2,6 +2,7 @@
 //! the fault families a class can belong to.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A rolling-element bearing's geometry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,7 +67,7 @@ impl Bearing {
 }
 
 /// Defect frequencies: in orders (multiples of the shaft rate), or in Hz once scaled.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DefectFrequencies {
     /// Fundamental train (cage).
     pub ftf: f64,
@@ -90,7 +91,7 @@ impl DefectFrequencies {
 }
 
 /// What kind of fault a class is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultFamily {
     Normal,

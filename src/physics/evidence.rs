@@ -4,12 +4,13 @@
 //! floor, and the fault family the evidence supports, or `none` / `inconclusive`.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::bearing::{Bearing, DefectFrequencies, FaultFamily};
 use super::envelope::{amplitude_spectrum, envelope_spectrum, most_impulsive_band, Band, Spectrum};
 
 /// How the shaft rate was known.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SpeedSource {
     /// Given (request, card, manifest).
@@ -18,7 +19,7 @@ pub enum SpeedSource {
     Estimated,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, ToSchema)]
 pub struct ShaftSpeed {
     pub hz: f64,
     pub rpm: f64,
@@ -59,7 +60,7 @@ impl Settings {
 }
 
 /// One frequency looked at.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Peak {
     /// What it is (`BPFO x2`, `BPFI - fr`, ...).
     pub what: String,
@@ -71,7 +72,7 @@ pub struct Peak {
 }
 
 /// The evidence for one fault family.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct FamilyEvidence {
     pub family: FaultFamily,
     /// The defect frequency and its harmonics (and, for the inner race, the sidebands at
@@ -93,7 +94,7 @@ impl FamilyEvidence {
 }
 
 /// What the physics says.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The evidence points at one family.
@@ -104,7 +105,7 @@ pub enum Verdict {
     Inconclusive,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Evidence {
     pub bearing: String,
     pub shaft: ShaftSpeed,
@@ -118,6 +119,7 @@ pub struct Evidence {
     /// The envelope spectrum up to a little past the highest harmonic looked at (for
     /// pictures): `[Hz, amplitude]` pairs.
     #[serde(skip)]
+    #[schema(ignore)]
     pub envelope: Spectrum,
 }
 
@@ -300,7 +302,7 @@ fn decide(families: &[FamilyEvidence], settings: &Settings) -> (Verdict, String)
 }
 
 /// How the physics verdict stands to the model's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Agreement {
     Agrees,

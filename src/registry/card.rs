@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::data::{DatasetDescription, Normalization};
 use crate::nn::ModelSpec;
+use crate::physics::{FaultFamily, IsoGroup, SensorUnit};
 use crate::train::RunMetrics;
 
 /// File names inside a model folder.
@@ -38,9 +39,37 @@ pub struct ModelCard {
     /// What training measured: held-out accuracy, per class, the noise sweep, the history.
     #[serde(default)]
     pub metrics: RunMetrics,
+    /// The machine it was trained for (bearing, shaft speed, sensor): what the physics
+    /// second opinion on its diagnoses needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineInfo>,
     pub created_at: DateTime<Utc>,
     /// Hex SHA-256 of `weights.safetensors`.
     pub weights_sha256: String,
+}
+
+/// The machine a model was trained for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct MachineInfo {
+    /// Nominal shaft speed, rpm.
+    pub shaft_rpm: Option<f64>,
+    /// The speeds it runs at, `[low, high]` rpm: where the shaft speed is looked for.
+    pub shaft_rpm_range: Option<[f64; 2]>,
+    /// A bearing of the built-in table (`6205-2RS JEM SKF`, `6203-2RS JEM SKF`, `cwru-de`, `cwru-fe`).
+    pub bearing: Option<String>,
+    pub sensor_unit: Option<SensorUnit>,
+    /// ISO 10816-3/20816-3 machine group and foundation, for the severity zone.
+    pub iso_group: Option<IsoGroup>,
+    /// The fault family of classes whose names do not say it.
+    pub families: std::collections::BTreeMap<String, FaultFamily>,
+}
+
+impl MachineInfo {
+    /// The family of `class`: as this card says, else as its name says.
+    pub fn family(&self, class: &str) -> FaultFamily {
+        self.families.get(class).copied().unwrap_or_else(|| FaultFamily::from_class(class))
+    }
 }
 
 /// What a model was trained on: the data layer's report, and for versions made by a job,

@@ -22,6 +22,8 @@ pub struct CardInfo {
     pub normalization: Normalization,
     pub data: super::CardData,
     pub metrics: crate::train::RunMetrics,
+    /// The machine it is for, if known.
+    pub machine: Option<super::MachineInfo>,
 }
 
 /// Writes `model` and its card into `dir` (created if missing; an earlier model there is
@@ -56,6 +58,7 @@ pub fn write_model_folder(dir: &Path, model: &Model, info: CardInfo) -> Result<M
         normalization: info.normalization,
         data: info.data,
         metrics: info.metrics,
+        machine: info.machine,
         created_at: Utc::now(),
         weights_sha256: sha256_file(&weights)?,
     };
@@ -78,6 +81,7 @@ mod tests {
             normalization: Normalization::ZScore,
             data: Default::default(),
             metrics: crate::train::RunMetrics { validation_accuracy: Some(0.5), ..Default::default() },
+            machine: None,
         }
     }
 

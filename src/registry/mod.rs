@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-pub use card::{sha256_file, CardData, CardError, ModelCard, WindowInfo, CARD_FILE, WEIGHTS_FILE};
+pub use card::{sha256_file, CardData, CardError, MachineInfo, ModelCard, WindowInfo, CARD_FILE, WEIGHTS_FILE};
 pub use folder::{write_model_folder, CardInfo};
 pub use layout::{validate_name, Origin, ACTIVE_FILE};
 

@@ -77,6 +77,7 @@ fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
         normalization: Normalization::ZScore,
         data: data.description.clone().into(),
         metrics: outcome.metrics(&request),
+        machine: None,
     };
     write_model_folder(dir.path(), &outcome.model, info).unwrap();
     let card = ModelCard::read(dir.path()).unwrap();

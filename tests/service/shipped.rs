@@ -148,3 +148,34 @@ async fn mnist_digits_come_back_as_their_true_class_as_png_jpeg_multipart_and_js
     }
     assert!(jpeg_right >= 34, "{jpeg_right}/40 JPEG digits right");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_recording_gets_the_physics_second_opinion_beside_the_models_verdict() {
+    let app = spawn_app_serving(shipped(), engine_config(), drsn::http::HttpConfig::default()).await;
+    // A whole inner-race recording and a whole outer-race one, as 12 kHz WAV files.
+    for (file, variable, family) in [
+        ("12k_Drive_End_IR014_0_169.mat", "X169_DE_time", "inner_race"),
+        ("12k_Drive_End_OR021@6_1_235.mat", "X235_DE_time", "outer_race"),
+    ] {
+        let options = drsn::data::ReadOptions { variable: Some(variable.into()), ..Default::default() };
+        let recording = drsn::data::read_recording(&shared(&format!("cwru/{file}")), &options).unwrap();
+        let wav = wav_f32(&recording.channels, 12_000);
+        let body = ok(app.post_diagnose("?model=cwru-bearing&diagnostics=none", "audio/wav", wav).await).await;
+        let physics = &body["physics"];
+        assert_eq!(physics["evidence"]["verdict"]["fault"], family, "{file}: {physics:#}");
+        assert_eq!(physics["model_family"], family, "{file}: the model's verdict {}", body["recording"]["label"]);
+        assert_eq!(physics["agreement"], "agrees", "{file}: {}", physics["agreement_reason"]);
+        // The shaft speed, estimated within the card's range, within 1% of the file's.
+        let rpm = physics["evidence"]["shaft"]["rpm"].as_f64().unwrap();
+        assert_eq!(physics["evidence"]["shaft"]["source"], "estimated");
+        let truth = if file.contains("_0_") { 1796.0 } else { 1771.0 };
+        assert!((rpm - truth).abs() / truth < 0.01, "{file}: {rpm} rpm");
+        // The card says the sensor is in g: a velocity and the acceleration statistics.
+        assert!(physics["severity"]["velocity_rms_mm_s"].as_f64().unwrap() > 0.0, "{physics:#}");
+        assert!(physics["severity"]["kurtosis"].as_f64().unwrap() > 3.0, "impacts raise the kurtosis");
+    }
+    // Asked of a model whose card names no bearing: said plainly.
+    let wav = wav_f32(&[vec![0.0f32; 4096]], 12_000);
+    let response = app.post_diagnose("?model=cwru-bearing&evidence=false", "audio/wav", wav).await;
+    assert!(ok(response).await.get("physics").is_none(), "evidence=false leaves it out");
+}

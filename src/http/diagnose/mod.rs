@@ -1,6 +1,7 @@
 //! `POST /diagnose`: decode and check the body, queue its windows on the engine, report.
 
 mod nested;
+pub(crate) mod physics;
 pub(crate) mod response;
 pub(crate) mod windows;
 
@@ -71,6 +72,14 @@ pub struct DiagnoseQuery {
     pub channel: Option<usize>,
     /// `none`, `summary` (default) or `full`.
     pub diagnostics: Option<DiagnosticsLevel>,
+    /// The physics second opinion on a recording: `true` to require it, `false` to leave
+    /// it out; by default, when the model's card names a bearing.
+    pub evidence: Option<bool>,
+    /// Shaft speed (rpm) for the physics; default: estimated within the card's range.
+    #[param(minimum = 1.0, maximum = 100000.0)]
+    pub rpm: Option<f64>,
+    /// Bearing for the physics, from the built-in table; default: the card's.
+    pub bearing: Option<String>,
 }
 
 /// Diagnoses windows of vibration signal (1-D models) or images (2-D models).
@@ -123,7 +132,7 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
         let (card, sample_rate, bounds) = (entry.card.clone(), body.sample_rate, state.config.bounds());
         let work = move || windows::from_json(&card, array, many, sample_rate, &bounds);
         let prepared = blocking_if(&state, large || sample_rate.is_some(), work).await?;
-        return respond(&state, &entry, prepared, level, started, incoming).await;
+        return respond(&state, &entry, prepared, level, started, incoming, physics::Ask::default()).await;
     }
     let (model, files) = match kind {
         BodyKind::Multipart => read_multipart(&state, request).await?,
@@ -138,9 +147,10 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
     let entry = state.registry.for_inference(&model, query.version).await?;
     let level = query.diagnostics.unwrap_or_default();
     let (card, bounds) = (entry.card.clone(), state.config.bounds());
+    let ask = physics::Ask { evidence: query.evidence, rpm: query.rpm, bearing: query.bearing.clone() };
     // Decoding, resampling and cutting a long recording is real work: off the async threads.
     let prepared = state.decode(move || prepare_uploads(&card, files, &query, &bounds)).await?;
-    respond(&state, &entry, prepared, level, started, incoming).await
+    respond(&state, &entry, prepared, level, started, incoming, ask).await
 }
 
 /// JSON bodies larger than this are parsed off the async threads.
@@ -279,6 +289,7 @@ async fn respond(
     level: DiagnosticsLevel,
     started: Instant,
     incoming: engine::Incoming,
+    ask: physics::Ask,
 ) -> Result<Json<DiagnoseResponse>, ApiError> {
     let decoded = started.elapsed();
     let request = engine::Request {
@@ -292,8 +303,10 @@ async fn respond(
     let classes = &entry.card.classes;
     let starts = prepared.recording.as_ref().map(|r| r.starts.as_slice());
     let windows = response::window_reports(classes, &prediction.windows, starts, level);
+    let mut physics = None;
     let recording = prepared.recording.map(|r| {
         let (label, probabilities, shares) = response::verdict(classes, &prediction);
+        physics = Some((r.signal, label.clone()));
         RecordingReport {
             label,
             probabilities,
@@ -305,11 +318,19 @@ async fn respond(
             samples: r.samples,
         }
     });
+    let physics = match physics {
+        Some((signal, label)) => {
+            let card = entry.card.clone();
+            state.decode(move || physics::second_opinion(&card, &signal, &label, &ask)).await?
+        }
+        None => None,
+    };
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     Ok(Json(DiagnoseResponse {
         model: ModelRef { name: entry.card.name.clone(), version: entry.card.version },
         windows,
         recording,
+        physics,
         timings: Timings {
             decode_ms: ms(decoded),
             queue_ms: ms(prediction.queued),

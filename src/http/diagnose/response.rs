@@ -140,6 +140,10 @@ pub struct DiagnoseResponse {
     /// For recordings (WAV, raw samples): the verdict over all windows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingReport>,
+    /// For recordings, when the card names a bearing (or the request one): the physics
+    /// evidence, the severity and whether they agree with the model's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physics: Option<super::physics::PhysicsReport>,
     pub timings: Timings,
 }
 

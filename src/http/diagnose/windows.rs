@@ -55,6 +55,8 @@ pub struct RecordingInfo {
     pub resampled_from: Option<u32>,
     /// Samples per channel at the model's rate.
     pub samples: usize,
+    /// The first channel at the model's rate (its first samples), for the physics.
+    pub signal: Vec<f32>,
 }
 
 /// A 1-D model's window length (a checked spec has one input size).
@@ -333,6 +335,10 @@ pub fn from_recording(
             stride,
             resampled_from,
             samples,
+            signal: channels
+                .first()
+                .map(|c| c.iter().take(super::physics::MAX_SAMPLES).copied().collect())
+                .unwrap_or_default(),
         }),
     })
 }
