@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::data::{read_recording, ReadOptions};
-use crate::physics::{analyze, Bearing, Evidence, FaultFamily, Settings, Verdict};
+use crate::data::{read_recording, resample, windows, Limits, ReadOptions, Samples};
+use crate::nn::Model;
+use crate::physics::{agreement, analyze, Agreement, Bearing, Evidence, FaultFamily, Settings, Verdict};
+use crate::registry::{ModelCard, WEIGHTS_FILE};
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -36,6 +38,10 @@ pub struct AnalyzeArgs {
     /// MAT variable (default `*_DE_time`).
     #[arg(long)]
     pub variable: Option<String>,
+    /// A model folder: with a manifest, every recording is also diagnosed by the model (the
+    /// label most of its windows get) and the physics verdict compared with it.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }
 
 fn rpm_range(text: &str) -> anyhow::Result<(f64, f64)> {
@@ -77,6 +83,46 @@ struct Row {
     evidence: Evidence,
     /// The estimated speed's error against the manifest's, in %.
     speed_error: Option<f64>,
+    /// The model's family and how the physics stands to it.
+    model: Option<(FaultFamily, Agreement)>,
+}
+
+/// A model folder, loaded for diagnosing whole recordings.
+struct Diagnoser {
+    card: ModelCard,
+    model: Model,
+}
+
+impl Diagnoser {
+    fn open(dir: &Path) -> anyhow::Result<Diagnoser> {
+        let card = ModelCard::read(dir)?;
+        let model = Model::load(&card.spec, &dir.join(WEIGHTS_FILE), tch::Device::Cpu)?;
+        Ok(Diagnoser { card, model })
+    }
+
+    /// The family of the label most windows of `signal` (at `rate`) get.
+    fn family(&self, signal: &[f32], rate: f64) -> anyhow::Result<FaultFamily> {
+        let target = self.card.sample_rate.context("the model records no rate")?;
+        let signal = resample(signal, rate.round() as u32, target, &Limits::FILES)?;
+        let length = self.card.window.as_ref().map_or(2048, |w| w.length);
+        let mut values = Vec::new();
+        let mut count = 0;
+        for w in windows(signal.len(), length, length) {
+            values.extend_from_slice(signal.get(w).unwrap_or_default());
+            count += 1;
+        }
+        let samples = Samples { values, sample_shape: vec![1, length], labels: vec![0; count] };
+        let predictions = crate::train::predict(&self.model, &samples, self.card.normalization)?;
+        let mut votes = vec![0usize; self.card.classes.len()];
+        for p in predictions {
+            if let Some(v) = votes.get_mut(p as usize) {
+                *v += 1;
+            }
+        }
+        let best = votes.iter().enumerate().max_by_key(|(_, v)| **v).map_or(0, |(i, _)| i);
+        let label = self.card.classes.get(best).cloned().unwrap_or_default();
+        Ok(self.card.machine.clone().unwrap_or_default().family(&label))
+    }
 }
 
 fn run_manifest(args: &AnalyzeArgs, settings: &Settings) -> anyhow::Result<()> {
@@ -86,6 +132,7 @@ fn run_manifest(args: &AnalyzeArgs, settings: &Settings) -> anyhow::Result<()> {
     let column = |name: &str| headers.iter().position(|h| h == name);
     let (file, label) = (column("file").context("no file column")?, column("label").context("no label column")?);
     let (rpm, rate, variable) = (column("rpm"), column("sampling_rate_hz"), column("variable"));
+    let diagnoser = args.model.as_deref().map(Diagnoser::open).transpose()?;
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record?;
@@ -114,7 +161,14 @@ fn run_manifest(args: &AnalyzeArgs, settings: &Settings) -> anyhow::Result<()> {
             speed_error.map(|e| format!(", {e:+.2}%")).unwrap_or_default(),
             evidence.reason
         );
-        rows.push(Row { truth, evidence, speed_error });
+        let model = match &diagnoser {
+            Some(d) => {
+                let family = d.family(channel, sample_rate)?;
+                Some((family, agreement(family, evidence.verdict).0))
+            }
+            None => None,
+        };
+        rows.push(Row { truth, evidence, speed_error, model });
     }
     print_table(&rows);
     Ok(())
@@ -138,6 +192,19 @@ fn print_table(rows: &[Row]) {
         let inconclusive = count(&|v| *v == Verdict::Inconclusive);
         let none = count(&|v| *v == Verdict::None);
         println!("| {} | {} | {right} | {wrong} | {inconclusive} | {none} |", family.name(), of.len());
+    }
+    let judged: Vec<(FaultFamily, FaultFamily, Agreement)> =
+        rows.iter().filter_map(|r| r.model.map(|(m, a)| (r.truth, m, a))).collect();
+    if !judged.is_empty() {
+        let count = |a: Agreement| judged.iter().filter(|(_, _, x)| *x == a).count();
+        let right = judged.iter().filter(|(t, m, _)| t == m).count();
+        println!(
+            "\nthe model's family right on {right} of {} recordings; the physics agrees with it on {}, disagrees on {}, inconclusive on {}",
+            judged.len(),
+            count(Agreement::Agrees),
+            count(Agreement::Disagrees),
+            count(Agreement::Inconclusive)
+        );
     }
     let mut errors: Vec<f64> = rows.iter().filter_map(|r| r.speed_error.map(f64::abs)).collect();
     if !errors.is_empty() {
