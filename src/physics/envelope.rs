@@ -178,27 +178,10 @@ mod tests {
 
     #[test]
     fn an_impulse_train_on_a_resonance_shows_its_rate_in_the_envelope() {
-        // Impacts every 1/107 s ringing a 3 kHz resonance, in a little noise.
-        let rate = 12_000.0;
-        let n = 60_000;
-        let mut x = vec![0.0; n];
-        let period = rate / 107.0;
-        let mut k = 0.0;
-        while (k * period) < n as f64 {
-            let start = (k * period) as usize;
-            for j in 0..200 {
-                if let Some(v) = x.get_mut(start + j) {
-                    let t = j as f64 / rate;
-                    *v += (-t * 800.0).exp() * (2.0 * std::f64::consts::PI * 3000.0 * t).sin();
-                }
-            }
-            k += 1.0;
-        }
-        let mut state = 1u64;
-        for v in &mut x {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            *v += 0.05 * ((state >> 33) as f64 / (1u64 << 31) as f64 - 1.0);
-        }
+        // Impacts 107 times a second ringing a resonance, in a little noise.
+        let rate = super::super::synthetic::RATE;
+        let x: Vec<f64> =
+            super::super::synthetic::impacts(107.0, |_| 1.0, 0.05, 5.0).iter().map(|&v| f64::from(v)).collect();
         let band = most_impulsive_band(&x, rate, 4, 500.0, 400.0);
         assert!(band.kurtosis > 1.0, "{band:?}");
         let spectrum = envelope_spectrum(&x, rate, &band, 8192);

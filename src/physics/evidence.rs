@@ -334,39 +334,10 @@ pub fn agreement(model: FaultFamily, verdict: Verdict) -> (Agreement, String) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::synthetic::impacts;
     use super::*;
 
     const RATE: f64 = 12_000.0;
-
-    /// Impacts at `rate_hz` ringing a 3.5 kHz resonance, each scaled by `gain(t)`, in
-    /// white noise of standard deviation `noise` (seeded).
-    fn impacts(rate_hz: f64, gain: impl Fn(f64) -> f64, noise: f64, seconds: f64) -> Vec<f32> {
-        let n = (RATE * seconds) as usize;
-        let mut x = vec![0.0f64; n];
-        let mut k = 0.0;
-        while k / rate_hz * RATE < n as f64 {
-            let t0 = k / rate_hz;
-            let start = (t0 * RATE) as usize;
-            for j in 0..240 {
-                if let Some(v) = x.get_mut(start + j) {
-                    let t = j as f64 / RATE;
-                    *v += gain(t0) * (-t * 900.0).exp() * (2.0 * std::f64::consts::PI * 3500.0 * t).sin();
-                }
-            }
-            k += 1.0;
-        }
-        let mut state = 7u64;
-        let mut gauss = || {
-            // Box-Muller on a small LCG: reproducible noise without a dependency.
-            let mut u = || {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-            };
-            let (a, b) = (u(), u());
-            (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-        };
-        x.iter().map(|&v| (v + noise * gauss()) as f32).collect()
-    }
 
     fn settings(shaft_hz: f64) -> Settings {
         Settings { shaft_hz: Some(shaft_hz), ..Settings::new(Bearing::cwru_drive_end()) }
