@@ -42,6 +42,10 @@ pub struct AnalyzeArgs {
     /// label most of its windows get) and the physics verdict compared with it.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Also draw the envelope spectrum with the defect frequencies marked, as SVG (one
+    /// recording).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 fn rpm_range(text: &str) -> anyhow::Result<(f64, f64)> {
@@ -68,6 +72,19 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     settings.shaft_hz = args.rpm.map(|r| r / 60.0);
     let evidence = analyze(channel, f64::from(rate), &settings);
     println!("{}", serde_json::to_string_pretty(&evidence)?);
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "{}: {:?}, shaft {:.0} rpm, band {:.0}-{:.0} Hz",
+            args.recording.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            evidence.verdict,
+            evidence.shaft.rpm,
+            evidence.band.low_hz,
+            evidence.band.high_hz
+        );
+        let svg = crate::physics::envelope_svg(&evidence, &title).map_err(anyhow::Error::msg)?;
+        std::fs::write(path, svg).with_context(|| path.display().to_string())?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }
 

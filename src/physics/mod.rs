@@ -7,6 +7,7 @@
 mod bearing;
 mod envelope;
 mod evidence;
+mod plot;
 mod severity;
 
 pub use bearing::{Bearing, DefectFrequencies, FaultFamily};
@@ -15,6 +16,7 @@ pub use evidence::{
     agreement, analyze, estimate_shaft_hz, Agreement, Evidence, FamilyEvidence, Peak, Settings, ShaftSpeed,
     SpeedSource, Verdict,
 };
+pub use plot::envelope_svg;
 pub use severity::{severity, IsoGroup, SensorUnit, Severity};
 
 /// Signals with known answers for the tests.
