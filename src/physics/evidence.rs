@@ -40,6 +40,9 @@ pub struct Settings {
     pub prominence_db: f64,
     /// A family is supported only when its first peak stands at least this far out (dB).
     pub verdict_db: f64,
+    /// And the verdict goes to it only when its peaks stand this far above every other
+    /// family's on average (dB): one family must clearly dominate.
+    pub lead_db: f64,
     /// Half-width of the window a peak is looked for in, as a share of its frequency (real
     /// defect frequencies slip 1-2% from the kinematic ones).
     pub tolerance: f64,
@@ -54,6 +57,7 @@ impl Settings {
             harmonics: 3,
             prominence_db: 6.0,
             verdict_db: 10.0,
+            lead_db: 6.0,
             tolerance: 0.015,
         }
     }
@@ -255,8 +259,9 @@ pub fn analyze(signal: &[f32], rate: f64, settings: &Settings) -> Evidence {
 }
 
 /// A family is supported when its defect frequency stands out clearly (`verdict_db`) and
-/// at least one more harmonic stands out; one family supported is the verdict, several are
-/// told apart by their mean prominence only when one leads by 3 dB.
+/// at least one more harmonic stands out; the verdict goes to the strongest supported
+/// family only when its peaks stand `lead_db` above every other family's on average (one
+/// family clearly dominates); otherwise the evidence is inconclusive.
 fn decide(families: &[FamilyEvidence], settings: &Settings) -> (Verdict, String) {
     let t = settings.prominence_db;
     let mut supported: Vec<&FamilyEvidence> = families
@@ -275,18 +280,26 @@ fn decide(families: &[FamilyEvidence], settings: &Settings) -> (Verdict, String)
             f.first_prominence()
         )
     };
+    // The lead of the strongest supported family over every other race or ball family.
+    let lead = |f: &FamilyEvidence| {
+        let others = families
+            .iter()
+            .filter(|o| o.family != f.family && o.family != FaultFamily::Cage)
+            .map(|o| o.mean_prominence(settings.harmonics))
+            .fold(f64::NEG_INFINITY, f64::max);
+        f.mean_prominence(settings.harmonics) - others
+    };
     match supported.as_slice() {
-        [one] => (Verdict::Fault(one.family), format!("peaks for {}", describe(one))),
+        [first, ..] if lead(first) >= settings.lead_db => (
+            Verdict::Fault(first.family),
+            format!("peaks for {}, {:.1} dB above any other family", describe(first), lead(first)),
+        ),
+        [one] => (
+            Verdict::Inconclusive,
+            format!("peaks for {}, but only {:.1} dB above another family", describe(one), lead(one)),
+        ),
         [first, second, ..] => {
-            let lead = first.mean_prominence(settings.harmonics) - second.mean_prominence(settings.harmonics);
-            if lead >= 3.0 {
-                (
-                    Verdict::Fault(first.family),
-                    format!("peaks for {}, {lead:.1} dB above {}", describe(first), second.family.name()),
-                )
-            } else {
-                (Verdict::Inconclusive, format!("peaks for both {} and {}", describe(first), describe(second)))
-            }
+            (Verdict::Inconclusive, format!("peaks for both {} and {}", describe(first), describe(second)))
         }
         [] => match families
             .iter()
