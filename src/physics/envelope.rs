@@ -46,6 +46,23 @@ fn transforms(n: usize) -> Transforms {
     Transforms { forward: planner.plan_fft_forward(n), inverse: planner.plan_fft_inverse(n) }
 }
 
+/// A signal's FFT, taken once for every band looked at, with the inverse transform of its
+/// length.
+pub struct Transformed {
+    rate: f64,
+    spectrum: Vec<Complex<f64>>,
+    inverse: Arc<dyn Fft<f64>>,
+}
+
+impl Transformed {
+    pub fn new(signal: &[f64], rate: f64) -> Self {
+        let t = transforms(signal.len());
+        let mut spectrum: Vec<Complex<f64>> = signal.iter().map(|&x| Complex::new(x, 0.0)).collect();
+        t.forward.process(&mut spectrum);
+        Transformed { rate, spectrum, inverse: t.inverse }
+    }
+}
+
 /// The analytic signal of `spectrum`'s band `low..high` Hz (negative frequencies and
 /// everything outside the band zeroed), back in time; `spectrum` is the FFT of a real
 /// signal of its length at `rate`.
@@ -95,11 +112,8 @@ fn spectral_kurtosis(analytic: &[Complex<f64>]) -> f64 {
 /// sixths, ... (down to `levels` dyadic splits) of `0..rate/2`, above `min_hz` (the shaft
 /// harmonics below it are not impacts) and at least `min_width` Hz wide (an envelope
 /// shows modulation only up to its band's width).
-pub fn most_impulsive_band(signal: &[f64], rate: f64, levels: u32, min_hz: f64, min_width: f64) -> Band {
-    let n = signal.len();
-    let t = transforms(n);
-    let mut spectrum: Vec<Complex<f64>> = signal.iter().map(|&x| Complex::new(x, 0.0)).collect();
-    t.forward.process(&mut spectrum);
+pub fn most_impulsive_band(signal: &Transformed, levels: u32, min_hz: f64, min_width: f64) -> Band {
+    let (spectrum, rate) = (&signal.spectrum, signal.rate);
     let nyquist = rate / 2.0;
     let mut best = Band { low_hz: min_hz, high_hz: nyquist, kurtosis: f64::NEG_INFINITY };
     let splits = (1..=levels).flat_map(|level| [1u32 << level, 3u32 << (level - 1)]);
@@ -113,7 +127,7 @@ pub fn most_impulsive_band(signal: &[f64], rate: f64, levels: u32, min_hz: f64, 
             if high - low < width / 2.0 {
                 continue;
             }
-            let kurtosis = spectral_kurtosis(&band_analytic(&spectrum, rate, low, high, t.inverse.as_ref()));
+            let kurtosis = spectral_kurtosis(&band_analytic(spectrum, rate, low, high, signal.inverse.as_ref()));
             if kurtosis > best.kurtosis {
                 best = Band { low_hz: low, high_hz: high, kurtosis };
             }
@@ -124,12 +138,9 @@ pub fn most_impulsive_band(signal: &[f64], rate: f64, levels: u32, min_hz: f64, 
 
 /// The spectrum of the band's envelope, averaged over Hann-windowed segments of
 /// `segment` samples overlapping by half (the envelope's mean removed).
-pub fn envelope_spectrum(signal: &[f64], rate: f64, band: &Band, segment: usize) -> Spectrum {
-    let n = signal.len();
-    let t = transforms(n);
-    let mut spectrum: Vec<Complex<f64>> = signal.iter().map(|&x| Complex::new(x, 0.0)).collect();
-    t.forward.process(&mut spectrum);
-    let analytic = band_analytic(&spectrum, rate, band.low_hz, band.high_hz, t.inverse.as_ref());
+pub fn envelope_spectrum(signal: &Transformed, band: &Band, segment: usize) -> Spectrum {
+    let (n, rate) = (signal.spectrum.len(), signal.rate);
+    let analytic = band_analytic(&signal.spectrum, rate, band.low_hz, band.high_hz, signal.inverse.as_ref());
     let envelope: Vec<f64> = analytic.iter().map(|c| c.norm()).collect();
     let segment = segment.min(n).max(2);
     let hann: Vec<f64> =
@@ -182,9 +193,10 @@ mod tests {
         let rate = super::super::synthetic::RATE;
         let x: Vec<f64> =
             super::super::synthetic::impacts(107.0, |_| 1.0, 0.05, 5.0).iter().map(|&v| f64::from(v)).collect();
-        let band = most_impulsive_band(&x, rate, 4, 500.0, 400.0);
+        let transformed = Transformed::new(&x, rate);
+        let band = most_impulsive_band(&transformed, 4, 500.0, 400.0);
         assert!(band.kurtosis > 1.0, "{band:?}");
-        let spectrum = envelope_spectrum(&x, rate, &band, 8192);
+        let spectrum = envelope_spectrum(&transformed, &band, 8192);
         let peak = spectrum
             .bins(20.0, 300.0)
             .max_by(|&a, &b| spectrum.amplitudes[a].total_cmp(&spectrum.amplitudes[b]))

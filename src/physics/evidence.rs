@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::bearing::{Bearing, DefectFrequencies, FaultFamily};
-use super::envelope::{amplitude_spectrum, envelope_spectrum, most_impulsive_band, Band, Spectrum};
+use super::envelope::{amplitude_spectrum, envelope_spectrum, most_impulsive_band, Band, Spectrum, Transformed};
 
 /// How the shaft rate was known.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, ToSchema)]
@@ -219,9 +219,10 @@ pub fn analyze(signal: &[f32], rate: f64, settings: &Settings) -> Evidence {
     // Impacts ring structural resonances well above the defect frequencies' harmonics, in
     // a band wide enough to carry the highest one looked at (and its sidebands).
     let highest = (hz.bpfi * settings.harmonics as f64 + shaft.hz) * 1.2;
-    let band = most_impulsive_band(&x, rate, 4, highest.max(200.0), highest);
+    let transformed = Transformed::new(&x, rate);
+    let band = most_impulsive_band(&transformed, 4, highest.max(200.0), highest);
     let segment = (rate * 1.5).round() as usize;
-    let envelope = envelope_spectrum(&x, rate, &band, segment.next_power_of_two());
+    let envelope = envelope_spectrum(&transformed, &band, segment.next_power_of_two());
     let h = settings.harmonics;
     let series = |name: &str, f: f64| -> Vec<Peak> {
         (1..=h).map(|k| peak(&envelope, format!("{name} x{k}"), f * k as f64, settings.tolerance)).collect()

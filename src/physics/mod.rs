@@ -11,7 +11,7 @@ mod plot;
 mod severity;
 
 pub use bearing::{Bearing, DefectFrequencies, FaultFamily};
-pub use envelope::{amplitude_spectrum, envelope_spectrum, most_impulsive_band, Band, Spectrum};
+pub use envelope::{amplitude_spectrum, envelope_spectrum, most_impulsive_band, Band, Spectrum, Transformed};
 pub use evidence::{
     agreement, analyze, estimate_shaft_hz, Agreement, Evidence, FamilyEvidence, Peak, Settings, ShaftSpeed,
     SpeedSource, Verdict,

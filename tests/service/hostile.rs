@@ -234,6 +234,16 @@ fn cases() -> Vec<Case> {
         case("unknown version", format!("/diagnose?model={BEARING}&version=99"), "application/octet-stream",
             window.clone())
             .expect(404, "unknown_model", "99"),
+        // The physics options of a recording.
+        case("a bearing not in the table", format!("/diagnose?model={BEARING}&bearing=nope"), "application/octet-stream",
+            window.clone())
+            .expect(422, "validation", "built-in table"),
+        case("a shaft speed of 0 rpm", format!("/diagnose?model={BEARING}&bearing=cwru-de&rpm=0"),
+            "application/octet-stream", window.clone())
+            .expect(422, "validation", "not a shaft speed"),
+        case("a shaft speed of 1e300 rpm", format!("/diagnose?model={BEARING}&bearing=cwru-de&rpm=1e300"),
+            "application/octet-stream", window.clone())
+            .expect(422, "validation", "not a shaft speed"),
         // Images.
         case("PNG of 16384x16384 pixels", format!("/diagnose?model={DIGITS}"), "image/png", black_png(16_384))
             .expect(413, "payload_too_large", "--max-image-side"),
