@@ -23,6 +23,11 @@ pub const INFERENCE_DURATION: &str = "drsn_inference_duration_seconds";
 pub const WINDOWS: &str = "drsn_windows_total";
 /// Requests dropped from the queue because their client had gone.
 pub const ABANDONED_REQUESTS: &str = "drsn_abandoned_requests_total";
+/// Windows flagged out of distribution, labelled `model`.
+pub const OOD_WINDOWS: &str = "drsn_ood_windows_total";
+/// Share of the recent windows flagged out of distribution, labelled `model` (the drift
+/// monitor's figure: see `--drift-windows`).
+pub const OOD_RECENT_SHARE: &str = "drsn_ood_recent_share";
 /// Training jobs that ended, labelled `status` (succeeded, failed, cancelled).
 pub const JOBS_FINISHED: &str = "drsn_jobs_finished_total";
 /// Training jobs running now.
@@ -63,6 +68,8 @@ fn describe() {
     describe_histogram!(INFERENCE_DURATION, Unit::Seconds, "Duration of one forward pass");
     describe_counter!(WINDOWS, "Windows diagnosed");
     describe_counter!(ABANDONED_REQUESTS, "Requests dropped from the queue because their client had gone");
+    describe_counter!(OOD_WINDOWS, "Windows flagged out of distribution");
+    describe_gauge!(OOD_RECENT_SHARE, "Share of the recent windows flagged out of distribution");
     describe_counter!(JOBS_FINISHED, "Training jobs that ended, by status");
     describe_gauge!(JOBS_RUNNING, "Training jobs running");
     describe_gauge!(JOBS_QUEUED, "Training jobs waiting to run");

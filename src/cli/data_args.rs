@@ -33,7 +33,8 @@ pub struct DataArgs {
     /// Channels to keep, e.g. `0` or `0,2`.
     #[arg(long, value_delimiter = ',')]
     pub channels: Option<Vec<usize>>,
-    /// MAT-file variable, a name or a pattern such as `*_DE_time`.
+    /// MAT-file variable, a name or a pattern such as `*_FE_time` (the fan-end channel of
+    /// the CWRU files); it overrides a manifest's `variable` column.
     #[arg(long)]
     pub variable: Option<String>,
     /// CSV column, a name or an index.

@@ -1,7 +1,7 @@
 //! `drsn evaluate`: a model folder against a data set: accuracy, per-class precision and
 //! recall, the confusion matrix and the SNR sweep.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -10,10 +10,11 @@ use super::data_args::DataArgs;
 use super::noise_args::EvalNoiseArgs;
 use super::report::print_outcome;
 use crate::data::noise::noisy_copy;
-use crate::data::Samples;
+use crate::data::{Dataset, Samples};
 use crate::nn::Model;
 use crate::registry::{ModelCard, WEIGHTS_FILE};
-use crate::train::{evaluate, paper_snrs, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED};
+use crate::ood::exceeding_share;
+use crate::train::{score_samples, evaluate, paper_snrs, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SplitArg {
@@ -58,15 +59,19 @@ fn append(all: &mut Samples, more: &Samples, map: &[i64]) {
     all.labels.extend(more.labels.iter().map(|&l| map[l as usize]));
 }
 
-pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
-    if let Some(t) = args.threads {
-        tch::set_num_threads(t as i32);
-    }
-    let device = crate::device::parse(&args.device)?;
-    let card = ModelCard::read(&args.model)?;
-    let model = Model::load(&card.spec, &args.model.join(WEIGHTS_FILE), device)?;
+/// A model folder and the data set it is judged on, read as training read it (window,
+/// rate, split seed), with the data's labels turned into the model's.
+pub(super) struct Loaded {
+    pub card: ModelCard,
+    pub model: Model,
+    pub dataset: Dataset,
+}
+
+pub(super) fn load(model_dir: &Path, data: &DataArgs, seed: u64, device: tch::Device) -> anyhow::Result<Loaded> {
+    let card = ModelCard::read(model_dir)?;
+    let model = Model::load(&card.spec, &model_dir.join(WEIGHTS_FILE), device)?;
     let window = card.window.as_ref().map_or(card.spec.input_size[0] as usize, |w| w.length);
-    let dataset = args.data.load(window, card.sample_rate, args.seed)?;
+    let dataset = data.load(window, card.sample_rate, seed)?;
     // The data set's classes may be fewer or in another order than the model's.
     let map = dataset
         .classes
@@ -77,15 +82,37 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             })
         })
         .collect::<anyhow::Result<Vec<i64>>>()?;
+    let relabel = |part: &Samples| {
+        let mut out = Samples::default();
+        append(&mut out, part, &map);
+        out
+    };
+    let dataset = Dataset {
+        classes: card.classes.clone(),
+        train: relabel(&dataset.train),
+        validation: relabel(&dataset.validation),
+        test: relabel(&dataset.test),
+        ..dataset
+    };
+    Ok(Loaded { card, model, dataset })
+}
+
+pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t as i32);
+    }
+    let device = crate::device::parse(&args.device)?;
+    let Loaded { card, model, dataset } = load(&args.model, &args.data, args.seed, device)?;
     let parts = match args.split {
         SplitArg::Test => vec![&dataset.test],
         SplitArg::Validation => vec![&dataset.validation],
         SplitArg::Train => vec![&dataset.train],
         SplitArg::All => vec![&dataset.train, &dataset.validation, &dataset.test],
     };
+    let identity: Vec<i64> = (0..card.classes.len() as i64).collect();
     let mut samples = Samples::default();
     for part in parts {
-        append(&mut samples, part, &map);
+        append(&mut samples, part, &identity);
     }
     if samples.is_empty() {
         bail!("the {:?} part of {} holds no samples", args.split, args.data.data.display());
@@ -94,6 +121,14 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let noisy = noise.test_noise.map(|n| noisy_copy(&samples, n.kind, n.snr_db, args.seed ^ TEST_NOISE_SEED));
     let test = evaluate(&model, noisy.as_ref().unwrap_or(&samples), card.normalization, &card.classes)?;
     let clean = noisy.is_some().then(|| evaluate(&model, &samples, card.normalization, &card.classes)).transpose()?;
+    let flagged = card
+        .ood
+        .as_ref()
+        .map(|ood| {
+            let scores = score_samples(&model, noisy.as_ref().unwrap_or(&samples), card.normalization, ood)?;
+            anyhow::Ok(exceeding_share(&scores, ood.threshold))
+        })
+        .transpose()?;
     let kinds = noise.sweep_kinds();
     let sweep = (!kinds.is_empty())
         .then(|| {
@@ -117,6 +152,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             "test_noise": noise.test_noise,
             "clean_test": clean,
             "snr_sweep": sweep,
+            "out_of_distribution_share": flagged,
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -128,6 +164,15 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             args.split
         );
         print_outcome(Some(&test), noise.test_noise, clean.as_ref(), sweep.as_ref());
+        if let (Some(share), Some(ood)) = (flagged, &card.ood) {
+            println!(
+                "out of distribution: {:.2}% of {} windows flagged ({} score, calibrated for {:.1}% false alarms)",
+                100.0 * share,
+                test.samples,
+                ood.method,
+                100.0 * ood.false_alarm_rate
+            );
+        }
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! The command line: one sub-module per sub-command. Every flag is also an env var.
 
 mod analyze;
+mod calibrate;
 mod data_args;
 mod evaluate;
 mod healthcheck;
 mod limit_args;
 mod noise_args;
+mod ood_args;
 mod report;
 mod serve;
 mod spec;
@@ -44,6 +46,9 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a model folder on a data set: accuracy, per-class table, confusion, SNR sweep.
     Evaluate(Box<evaluate::EvaluateArgs>),
+    /// Fit and threshold a model folder's out-of-distribution score ("I don't know") on a
+    /// data set, at a chosen false-alarm rate; rewrites its card.
+    Calibrate(Box<calibrate::CalibrateArgs>),
     /// The physics evidence on a recording (shaft speed, envelope spectrum, defect
     /// frequencies) or on every recording of a manifest against its labels.
     Analyze(Box<analyze::AnalyzeArgs>),
@@ -58,6 +63,7 @@ impl Command {
             Command::Evaluate(args) => evaluate::run(*args),
             Command::Healthcheck(args) => healthcheck::run(args),
             Command::Analyze(args) => analyze::run(*args),
+            Command::Calibrate(args) => calibrate::run(*args),
         }
     }
 }

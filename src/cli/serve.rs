@@ -10,6 +10,7 @@ use clap::Args;
 use super::limit_args::LimitArgs;
 use crate::engine::EngineConfig;
 use crate::http::HttpConfig;
+use crate::ood::DriftSettings;
 use crate::server::{shutdown_signal, AppConfig, Application, JobsConfig, ServerConfig};
 use crate::store::DB_FILE;
 
@@ -47,6 +48,17 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger ones answer 413.
     #[arg(long, env = "DRSN_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
     pub body_limit: usize,
+    /// A recording is labelled `unknown` when more than this share of its windows is out
+    /// of distribution.
+    #[arg(long, env = "DRSN_UNKNOWN_SHARE", default_value_t = 0.5)]
+    pub unknown_share: f64,
+    /// The drift monitor's span: the share of flagged windows is taken over each model's
+    /// most recent this many windows.
+    #[arg(long, env = "DRSN_DRIFT_WINDOWS", default_value_t = DriftSettings::default().windows)]
+    pub drift_windows: usize,
+    /// The log warns when the recent share of flagged windows rises above this.
+    #[arg(long, env = "DRSN_DRIFT_WARN", default_value_t = DriftSettings::default().warn_share)]
+    pub drift_warn: f64,
     /// Bearer token required by mutating endpoints (jobs, cancel, activate, uploads).
     #[arg(long, env = "DRSN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -80,6 +92,15 @@ impl ServeArgs {
             "--max-wait-ms must be a non-negative number of milliseconds, got {}",
             self.max_wait_ms
         );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.unknown_share),
+            "--unknown-share must lie in [0, 1], got {}",
+            self.unknown_share
+        );
+        anyhow::ensure!(
+            self.drift_windows >= 1 && (0.0..=1.0).contains(&self.drift_warn),
+            "--drift-windows must be at least 1 and --drift-warn lie in [0, 1]"
+        );
         Ok(ServerConfig {
             models_dir: self.models.clone(),
             data_dir: self.data_dir.clone(),
@@ -99,6 +120,8 @@ impl ServeArgs {
                 decode_concurrency: self.limits.decode_concurrency,
                 request_timeout: self.limits.request_timeout()?,
                 max_concurrent_requests: self.limits.max_concurrent_requests,
+                unknown_share: self.unknown_share,
+                drift: DriftSettings { windows: self.drift_windows, warn_share: self.drift_warn },
             },
             max_loaded_versions: self.limits.max_loaded_versions,
             max_connections: self.limits.max_connections,

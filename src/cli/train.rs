@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data_args::DataArgs;
 use super::noise_args::EvalNoiseArgs;
+use super::ood_args::OodArgs;
 use super::report::print_outcome;
 use crate::data::{NoiseKind, Normalization};
 use crate::nn::{Arch, Dim, ModelSpec, PRESETS};
@@ -90,6 +91,13 @@ pub struct TrainArgs {
     pub augment_prob: f64,
     #[command(flatten)]
     pub eval_noise: EvalNoiseArgs,
+    #[command(flatten)]
+    pub ood: OodArgs,
+    /// Open-set evaluation: leave these classes (or fault families: ball, inner_race,
+    /// outer_race, normal) out of training, then report how many of their windows each
+    /// out-of-distribution score flags.
+    #[arg(long, env = "DRSN_LEAVE_OUT", value_delimiter = ',')]
+    pub leave_out: Vec<String>,
     #[arg(long, value_enum, default_value = "auto")]
     pub normalization: NormalizationArg,
     /// libtorch threads [default: libtorch's choice].
@@ -166,7 +174,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         tch::set_num_threads(t as i32);
     }
     let window = spec.input_size[0] as usize;
-    let dataset = args.data.load(window, args.sample_rate, args.seed)?;
+    let mut dataset = args.data.load(window, args.sample_rate, args.seed)?;
+    let open_set = if args.leave_out.is_empty() {
+        None
+    } else {
+        let names = train::classes_named(&args.leave_out, &dataset.classes).map_err(anyhow::Error::msg)?;
+        let split = train::leave_out(&dataset, &names)?;
+        dataset = split.known.clone();
+        eprintln!("open set: {} left out of training ({} windows)", names.join(", "), split.unknown.len());
+        Some(split)
+    };
     let classes = dataset.classes.len() as i64;
     if args.spec.is_none() {
         spec.classes = classes;
@@ -191,6 +208,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         normalization,
         test_noise: args.eval_noise.test_noise,
         sweep_kinds: args.eval_noise.sweep_kinds(),
+        ood: args.ood.settings(),
         device,
     };
 
@@ -232,8 +250,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let outcome = train::run(&dataset, &request, &mut on_progress, &CancelToken::new())?;
+    let mut outcome = train::run(&dataset, &request, &mut on_progress, &CancelToken::new())?;
     bar.finish_and_clear();
+    if let Some(split) = &open_set {
+        let rate = request.ood.false_alarm_rate;
+        outcome.open_set = Some(train::evaluate_open_set(&outcome.model, split, normalization, rate)?);
+    }
 
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("models").join(&args.name));
     let info = CardInfo {
@@ -246,6 +268,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data: dataset.description.clone().into(),
         metrics: outcome.metrics(&request),
         machine: None,
+        ood: outcome.ood.clone(),
     };
     let card = write_model_folder(&out, &outcome.model, info)?;
     let r = &outcome.report;
@@ -258,6 +281,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         r.best_epoch
     );
     print_outcome(outcome.test.as_ref(), request.test_noise, outcome.clean_test.as_ref(), outcome.sweep.as_ref());
+    if let Some(ood) = &card.ood {
+        println!(
+            "out of distribution: {} score, threshold {:.4} ({:.2}% of {} {} windows flagged)",
+            ood.method,
+            ood.threshold,
+            100.0 * ood.measured_false_alarm_rate,
+            ood.calibrated_on.windows,
+            ood.calibrated_on.part
+        );
+    }
+    if let Some(report) = &outcome.open_set {
+        print!("{}", report.table());
+    }
     println!("wrote {} (version {}, weights sha256 {})", out.display(), card.version, card.weights_sha256);
     Ok(())
 }

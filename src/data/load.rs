@@ -32,7 +32,7 @@ pub struct DatasetOptions {
     pub default_sample_rate: Option<u32>,
     /// Channels to keep, unless a manifest row names its own.
     pub channels: Option<Vec<usize>>,
-    /// MAT variable (name or pattern), unless a manifest row names its own.
+    /// MAT variable (name or pattern); it overrides a manifest row's own.
     pub variable: Option<String>,
     /// CSV column (name or index).
     pub column: Option<String>,

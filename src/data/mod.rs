@@ -89,6 +89,17 @@ impl Samples {
         let n = self.sample_len();
         &self.values[i * n..(i + 1) * n]
     }
+
+    /// The samples at `indices`, in that order (each index below `len()`).
+    pub fn subset(&self, indices: &[usize]) -> Samples {
+        let mut values = Vec::with_capacity(indices.len() * self.sample_len());
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            values.extend_from_slice(self.sample(i));
+            labels.extend(self.labels.get(i));
+        }
+        Samples { values, sample_shape: self.sample_shape.clone(), labels }
+    }
 }
 
 /// A data set ready for training, split without leakage between the parts.

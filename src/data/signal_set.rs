@@ -320,7 +320,9 @@ impl Reader<'_> {
         let options = self.options;
         let file = entry.path.display().to_string();
         let read_options = ReadOptions {
-            variable: entry.variable.clone().or_else(|| options.variable.clone()),
+            // One variable named for the whole data set (say `*_FE_time`, the fan-end
+            // channel of every CWRU file) overrides the manifest's per-row choice.
+            variable: options.variable.clone().or_else(|| entry.variable.clone()),
             column: options.column.clone(),
             channels: entry.channels.clone().or_else(|| options.channels.clone()),
             limits: options.limits,

@@ -22,6 +22,7 @@ use tch::Device;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::nn::ModelSpec;
+use crate::ood::OodCalibration;
 use crate::telemetry;
 
 /// How the engine batches and where it runs.
@@ -95,6 +96,8 @@ pub struct WindowPrediction {
     pub probabilities: Vec<f32>,
     /// One entry per shrinkage unit when diagnostics were asked for, else empty.
     pub blocks: Vec<BlockValues>,
+    /// The out-of-distribution score (higher: stranger) when the model is calibrated.
+    pub ood_score: Option<f32>,
 }
 
 /// What one shrinkage unit did to one window.
@@ -134,6 +137,7 @@ struct LoadSpec {
     key: ModelKey,
     spec: ModelSpec,
     weights: PathBuf,
+    ood: Option<OodCalibration>,
 }
 
 enum Control {
@@ -251,10 +255,17 @@ impl Engine {
         open && threads.unwrap_or(false)
     }
 
-    /// Loads a model on every worker and runs a warm-up forward pass with it. Loading a
-    /// key that is already loaded replaces it.
-    pub async fn load(&self, key: ModelKey, spec: ModelSpec, weights: PathBuf) -> Result<(), EngineError> {
-        let load = LoadSpec { key, spec, weights };
+    /// Loads a model on every worker (with its out-of-distribution score, if calibrated)
+    /// and runs a warm-up forward pass with it. Loading a key that is already loaded
+    /// replaces it.
+    pub async fn load(
+        &self,
+        key: ModelKey,
+        spec: ModelSpec,
+        weights: PathBuf,
+        ood: Option<OodCalibration>,
+    ) -> Result<(), EngineError> {
+        let load = LoadSpec { key, spec, weights, ood };
         let replies = self.broadcast(|reply| Control::Load(load.clone(), reply))?;
         for reply in replies {
             reply.await.map_err(|_| EngineError::Stopped)??;

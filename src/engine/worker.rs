@@ -16,6 +16,7 @@ use super::{
     WindowPrediction,
 };
 use crate::nn::{Forward, Model};
+use crate::ood::Scorer;
 use crate::telemetry;
 
 pub(super) struct Worker {
@@ -23,7 +24,13 @@ pub(super) struct Worker {
     work: Receiver<Queued>,
     control: Receiver<Control>,
     load: Arc<Occupancy>,
-    models: HashMap<ModelKey, Model>,
+    models: HashMap<ModelKey, Loaded>,
+}
+
+/// A model on this thread, with its out-of-distribution scorer when calibrated.
+struct Loaded {
+    model: Model,
+    scorer: Option<Scorer>,
 }
 
 impl Worker {
@@ -99,13 +106,13 @@ impl Worker {
     /// `max_batch_size`, then hands each request its own windows back.
     fn run_group(&self, key: &ModelKey, jobs: Vec<Queued>) {
         let started = Instant::now();
-        let Some(model) = self.models.get(key) else {
+        let Some(loaded) = self.models.get(key) else {
             for job in jobs {
                 let _ = job.reply.send(Err(EngineError::NotLoaded(key.clone())));
             }
             return;
         };
-        let sample_len = model.spec().sample_len();
+        let sample_len = loaded.model.spec().sample_len();
         let (jobs, wrong): (Vec<Queued>, Vec<Queued>) =
             jobs.into_iter().partition(|j| j.request.inputs.len() == j.request.windows * sample_len);
         for job in wrong {
@@ -127,7 +134,7 @@ impl Worker {
         let diagnostics = jobs.iter().any(|j| j.request.diagnostics);
         let total: usize = jobs.iter().map(|j| j.request.windows).sum();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            run_windows(model, &jobs, total, diagnostics, self.config.max_batch_size, &model_label)
+            run_windows(loaded, &jobs, total, diagnostics, self.config.max_batch_size, &model_label)
         }));
         let inference = started.elapsed();
         let mut windows = match outcome {
@@ -174,9 +181,10 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .to_string()
 }
 
-fn load_and_warm_up(load: &LoadSpec, device: Device) -> Result<Model, EngineError> {
+fn load_and_warm_up(load: &LoadSpec, device: Device) -> Result<Loaded, EngineError> {
     let fail = |message: String| EngineError::Load { key: load.key.clone(), message };
     let model = Model::load(&load.spec, &load.weights, device).map_err(|e| fail(e.to_string()))?;
+    let scorer = load.ood.as_ref().map(|ood| Scorer::new(ood, device)).transpose().map_err(|e| fail(e.to_string()))?;
     let mut shape = vec![1];
     shape.extend(load.spec.sample_shape());
     let started = Instant::now();
@@ -187,19 +195,25 @@ fn load_and_warm_up(load: &LoadSpec, device: Device) -> Result<Model, EngineErro
     if (sum - 1.0).abs() > 1e-3 {
         return Err(fail(format!("warm-up probabilities sum to {sum}, not 1")));
     }
+    if let Some(scorer) = &scorer {
+        // A calibration that does not fit the network (features of another width) fails here,
+        // not on the first request.
+        let _ = scorer.score(&out).map_err(|e| fail(format!("out-of-distribution score: {e}")))?;
+    }
     tracing::info!(model = %load.key, warm_up_ms = started.elapsed().as_secs_f64() * 1e3, "model loaded");
-    Ok(model)
+    Ok(Loaded { model, scorer })
 }
 
 /// Stacks every request's windows and runs them in chunks of `max_batch`.
 fn run_windows(
-    model: &Model,
+    loaded: &Loaded,
     jobs: &[Queued],
     total: usize,
     diagnostics: bool,
     max_batch: usize,
     model_label: &str,
 ) -> Result<Vec<WindowPrediction>, String> {
+    let model = &loaded.model;
     let mut shape = vec![total as i64];
     shape.extend(model.spec().sample_shape());
     let parts: Vec<Tensor> = jobs.iter().map(|j| Tensor::from_slice(&j.request.inputs)).collect();
@@ -209,7 +223,8 @@ fn run_windows(
         let len = max_batch.min(total - start);
         let t0 = Instant::now();
         let out = model.infer(&xs.narrow(0, start as i64, len as i64), diagnostics).map_err(|e| e.to_string())?;
-        windows.extend(read_back(&out, len).map_err(|e| e.to_string())?);
+        let scores = loaded.scorer.as_ref().map(|s| s.score(&out)).transpose().map_err(|e| e.to_string())?;
+        windows.extend(read_back(&out, scores.as_ref(), len).map_err(|e| e.to_string())?);
         let elapsed: Duration = t0.elapsed();
         metrics::histogram!(telemetry::BATCH_SIZE, "model" => model_label.to_string()).record(len as f64);
         metrics::histogram!(telemetry::INFERENCE_DURATION, "model" => model_label.to_string())
@@ -219,12 +234,18 @@ fn run_windows(
 }
 
 /// Copies one forward pass's results off the device into per-window values.
-fn read_back(out: &Forward, n: usize) -> Result<Vec<WindowPrediction>, tch::TchError> {
+fn read_back(out: &Forward, scores: Option<&Tensor>, n: usize) -> Result<Vec<WindowPrediction>, tch::TchError> {
     let probabilities = to_vec(&out.probabilities())?;
+    let scores = scores.map(to_vec).transpose()?;
     let classes = probabilities.len() / n;
     let mut windows: Vec<WindowPrediction> = probabilities
         .chunks(classes)
-        .map(|p| WindowPrediction { probabilities: p.to_vec(), blocks: Vec::new() })
+        .enumerate()
+        .map(|(i, p)| WindowPrediction {
+            probabilities: p.to_vec(),
+            blocks: Vec::new(),
+            ood_score: scores.as_ref().and_then(|s| s.get(i).copied()),
+        })
         .collect();
     for block in &out.blocks {
         let d = &block.diagnostics;

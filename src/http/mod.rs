@@ -49,6 +49,11 @@ pub struct HttpConfig {
     pub request_timeout: std::time::Duration,
     /// Requests handled at once; more answer 429.
     pub max_concurrent_requests: usize,
+    /// A recording whose share of out-of-distribution windows is above this is labelled
+    /// `unknown` (its closest class kept beside it).
+    pub unknown_share: f64,
+    /// The drift monitor's window and warning level.
+    pub drift: crate::ood::DriftSettings,
 }
 
 impl HttpConfig {
@@ -71,6 +76,8 @@ impl Default for HttpConfig {
             decode_concurrency: 4,
             request_timeout: std::time::Duration::from_secs(30),
             max_concurrent_requests: 256,
+            unknown_share: 0.5,
+            drift: crate::ood::DriftSettings::default(),
         }
     }
 }
@@ -84,12 +91,27 @@ pub struct AppState {
     /// Permits to decode a body off the async threads: bounds the memory and cores that
     /// decoding takes, whatever the number of requests.
     decoding: Arc<tokio::sync::Semaphore>,
+    /// Recent out-of-distribution shares per model.
+    pub drift: Arc<crate::ood::DriftMonitor>,
 }
 
 impl AppState {
     pub fn new(registry: Arc<Registry>, config: HttpConfig) -> Self {
         let decoding = Arc::new(tokio::sync::Semaphore::new(config.decode_concurrency.max(1)));
-        AppState { registry, config: Arc::new(config), metrics: crate::telemetry::prometheus(), decoding }
+        let drift = Arc::new(crate::ood::DriftMonitor::new(config.drift));
+        AppState { registry, config: Arc::new(config), metrics: crate::telemetry::prometheus(), decoding, drift }
+    }
+
+    /// How many of an answer's windows the model does not know (`None` for a model without
+    /// a calibrated score), recorded for the drift monitor.
+    pub(crate) fn judge_ood(
+        &self,
+        card: &crate::registry::ModelCard,
+        windows: &[crate::engine::WindowPrediction],
+    ) -> Option<diagnose::OodSummary> {
+        let summary = diagnose::OodSummary::new(card.ood.as_ref(), windows)?;
+        self.drift.record(&card.name, summary.windows, summary.flagged);
+        Some(summary)
     }
 
     /// Runs `work` on the blocking pool once a decoding permit is free.

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::nn::{Arch, Dim};
+use crate::ood::DriftView;
 use crate::registry::{ModelCard, Origin};
 
 /// A model in service, in brief.
@@ -54,13 +55,25 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<ModelSummary>> {
     Json(models)
 }
 
-/// The model card of the version in service.
+/// A model's card, and how its recent answers look.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelView {
+    #[serde(flatten)]
+    pub card: ModelCard,
+    /// The share of this model's recent windows flagged out of distribution (by any of its
+    /// versions, since the process started); absent before its first calibrated answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftView>,
+}
+
+/// The model card of the version in service, with the drift figures.
 #[utoipa::path(get, path = "/models/{name}", tag = "models",
     params(("name" = String, Path, description = "Model name")),
     responses(
-        (status = 200, description = "The model card", body = ModelCard),
+        (status = 200, description = "The model card", body = ModelView),
         (status = 404, description = "Unknown model", body = ErrorBody),
     ))]
-pub async fn card(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ModelCard>, ApiError> {
-    Ok(Json(state.registry.active(&name)?.card.clone()))
+pub async fn card(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ModelView>, ApiError> {
+    let card = state.registry.active(&name)?.card.clone();
+    Ok(Json(ModelView { drift: state.drift.view(&name), card }))
 }

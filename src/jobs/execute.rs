@@ -101,6 +101,7 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
         normalization: plan.normalization,
         test_noise: request.test_noise,
         sweep_kinds: request.snr_sweep.clone(),
+        ood: request.ood,
         device: inner.ctx.device,
     };
     let mut reporter = Reporter::new(inner, &row.id);
@@ -233,6 +234,7 @@ fn write_version(inner: &Shared, trained: &Trained, reservation: &Reservation<'_
             .machine
             .clone()
             .or_else(|| inner.ctx.registry().active(&reservation.name).ok().and_then(|e| e.card.machine.clone())),
+        ood: outcome.ood.clone(),
     };
     write_model_folder(&partial, &outcome.model, info).map_err(|e| {
         let _ = std::fs::remove_dir_all(&partial);

@@ -71,6 +71,10 @@ pub struct JobRequest {
     /// second opinion; default: the version in service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<crate::registry::MachineInfo>,
+    /// How the new version's out-of-distribution score is chosen and calibrated (default:
+    /// `mahalanobis-stages` at 1% false alarms on the validation part).
+    #[serde(default)]
+    pub ood: crate::train::OodSettings,
 }
 
 /// Where the weights start.
@@ -110,7 +114,7 @@ pub struct DataSettings {
     /// Rate of recordings whose file and manifest do not say (CSV, `.npy`, `.mat`).
     pub default_sample_rate: Option<u32>,
     pub channels: Option<Vec<usize>>,
-    /// MAT variable name or pattern (default `*_DE_time`).
+    /// MAT variable name or pattern (default `*_DE_time`); it overrides a manifest's `variable` column.
     pub variable: Option<String>,
     /// CSV column, by name or 0-based index.
     pub column: Option<String>,

@@ -24,6 +24,12 @@ pub struct Forward {
     pub logits: Tensor,
     /// One entry per shrinkage unit, in order, when diagnostics were asked for.
     pub blocks: Vec<BlockDiagnostics>,
+    /// The pooled features the classifier reads, `N x width` (after the head's BN-ReLU).
+    pub features: Tensor,
+    /// Mean |activation| per channel at the end of every stage, concatenated, `N x sum of
+    /// stage widths`: what the out-of-distribution scores that look inside the network use.
+    /// Empty in training mode, which has no use for it.
+    pub stage_features: Tensor,
 }
 
 impl Forward {
@@ -83,15 +89,21 @@ impl Network {
     pub fn forward_t(&self, xs: &Tensor, train: bool, diagnostics: bool) -> Forward {
         let mut h = self.stem.forward(xs);
         let mut blocks = Vec::new();
+        let mut stage_pools = Vec::new();
         for (i, (stage, unit)) in self.units.iter().enumerate() {
             let (out, diag) = unit.forward_t(&h, train, diagnostics);
             if let Some(diagnostics) = diag {
                 blocks.push(BlockDiagnostics { name: format!("units.{i}"), stage: *stage, diagnostics });
             }
             h = out;
+            let last_of_stage = self.units.get(i + 1).is_none_or(|(next, _)| next != stage);
+            if !train && last_of_stage {
+                stage_pools.push(global_average(&h.abs()));
+            }
         }
-        let h = global_average(&self.head_bn.forward_t(&h, train).relu_());
-        Forward { logits: self.head_fc.forward(&h), blocks }
+        let features = global_average(&self.head_bn.forward_t(&h, train).relu_());
+        let stage_features = if stage_pools.is_empty() { Tensor::new() } else { Tensor::cat(&stage_pools, 1) };
+        Forward { logits: self.head_fc.forward(&features), blocks, features, stage_features }
     }
 
     /// Every convolution and dense kernel: the seed puts L2 1e-4 on each, and on nothing else.

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::data::{DatasetDescription, Normalization};
 use crate::nn::ModelSpec;
+use crate::ood::OodCalibration;
 use crate::physics::{FaultFamily, IsoGroup, SensorUnit};
 use crate::train::RunMetrics;
 
@@ -43,6 +44,10 @@ pub struct ModelCard {
     /// second opinion on its diagnoses needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<MachineInfo>,
+    /// How the model says "I don't know": its out-of-distribution score, the statistics it
+    /// needs and the threshold calibrated on held-out windows. Absent: no window is flagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<OodCalibration>,
     pub created_at: DateTime<Utc>,
     /// Hex SHA-256 of `weights.safetensors`.
     pub weights_sha256: String,

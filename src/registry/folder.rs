@@ -24,6 +24,8 @@ pub struct CardInfo {
     pub metrics: crate::train::RunMetrics,
     /// The machine it is for, if known.
     pub machine: Option<super::MachineInfo>,
+    /// How it says "I don't know", if calibrated.
+    pub ood: Option<crate::ood::OodCalibration>,
 }
 
 /// Writes `model` and its card into `dir` (created if missing; an earlier model there is
@@ -59,6 +61,7 @@ pub fn write_model_folder(dir: &Path, model: &Model, info: CardInfo) -> Result<M
         data: info.data,
         metrics: info.metrics,
         machine: info.machine,
+        ood: info.ood,
         created_at: Utc::now(),
         weights_sha256: sha256_file(&weights)?,
     };
@@ -82,6 +85,7 @@ mod tests {
             data: Default::default(),
             metrics: crate::train::RunMetrics { validation_accuracy: Some(0.5), ..Default::default() },
             machine: None,
+            ood: None,
         }
     }
 

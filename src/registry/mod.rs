@@ -283,7 +283,7 @@ impl Registry {
         if self.is_loaded(entry) {
             return Ok(());
         }
-        self.engine.load(entry.key(), entry.card.spec.clone(), entry.weights()).await?;
+        self.engine.load(entry.key(), entry.card.spec.clone(), entry.weights(), entry.card.ood.clone()).await?;
         if let Some(v) = self.write().get_mut(&entry.card.name) {
             v.loaded.insert(entry.card.version);
         }
@@ -317,7 +317,7 @@ impl Registry {
             return Err(RegistryError::Layout(format!("{name} version {version} exists already")));
         }
         let entry = Arc::new(ModelEntry { card, dir, origin: Origin::DataDir });
-        self.engine.load(entry.key(), entry.card.spec.clone(), entry.weights()).await?;
+        self.engine.load(entry.key(), entry.card.spec.clone(), entry.weights(), entry.card.ood.clone()).await?;
         let first = {
             let mut models = self.write();
             let first = !models.contains_key(name);

@@ -5,12 +5,12 @@
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
-use tch::Kind;
+use tch::{Device, Kind, Tensor};
 use utoipa::ToSchema;
 
 use crate::data::noise::noisy_copy;
 use crate::data::{NoiseKind, Normalization, Samples};
-use crate::nn::Model;
+use crate::nn::{Forward, Model};
 
 use super::batch::make_batch;
 use super::progress::CancelToken;
@@ -20,18 +20,31 @@ use super::TrainError;
 /// Samples per forward pass when predicting; inference keeps no activations for backward.
 const EVAL_BATCH: usize = 256;
 
-/// The predicted class of every sample, in eval mode.
-pub fn predict(model: &Model, samples: &Samples, normalization: Normalization) -> Result<Vec<i64>, TrainError> {
+/// Every sample's forward pass in eval mode (no diagnostics), in batches, gathered on the
+/// CPU: logits, pooled features and stage features of all samples in order.
+pub fn forward_all(model: &Model, samples: &Samples, normalization: Normalization) -> Result<Forward, TrainError> {
     check_samples(model.spec(), samples, "evaluation")?;
-    let mut predictions = Vec::with_capacity(samples.len());
     let indices: Vec<usize> = (0..samples.len()).collect();
+    let (mut logits, mut features, mut stages) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in indices.chunks(EVAL_BATCH) {
         let (xs, _) = make_batch(samples, chunk, normalization, None, model.device());
         let forward = model.infer(&xs, false).map_err(|e| TrainError::Data(e.to_string()))?;
-        let labels = forward.logits.argmax(-1, false).to_kind(Kind::Int64).to_device(tch::Device::Cpu);
-        predictions.extend(Vec::<i64>::try_from(&labels).map_err(|e| TrainError::Torch(e.to_string()))?);
+        logits.push(forward.logits.to_device(Device::Cpu));
+        features.push(forward.features.to_device(Device::Cpu));
+        stages.push(forward.stage_features.to_device(Device::Cpu));
     }
-    Ok(predictions)
+    let cat = |parts: Vec<Tensor>| if parts.is_empty() { Tensor::new() } else { Tensor::cat(&parts, 0) };
+    Ok(Forward { logits: cat(logits), blocks: Vec::new(), features: cat(features), stage_features: cat(stages) })
+}
+
+/// The predicted class of every sample, in eval mode.
+pub fn predict(model: &Model, samples: &Samples, normalization: Normalization) -> Result<Vec<i64>, TrainError> {
+    let forward = forward_all(model, samples, normalization)?;
+    if samples.is_empty() {
+        return Ok(Vec::new());
+    }
+    let labels = forward.logits.argmax(-1, false).to_kind(Kind::Int64);
+    Vec::<i64>::try_from(&labels).map_err(|e| TrainError::Torch(e.to_string()))
 }
 
 /// Share of samples whose predicted class is their label (0 for no samples).

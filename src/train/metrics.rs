@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::config::TrainConfig;
 use super::evaluate::{Evaluation, SnrSweep};
+use super::open_set::OpenSetReport;
 use super::pipeline::NoiseSetting;
 use super::progress::EpochMetrics;
 
@@ -30,6 +31,10 @@ pub struct RunMetrics {
     pub train_seconds: Option<f64>,
     /// The settings it trained with.
     pub training: Option<TrainConfig>,
+    /// When classes were left out of training: how well each out-of-distribution score
+    /// flags their windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<OpenSetReport>,
 }
 
 /// The metrics in brief, as the database keeps them for every version.

@@ -3,10 +3,12 @@
 //! held-out metrics. No terminal and no HTTP here.
 
 mod batch;
+mod calibrate;
 mod checkpoint;
 mod config;
 pub mod evaluate;
 mod metrics;
+mod open_set;
 mod pipeline;
 mod progress;
 mod trainer;
@@ -14,8 +16,10 @@ mod trainer;
 #[cfg(test)]
 mod tests;
 
+pub use calibrate::{calibrate, calibrate_from, fit_outputs, score_samples, scores, OodSettings};
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
-pub use evaluate::{evaluate, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow};
+pub use evaluate::{evaluate, forward_all, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow};
+pub use open_set::{classes_named, evaluate_open_set, leave_out, OpenSetReport, OpenSetRow, OpenSetSplit};
 pub use metrics::{MetricsSummary, RunMetrics};
 pub use pipeline::{
     judged_test, run, run_from, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED,

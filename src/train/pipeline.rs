@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 use crate::data::noise::noisy_copy;
 use crate::data::{Dataset, NoiseKind, Normalization, Samples};
 use crate::nn::{Model, ModelSpec};
+use crate::ood::OodCalibration;
 
+use super::calibrate::{calibrate, OodSettings};
 use super::evaluate::{evaluate, paper_snrs, snr_sweep, Evaluation, SnrSweep};
 use super::progress::{CancelToken, Progress};
 use super::trainer::{init_model, train, TrainReport};
@@ -64,6 +66,8 @@ pub struct RunRequest {
     pub test_noise: Option<NoiseSetting>,
     /// Kinds for the SNR sweep on the clean test part (empty: no sweep).
     pub sweep_kinds: Vec<NoiseKind>,
+    /// How the new model says "I don't know" (calibrated on the validation part).
+    pub ood: OodSettings,
     pub device: tch::Device,
 }
 
@@ -76,6 +80,10 @@ pub struct RunOutcome {
     /// On the clean test part, when the test part was noisy.
     pub clean_test: Option<Evaluation>,
     pub sweep: Option<SnrSweep>,
+    /// The out-of-distribution score's calibration; `None` without validation data.
+    pub ood: Option<OodCalibration>,
+    /// Set by callers that left classes out of training ([`super::leave_out`]).
+    pub open_set: Option<super::OpenSetReport>,
 }
 
 impl RunOutcome {
@@ -92,6 +100,7 @@ impl RunOutcome {
             train_samples_per_s: Some(self.report.samples_per_s),
             train_seconds: Some(self.report.elapsed_s),
             training: Some(request.config.clone()),
+            open_set: self.open_set.clone(),
         }
     }
 }
@@ -125,6 +134,7 @@ pub fn run_from(
     cancel: &CancelToken,
 ) -> Result<RunOutcome, TrainError> {
     request.config.validate()?;
+    request.ood.validate()?;
     if model.spec() != &request.spec {
         return Err(TrainError::Config("the starting model's network differs from the requested spec".into()));
     }
@@ -156,7 +166,21 @@ pub fn run_from(
             )
         })
         .transpose()?;
-    Ok(RunOutcome { model, report, test, clean_test, sweep })
+    // On the clean validation windows: the threshold is for the signals the model knows.
+    let ood = (!dataset.validation.is_empty())
+        .then(|| {
+            calibrate(
+                &model,
+                &dataset.train,
+                &dataset.validation,
+                request.normalization,
+                request.ood,
+                "validation",
+                None,
+            )
+        })
+        .transpose()?;
+    Ok(RunOutcome { model, report, test, clean_test, sweep, ood, open_set: None })
 }
 
 /// The test part a run judges its model on: with the request's fixed test noise, if any,

@@ -4,6 +4,7 @@
 
 mod data;
 mod nn;
+mod ood;
 mod parity;
 mod physics;
 mod train;

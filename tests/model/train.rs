@@ -44,6 +44,7 @@ fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
         normalization: Normalization::ZScore,
         test_noise: None,
         sweep_kinds: vec![NoiseKind::Gaussian],
+        ood: Default::default(),
         device: tch::Device::Cpu,
     };
     let mut epochs = Vec::new();
@@ -112,6 +113,7 @@ fn the_seeds_one_unit_preset_learns_noisy_mnist() {
         normalization: Normalization::None,
         test_noise: Some(NoiseSetting { kind: NoiseKind::UniformPixel, snr_db: 0.0 }),
         sweep_kinds: vec![],
+        ood: Default::default(),
         device: tch::Device::Cpu,
     };
     let outcome = train::run(&data, &request, &mut |_| {}, &CancelToken::new()).unwrap();

@@ -14,7 +14,7 @@ fn key(name: &str) -> ModelKey {
 async fn load(engine: &Engine, name: &str) -> ModelCard {
     let dir = fixtures().models.join(name);
     let card = ModelCard::read(&dir).unwrap();
-    engine.load(key(name), card.spec.clone(), dir.join(WEIGHTS_FILE)).await.unwrap();
+    engine.load(key(name), card.spec.clone(), dir.join(WEIGHTS_FILE), card.ood.clone()).await.unwrap();
     card
 }
 
@@ -100,7 +100,7 @@ async fn every_worker_serves_a_model_loaded_live_until_it_is_unloaded() {
     // Weights that do not fit the spec are refused at load time with the reason.
     let card = ModelCard::read(&fixtures().models.join(DIGITS)).unwrap();
     let err =
-        engine.load(key("mixed"), card.spec, fixtures().models.join(BEARING).join(WEIGHTS_FILE)).await.unwrap_err();
+        engine.load(key("mixed"), card.spec, fixtures().models.join(BEARING).join(WEIGHTS_FILE), None).await.unwrap_err();
     assert!(err.to_string().contains("cannot load model mixed v1"), "{err}");
     engine.shutdown();
     assert!(matches!(engine.infer(request(BEARING, window, 1)).await, Err(EngineError::Stopped)));

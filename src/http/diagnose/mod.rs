@@ -16,7 +16,12 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 pub use nested::NestedArray;
-pub use response::{BlockReport, DiagnoseResponse, DiagnosticsLevel, ModelRef, RecordingReport, Timings, WindowReport};
+pub use response::{
+    BlockReport, DiagnoseResponse, DiagnosticsLevel, ModelRef, OodSummary, RecordingReport, Timings, WindowReport,
+};
+
+/// The label of a recording the model does not know.
+pub const UNKNOWN: &str = "unknown";
 
 use super::error::{ApiError, ErrorBody};
 use super::{media, AppState};
@@ -302,13 +307,19 @@ async fn respond(
     let prediction = state.registry.engine().infer(request).await?;
     let classes = &entry.card.classes;
     let starts = prepared.recording.as_ref().map(|r| r.starts.as_slice());
-    let windows = response::window_reports(classes, &prediction.windows, starts, level);
+    let ood = entry.card.ood.as_ref();
+    let windows = response::window_reports(classes, &prediction.windows, starts, level, ood);
+    let out_of_distribution = state.judge_ood(&entry.card, &prediction.windows);
+    let unknown = out_of_distribution.as_ref().is_some_and(|s| s.flagged_share > state.config.unknown_share);
     let mut physics = None;
     let recording = prepared.recording.map(|r| {
         let (label, probabilities, shares) = response::verdict(classes, &prediction);
+        // The physics is set beside what the network saw, known or not.
         physics = Some((r.signal, label.clone()));
+        let (label, closest) = if unknown { (UNKNOWN.to_string(), Some(label)) } else { (label, None) };
         RecordingReport {
             label,
+            closest,
             probabilities,
             shares,
             windows: prediction.windows.len(),
@@ -331,6 +342,7 @@ async fn respond(
         windows,
         recording,
         physics,
+        out_of_distribution,
         timings: Timings {
             decode_ms: ms(decoded),
             queue_ms: ms(prediction.queued),

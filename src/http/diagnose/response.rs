@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::engine::{BlockValues, Prediction, WindowPrediction};
+use crate::ood::{OodCalibration, OodMethod};
 
 /// How much of each shrinkage unit's work to report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -93,13 +94,53 @@ pub struct WindowReport {
     /// One entry per shrinkage unit, unless diagnostics are `none`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<Vec<BlockReport>>,
+    /// How far the window lies from what the model was trained on (higher: stranger; the
+    /// card's `ood` says which score); absent when the model is not calibrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ood_score: Option<f32>,
+    /// Whether the score is above the calibrated threshold: the model does not know this
+    /// window, and its label should not be trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_of_distribution: Option<bool>,
+}
+
+/// The out-of-distribution flags over a request's windows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OodSummary {
+    pub method: OodMethod,
+    pub threshold: f32,
+    /// The false-alarm rate the threshold was calibrated for.
+    pub false_alarm_rate: f64,
+    pub flagged: usize,
+    pub windows: usize,
+    pub flagged_share: f64,
+}
+
+impl OodSummary {
+    /// `None` when the model is not calibrated.
+    pub fn new(calibration: Option<&OodCalibration>, windows: &[WindowPrediction]) -> Option<Self> {
+        let calibration = calibration?;
+        let flagged = windows.iter().filter(|w| w.ood_score.is_some_and(|s| calibration.flags(s))).count();
+        Some(OodSummary {
+            method: calibration.method,
+            threshold: calibration.threshold,
+            false_alarm_rate: calibration.false_alarm_rate,
+            flagged,
+            windows: windows.len(),
+            flagged_share: flagged as f64 / windows.len().max(1) as f64,
+        })
+    }
 }
 
 /// The verdict over every window of a recording.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordingReport {
-    /// The class with the highest mean probability.
+    /// The class with the highest mean probability, or `unknown` when more than the
+    /// configured share of windows (`--unknown-share`) is out of distribution.
     pub label: String,
+    /// With `label: unknown`: the class the model would have named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closest: Option<String>,
     /// Mean probability by class over all windows.
     #[schema(value_type = std::collections::HashMap<String, f32>)]
     pub probabilities: ClassProbabilities,
@@ -144,6 +185,9 @@ pub struct DiagnoseResponse {
     /// evidence, the severity and whether they agree with the model's verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub physics: Option<super::physics::PhysicsReport>,
+    /// When the model is calibrated: how many windows it does not know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_of_distribution: Option<OodSummary>,
     pub timings: Timings,
 }
 
@@ -163,6 +207,7 @@ pub fn window_reports(
     windows: &[WindowPrediction],
     starts: Option<&[usize]>,
     level: DiagnosticsLevel,
+    ood: Option<&OodCalibration>,
 ) -> Vec<WindowReport> {
     windows
         .iter()
@@ -174,6 +219,8 @@ pub fn window_reports(
             probabilities: ClassProbabilities::new(classes, &w.probabilities),
             blocks: (level != DiagnosticsLevel::None)
                 .then(|| w.blocks.iter().map(|b| BlockReport::new(b, level)).collect()),
+            ood_score: w.ood_score.filter(|_| ood.is_some()),
+            out_of_distribution: ood.zip(w.ood_score).map(|(c, s)| c.flags(s)),
         })
         .collect()
 }

@@ -22,6 +22,9 @@ pub enum Output {
     Probabilities,
     /// BYTES `[N]`, the most probable class's name.
     Label,
+    /// FP32 `[N]`: the out-of-distribution score (models with a calibrated card only; the
+    /// card's `ood.threshold` flags it).
+    OodScore,
     /// FP32 `[N, T]`: the thresholds of residual unit `i` (`T` channels for DRSN-CW, 1 for DRSN-CS).
     Thresholds { unit: usize, width: usize },
 }
@@ -33,6 +36,7 @@ impl Output {
         match self {
             Output::Probabilities => "probabilities".into(),
             Output::Label => "label".into(),
+            Output::OodScore => "ood_score".into(),
             Output::Thresholds { unit, .. } => format!("thresholds/{}", unit_name(*unit)),
         }
     }
@@ -48,7 +52,7 @@ impl Output {
     fn shape(&self, classes: usize) -> Vec<i64> {
         match self {
             Output::Probabilities => vec![-1, classes as i64],
-            Output::Label => vec![-1],
+            Output::Label | Output::OodScore => vec![-1],
             Output::Thresholds { width, .. } => vec![-1, *width as i64],
         }
     }
@@ -58,9 +62,13 @@ pub fn unit_name(unit: usize) -> String {
     format!("units.{unit}")
 }
 
-/// Every output of a model, in the order metadata lists them and inference returns them.
-pub fn outputs(spec: &ModelSpec) -> Vec<Output> {
+/// Every output of a model, in the order metadata lists them and inference returns them;
+/// `calibrated`: the card has an out-of-distribution score.
+pub fn outputs(spec: &ModelSpec, calibrated: bool) -> Vec<Output> {
     let mut outputs = vec![Output::Probabilities, Output::Label];
+    if calibrated {
+        outputs.push(Output::OodScore);
+    }
     if spec.arch.has_shrinkage() {
         let widths = spec.stages.iter().flat_map(|s| std::iter::repeat_n(s.channels as usize, s.units as usize));
         for (unit, channels) in widths.enumerate() {
@@ -119,7 +127,7 @@ impl ModelMetadata {
             versions: versions.iter().map(u32::to_string).collect(),
             platform: PLATFORM.into(),
             inputs: vec![TensorMetadata { name: INPUT.into(), datatype: FP32.into(), shape: input_shape }],
-            outputs: outputs(&card.spec)
+            outputs: outputs(&card.spec, card.ood.is_some())
                 .iter()
                 .map(|o| TensorMetadata { name: o.name(), datatype: o.datatype().into(), shape: o.shape(classes) })
                 .collect(),
@@ -134,11 +142,11 @@ mod tests {
     #[test]
     fn outputs_name_every_shrinkage_unit_with_its_threshold_count() {
         let cw = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10).unwrap();
-        let names: Vec<String> = outputs(&cw).iter().map(Output::name).collect();
+        let names: Vec<String> = outputs(&cw, false).iter().map(Output::name).collect();
         assert_eq!(names.len(), 2 + 12);
         assert_eq!(names[..3], ["probabilities", "label", "thresholds/units.0"]);
         assert_eq!(names[13], "thresholds/units.11");
-        let widths: Vec<usize> = outputs(&cw)
+        let widths: Vec<usize> = outputs(&cw, false)
             .iter()
             .filter_map(|o| match o {
                 Output::Thresholds { width, .. } => Some(*width),
@@ -147,8 +155,9 @@ mod tests {
             .collect();
         assert_eq!(widths, [4, 4, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16]);
         let cs = ModelSpec::preset("mnist-2d", Arch::DrsnCs, 10).unwrap();
-        assert!(outputs(&cs).iter().skip(2).all(|o| matches!(o, Output::Thresholds { width: 1, .. })));
+        assert!(outputs(&cs, false).iter().skip(2).all(|o| matches!(o, Output::Thresholds { width: 1, .. })));
         let resnet = ModelSpec::preset("paper-1d", Arch::Resnet, 10).unwrap();
-        assert_eq!(outputs(&resnet), [Output::Probabilities, Output::Label]);
+        assert_eq!(outputs(&resnet, false), [Output::Probabilities, Output::Label]);
+        assert_eq!(outputs(&resnet, true), [Output::Probabilities, Output::Label, Output::OodScore]);
     }
 }

@@ -192,6 +192,7 @@ async fn run(state: &AppState, name: &str, version: Option<&str>, http: Request)
             diagnostics: selected.iter().any(|s| matches!(s.output, Output::Thresholds { .. })),
         })
         .await?;
+    state.judge_ood(card, &prediction.windows);
     Ok(response::encode(card, infer.id, &selected, &prediction.windows)?)
 }
 

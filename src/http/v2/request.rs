@@ -202,7 +202,7 @@ pub fn input(
 /// named), each as binary data or JSON.
 pub fn outputs_asked(card: &ModelCard, request: &InferRequest) -> Result<Vec<Selected>, ApiError> {
     let default_binary = bool_param(&request.parameters, "binary_data_output", "the request")?.unwrap_or(false);
-    let all = outputs(&card.spec);
+    let all = outputs(&card.spec, card.ood.is_some());
     let asked = match &request.outputs {
         Some(asked) if !asked.is_empty() => asked,
         _ => return Ok(all.into_iter().map(|output| Selected { output, binary: default_binary }).collect()),

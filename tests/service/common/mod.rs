@@ -88,6 +88,7 @@ pub fn write_model(
         .into(),
         metrics: Default::default(),
         machine: None,
+        ood: None,
         created_at: chrono::Utc::now(),
         weights_sha256: sha256_file(&dir.join(WEIGHTS_FILE)).unwrap(),
     };
