@@ -8,7 +8,8 @@ use clap::Args;
 use super::data_args::DataArgs;
 use super::evaluate::{load, Loaded};
 use super::ood_args::OodArgs;
-use crate::train::calibrate;
+use crate::data::noise::noisy_copy;
+use crate::train::{calibrate, NoiseSetting, VALIDATION_NOISE_SEED};
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -23,6 +24,10 @@ pub struct CalibrateArgs {
     pub seed: u64,
     #[command(flatten)]
     pub ood: OodArgs,
+    /// Fixed noise on the validation windows, e.g. `uniform-pixel`: for a model meant for
+    /// noisy inputs, as `drsn train --test-noise` judged it.
+    #[arg(long, allow_hyphen_values = true)]
+    pub test_noise: Option<NoiseSetting>,
     #[arg(long, env = "DRSN_TORCH_THREADS")]
     pub threads: Option<usize>,
     #[arg(long, env = "DRSN_DEVICE", default_value = "auto")]
@@ -36,10 +41,14 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let device = crate::device::parse(&args.device)?;
     let Loaded { mut card, model, dataset } = load(&args.model, &args.data, args.seed, device)?;
     let source = Some(args.data.data.display().to_string());
+    let validation = match args.test_noise {
+        Some(n) => noisy_copy(&dataset.validation, n.kind, n.snr_db, args.seed ^ VALIDATION_NOISE_SEED),
+        None => dataset.validation.clone(),
+    };
     let ood = calibrate(
         &model,
         &dataset.train,
-        &dataset.validation,
+        &validation,
         card.normalization,
         args.ood.settings(),
         "validation",

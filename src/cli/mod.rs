@@ -1,5 +1,6 @@
 //! The command line: one sub-module per sub-command. Every flag is also an env var.
 
+mod adapt;
 mod analyze;
 mod calibrate;
 mod data_args;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Fit and threshold a model folder's out-of-distribution score ("I don't know") on a
     /// data set, at a chosen false-alarm rate; rewrites its card.
     Calibrate(Box<calibrate::CalibrateArgs>),
+    /// Adapt a model folder to another machine or sensor with its unlabelled windows
+    /// (re-estimated batch-norm statistics, AdaBN); writes a new folder.
+    Adapt(Box<adapt::AdaptArgs>),
     /// The physics evidence on a recording (shaft speed, envelope spectrum, defect
     /// frequencies) or on every recording of a manifest against its labels.
     Analyze(Box<analyze::AnalyzeArgs>),
@@ -64,6 +68,7 @@ impl Command {
             Command::Healthcheck(args) => healthcheck::run(args),
             Command::Analyze(args) => analyze::run(*args),
             Command::Calibrate(args) => calibrate::run(*args),
+            Command::Adapt(args) => adapt::run(*args),
         }
     }
 }

@@ -86,13 +86,22 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
     let plan =
         request.plan(&ctx.data_root, active.as_ref().map(|e| &e.card), &ctx.limits, &ctx.files).map_err(failed)?;
     let stop = || cancel.is_cancelled();
-    let dataset = load_dataset_until(&plan.source, &plan.options, &stop).map_err(|e| match e {
+    let mut dataset = load_dataset_until(&plan.source, &plan.options, &stop).map_err(|e| match e {
         DataError::Cancelled => ExecuteError::Cancelled,
         other => failed(format!("dataset: {other}")),
     })?;
     if cancel.is_cancelled() {
         return Err(ExecuteError::Cancelled);
     }
+    // Open-set evaluation: train without the classes named, then see which score flags them.
+    let open_set = if request.leave_out.is_empty() {
+        None
+    } else {
+        let names = train::classes_named(&request.leave_out, &dataset.classes).map_err(|e| failed(format!("leave_out: {e}")))?;
+        let split = train::leave_out(&dataset, &names).map_err(failed)?;
+        dataset = split.known.clone();
+        Some(split)
+    };
     ctx.limits.check_work(dataset.train.len(), plan.config.epochs).map_err(failed)?;
     let spec = plan.network.spec(dataset.classes.len()).map_err(failed)?;
     let run_request = RunRequest {
@@ -106,7 +115,7 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
     };
     let mut reporter = Reporter::new(inner, &row.id);
     let mut on_progress = |p: &Progress| reporter.report(p);
-    let outcome = match (&plan.network, request.init) {
+    let mut outcome = match (&plan.network, request.init) {
         (NetworkChoice::Active(card), Init::Active) => {
             if card.classes != dataset.classes {
                 return Err(failed(format!(
@@ -124,6 +133,11 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
         e if e.is_cancelled() => ExecuteError::Cancelled,
         other => failed(other),
     })?;
+    if let Some(split) = &open_set {
+        let rate = run_request.ood.false_alarm_rate;
+        let report = train::evaluate_open_set(&outcome.model, split, run_request.normalization, rate).map_err(failed)?;
+        outcome.open_set = Some(report);
+    }
     if cancel.is_cancelled() {
         return Err(ExecuteError::Cancelled);
     }

@@ -15,6 +15,9 @@ use crate::nn::{Arch, Dim, ModelSpec};
 use crate::registry::{validate_name, ModelCard};
 use crate::train::{NoiseAugment, NoiseSetting, Optimizer, TrainConfig};
 
+/// Most classes or families one job may leave out of training.
+const MAX_LEAVE_OUT: usize = 64;
+
 /// The longest idempotency key accepted.
 pub const MAX_KEY_LEN: usize = 200;
 
@@ -75,6 +78,11 @@ pub struct JobRequest {
     /// `mahalanobis-stages` at 1% false alarms on the validation part).
     #[serde(default)]
     pub ood: crate::train::OodSettings,
+    /// Open-set evaluation: classes (or fault families: `ball`, `inner_race`, `outer_race`,
+    /// `normal`) left out of training; the card's `metrics.open_set` then says how many of
+    /// their windows each out-of-distribution score flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leave_out: Vec<String>,
 }
 
 /// Where the weights start.
@@ -239,6 +247,10 @@ impl JobRequest {
         files: &Limits,
     ) -> Result<Plan, Invalid> {
         validate_name(&self.model).map_err(|e| invalid("model", e))?;
+        self.ood.validate().map_err(|e| invalid("ood", e))?;
+        if self.leave_out.len() > MAX_LEAVE_OUT || self.leave_out.iter().any(|n| n.is_empty() || n.len() > 256) {
+            return Err(invalid("leave_out", format!("at most {MAX_LEAVE_OUT} names of 1 to 256 characters")));
+        }
         if let Some(key) = &self.idempotency_key {
             if key.is_empty() || key.len() > MAX_KEY_LEN {
                 return Err(invalid("idempotency_key", format!("must be 1 to {MAX_KEY_LEN} characters")));

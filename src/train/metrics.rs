@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::config::TrainConfig;
 use super::evaluate::{Evaluation, SnrSweep};
+use super::adapt::AdaptReport;
 use super::open_set::OpenSetReport;
 use super::pipeline::NoiseSetting;
 use super::progress::EpochMetrics;
@@ -35,6 +36,9 @@ pub struct RunMetrics {
     /// flags their windows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_set: Option<OpenSetReport>,
+    /// For an adapted version: how its batch-norm statistics were re-estimated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptation: Option<AdaptReport>,
 }
 
 /// The metrics in brief, as the database keeps them for every version.

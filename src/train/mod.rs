@@ -2,6 +2,7 @@
 //! checkpoint), progress and cancellation for callers such as background jobs, and the
 //! held-out metrics. No terminal and no HTTP here.
 
+mod adapt;
 mod batch;
 mod calibrate;
 mod checkpoint;
@@ -16,6 +17,7 @@ mod trainer;
 #[cfg(test)]
 mod tests;
 
+pub use adapt::{adapt_batch_norm, recalibrate_unlabelled, AdaptReport};
 pub use calibrate::{calibrate, calibrate_from, fit_outputs, score_samples, scores, OodSettings};
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
 pub use evaluate::{evaluate, forward_all, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow};

@@ -101,6 +101,7 @@ impl RunOutcome {
             train_seconds: Some(self.report.elapsed_s),
             training: Some(request.config.clone()),
             open_set: self.open_set.clone(),
+            adaptation: None,
         }
     }
 }
@@ -166,13 +167,14 @@ pub fn run_from(
             )
         })
         .transpose()?;
-    // On the clean validation windows: the threshold is for the signals the model knows.
-    let ood = (!dataset.validation.is_empty())
+    // Thresholded on the validation windows as the run judged them (with the test noise of
+    // a noisy-test experiment: that is the world such a model is meant for).
+    let ood = (!data.validation.is_empty())
         .then(|| {
             calibrate(
                 &model,
                 &dataset.train,
-                &dataset.validation,
+                &data.validation,
                 request.normalization,
                 request.ood,
                 "validation",

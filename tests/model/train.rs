@@ -79,9 +79,12 @@ fn a_short_training_run_on_real_cwru_windows_ends_far_above_chance() {
         data: data.description.clone().into(),
         metrics: outcome.metrics(&request),
         machine: None,
+        ood: outcome.ood.clone(),
     };
     write_model_folder(dir.path(), &outcome.model, info).unwrap();
     let card = ModelCard::read(dir.path()).unwrap();
+    let ood = card.ood.as_ref().expect("a run with validation data is calibrated");
+    assert!(ood.measured_false_alarm_rate <= ood.false_alarm_rate && ood.gaussian.is_some());
     assert_eq!(card.sample_rate, Some(12_000));
     let stored = card.metrics.test.as_ref().unwrap().accuracy;
     assert!((stored - test.accuracy).abs() < 1e-12, "{stored} vs {}", test.accuracy);

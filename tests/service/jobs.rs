@@ -124,6 +124,10 @@ async fn a_job_on_real_cwru_data_records_every_epoch_and_its_version_serves_diag
     assert_eq!(card["version"], 2);
     assert_eq!(card["classes"].as_array().unwrap().len(), 10);
     assert_eq!(card["sample_rate"], 12000);
+    // Calibrated on its validation windows, so that it can say "I don't know".
+    let ood = &card["ood"];
+    assert_eq!((ood["method"].as_str(), ood["calibrated_on"]["part"].as_str()), (Some("mahalanobis-stages"), Some("validation")));
+    assert!(ood["measured_false_alarm_rate"].as_f64().unwrap() <= 0.01, "{ood}");
 
     let (_, window) = cwru_window("12k_Drive_End_IR007_0_105.mat", "X105_DE_time", "IR007");
     let response =
@@ -184,6 +188,36 @@ fn wav_job(model: &str, dataset: &str) -> Value {
         "data": {"train_stride": 1024},
         "train": {"epochs": 2, "batch_size": 16},
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_leaves_a_fault_family_out_reports_how_each_score_flags_it() {
+    let _turn = TRAINING.lock().await;
+    let app = spawn(&shared_root(), None).await;
+    let mut request = cwru_job("open-set-probe", 2, "always");
+    request["leave_out"] = json!(["ball"]);
+    let (status, job) = app.submit(&request).await;
+    assert_eq!(status, 202, "{job}");
+    let done = app.finished(job["id"].as_str().unwrap(), Duration::from_secs(240)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let card = app.get("/models/open-set-probe").await;
+    assert_eq!(card["classes"].as_array().unwrap().len(), 7, "trained without the three ball classes");
+    let report = &card["metrics"]["open_set"];
+    assert_eq!(report["left_out"], json!(["B007", "B014", "B021"]));
+    let methods: Vec<&str> = report["methods"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["max-softmax", "energy", "mahalanobis", "mahalanobis-stages"]);
+    for m in report["methods"].as_array().unwrap() {
+        let auroc = m["auroc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auroc), "{m}");
+    }
+    assert!(report["unknown_windows"].as_u64().unwrap() > 0);
+    // A name that is neither a class nor a family fails the job plainly.
+    let mut bad = cwru_job("open-set-probe", 1, "always");
+    bad["leave_out"] = json!(["bearing-x"]);
+    let (_, job) = app.submit(&bad).await;
+    let done = app.finished(job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().unwrap().contains("bearing-x"), "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ mod inputs;
 mod jobs;
 mod jobs_process;
 mod load;
+mod open_world;
 mod serve_binary;
 mod service;
 mod shipped;

@@ -47,6 +47,8 @@ struct Diagnosis {
     /// `[block][window][channel]`.
     thresholds: Vec<Vec<Vec<f64>>>,
     block_names: Vec<String>,
+    /// Per window, when the model is calibrated.
+    ood_scores: Option<Vec<f64>>,
 }
 
 async fn diagnose(app: &TestApp, card: &ModelCard, signals: Value) -> Diagnosis {
@@ -64,6 +66,7 @@ async fn diagnose(app: &TestApp, card: &ModelCard, signals: Value) -> Diagnosis 
             .map(|b| windows.iter().map(|w| numbers(&w["blocks"][b]["thresholds"])).collect())
             .collect(),
         block_names: blocks.iter().map(|b| b["name"].as_str().unwrap().to_string()).collect(),
+        ood_scores: card.ood.as_ref().map(|_| windows.iter().map(|w| w["ood_score"].as_f64().unwrap()).collect()),
     }
 }
 
@@ -99,6 +102,9 @@ fn check_model(found: &Value, card: &ModelCard, diagnosis: &Diagnosis, truth: &[
     let sample_shape: Vec<i64> = card.spec.sample_shape();
     assert_eq!(metadata["inputs"][0]["shape"], json!([vec![-1], sample_shape.clone()].concat()));
     let mut expected_outputs = vec!["probabilities".to_string(), "label".to_string()];
+    if card.ood.is_some() {
+        expected_outputs.push("ood_score".to_string());
+    }
     expected_outputs.extend(diagnosis.block_names.iter().map(|b| format!("thresholds/{b}")));
     assert_eq!(names(&metadata["outputs"]), expected_outputs, "{name} outputs");
     assert_eq!(metadata["outputs"][0]["shape"], json!([-1, card.classes.len()]));
@@ -118,6 +124,13 @@ fn check_model(found: &Value, card: &ModelCard, diagnosis: &Diagnosis, truth: &[
         assert_eq!(probabilities["shape"], json!([truth.len(), card.classes.len()]));
         let gap = largest_difference(probabilities, &diagnosis.probabilities);
         assert!(gap <= TOLERANCE, "{name} {run}: probabilities differ from /diagnose by {gap}");
+        if let Some(expected) = &diagnosis.ood_scores {
+            let got: Vec<f64> = serde_json::from_value(outputs["ood_score"]["values"].clone()).unwrap();
+            assert_eq!(got.len(), expected.len(), "{name} {run}: ood_score");
+            for (g, e) in got.iter().zip(expected) {
+                assert!((g - e).abs() <= 1e-4 * e.abs().max(1.0), "{name} {run}: ood_score {g} vs /diagnose {e}");
+            }
+        }
         for (block, expected) in diagnosis.block_names.iter().zip(&diagnosis.thresholds) {
             let gap = largest_difference(&outputs[format!("thresholds/{block}")], expected);
             assert!(gap <= TOLERANCE, "{name} {run}: thresholds of {block} differ from /diagnose by {gap}");
