@@ -82,6 +82,7 @@ fn model_dir(args: &Args, tmp: &Path) -> anyhow::Result<PathBuf> {
         data: Default::default(),
         metrics: Default::default(),
         machine: None,
+        ood: None,
         created_at: chrono::Utc::now(),
         weights_sha256: sha256_file(&dir.join(WEIGHTS_FILE))?,
     };

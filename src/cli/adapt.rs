@@ -49,8 +49,7 @@ pub fn run(args: AdaptArgs) -> anyhow::Result<()> {
     let report = adapt_batch_norm(&mut model, &dataset.train, norm, args.seed, &CancelToken::new())?;
     let after = has_test.then(|| evaluate(&model, &dataset.test, norm, &card.classes)).transpose()?;
     let source = Some(args.data.data.display().to_string());
-    let ood =
-        recalibrate_unlabelled(&model, &dataset.train, &dataset.validation, norm, args.ood.settings(), source)?;
+    let ood = recalibrate_unlabelled(&model, &dataset.train, &dataset.validation, norm, args.ood.settings(), source)?;
     println!(
         "adapted {} v{} with {} unlabelled target windows ({} batch-norm passes)",
         card.name, card.version, report.windows, report.passes

@@ -45,15 +45,8 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         Some(n) => noisy_copy(&dataset.validation, n.kind, n.snr_db, args.seed ^ VALIDATION_NOISE_SEED),
         None => dataset.validation.clone(),
     };
-    let ood = calibrate(
-        &model,
-        &dataset.train,
-        &validation,
-        card.normalization,
-        args.ood.settings(),
-        "validation",
-        source,
-    )?;
+    let ood =
+        calibrate(&model, &dataset.train, &validation, card.normalization, args.ood.settings(), "validation", source)?;
     println!(
         "{} v{}: {} score, threshold {:.4}, {:.2}% of {} validation windows flagged (aimed for {:.2}%)",
         card.name,

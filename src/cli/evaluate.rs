@@ -12,9 +12,9 @@ use super::report::print_outcome;
 use crate::data::noise::noisy_copy;
 use crate::data::{Dataset, Samples};
 use crate::nn::Model;
-use crate::registry::{ModelCard, WEIGHTS_FILE};
 use crate::ood::exceeding_share;
-use crate::train::{score_samples, evaluate, paper_snrs, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED};
+use crate::registry::{ModelCard, WEIGHTS_FILE};
+use crate::train::{evaluate, paper_snrs, score_samples, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SplitArg {

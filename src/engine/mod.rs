@@ -141,7 +141,8 @@ struct LoadSpec {
 }
 
 enum Control {
-    Load(LoadSpec, oneshot::Sender<Result<(), EngineError>>),
+    // Boxed: the calibration makes a load much larger than an unload.
+    Load(Box<LoadSpec>, oneshot::Sender<Result<(), EngineError>>),
     Unload(ModelKey, oneshot::Sender<()>),
 }
 
@@ -266,7 +267,7 @@ impl Engine {
         ood: Option<OodCalibration>,
     ) -> Result<(), EngineError> {
         let load = LoadSpec { key, spec, weights, ood };
-        let replies = self.broadcast(|reply| Control::Load(load.clone(), reply))?;
+        let replies = self.broadcast(|reply| Control::Load(Box::new(load.clone()), reply))?;
         for reply in replies {
             reply.await.map_err(|_| EngineError::Stopped)??;
         }

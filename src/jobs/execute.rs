@@ -97,7 +97,8 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
     let open_set = if request.leave_out.is_empty() {
         None
     } else {
-        let names = train::classes_named(&request.leave_out, &dataset.classes).map_err(|e| failed(format!("leave_out: {e}")))?;
+        let names = train::classes_named(&request.leave_out, &dataset.classes)
+            .map_err(|e| failed(format!("leave_out: {e}")))?;
         let split = train::leave_out(&dataset, &names).map_err(failed)?;
         dataset = split.known.clone();
         Some(split)
@@ -135,7 +136,8 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
     })?;
     if let Some(split) = &open_set {
         let rate = run_request.ood.false_alarm_rate;
-        let report = train::evaluate_open_set(&outcome.model, split, run_request.normalization, rate).map_err(failed)?;
+        let report =
+            train::evaluate_open_set(&outcome.model, split, run_request.normalization, rate).map_err(failed)?;
         outcome.open_set = Some(report);
     }
     if cancel.is_cancelled() {

@@ -69,11 +69,9 @@ pub fn raw_scores(method: OodMethod, forward: &Forward) -> Tensor {
     match method {
         OodMethod::MaxSoftmax => logits.softmax(-1, Kind::Float).amax([-1i64].as_slice(), false).neg() + 1.0,
         OodMethod::Energy => logits.logsumexp([-1i64].as_slice(), false).neg(),
-        OodMethod::Mahalanobis | OodMethod::MahalanobisStages => Tensor::full(
-            [logits.size()[0]].as_slice(),
-            f64::NAN,
-            (Kind::Float, logits.device()),
-        ),
+        OodMethod::Mahalanobis | OodMethod::MahalanobisStages => {
+            Tensor::full([logits.size()[0]].as_slice(), f64::NAN, (Kind::Float, logits.device()))
+        }
     }
 }
 
@@ -125,13 +123,8 @@ pub fn fit_gaussian(method: OodMethod, forward: &Forward, labels: &[i64]) -> Res
     let scale = f64::try_from(covariance.diagonal(0, 0, 1).mean(Kind::Double))?.max(1e-12);
     let shrunk = covariance * 0.99 + Tensor::eye(d, (Kind::Double, Device::Cpu)) * (0.01 * scale);
     let lower = shrunk.linalg_cholesky(false);
-    let whitening = Tensor::linalg_solve_triangular(
-        &lower,
-        &Tensor::eye(d, (Kind::Double, Device::Cpu)),
-        false,
-        true,
-        false,
-    );
+    let whitening =
+        Tensor::linalg_solve_triangular(&lower, &Tensor::eye(d, (Kind::Double, Device::Cpu)), false, true, false);
     let whitened_means = Tensor::stack(&means, 0).matmul(&whitening.tr());
     Ok(GaussianFit { whitening: rows(&whitening)?, means: rows(&whitened_means)?, windows: n as usize })
 }
@@ -150,7 +143,7 @@ mod tests {
     fn forward(rows: &[[f32; 2]]) -> Forward {
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
         let features = Tensor::from_slice(&flat).view([rows.len() as i64, 2]);
-        let logits = Tensor::from_slice(&vec![2.0f32, 0.0].repeat(rows.len())).view([rows.len() as i64, 2]);
+        let logits = Tensor::from_slice(&[2.0f32, 0.0].repeat(rows.len())).view([rows.len() as i64, 2]);
         Forward { logits, blocks: Vec::new(), features, stage_features: Tensor::new() }
     }
 

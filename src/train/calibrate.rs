@@ -103,12 +103,11 @@ pub fn calibrate_from(
         .then(|| fit_gaussian(method, &fit.0, &fit.1))
         .transpose()
         .map_err(|e| TrainError::Data(format!("fitting the {method} score: {e}")))?;
-    let scorer = Scorer::for_method(method, gaussian.as_ref(), Device::Cpu)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let scorer =
+        Scorer::for_method(method, gaussian.as_ref(), Device::Cpu).map_err(|e| TrainError::Data(e.to_string()))?;
     let held_scores = scores(&scorer, held_out)?;
-    let threshold = threshold_at(&held_scores, false_alarm_rate).ok_or_else(|| {
-        TrainError::Data("no held-out windows to set the out-of-distribution threshold on".into())
-    })?;
+    let threshold = threshold_at(&held_scores, false_alarm_rate)
+        .ok_or_else(|| TrainError::Data("no held-out windows to set the out-of-distribution threshold on".into()))?;
     let calibration = OodCalibration {
         method,
         threshold,

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::adapt::AdaptReport;
 use super::config::TrainConfig;
 use super::evaluate::{Evaluation, SnrSweep};
-use super::adapt::AdaptReport;
 use super::open_set::OpenSetReport;
 use super::pipeline::NoiseSetting;
 use super::progress::EpochMetrics;

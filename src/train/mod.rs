@@ -20,9 +20,11 @@ mod tests;
 pub use adapt::{adapt_batch_norm, recalibrate_unlabelled, AdaptReport};
 pub use calibrate::{calibrate, calibrate_from, fit_outputs, score_samples, scores, OodSettings};
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
-pub use evaluate::{evaluate, forward_all, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow};
-pub use open_set::{classes_named, evaluate_open_set, leave_out, OpenSetReport, OpenSetRow, OpenSetSplit};
+pub use evaluate::{
+    evaluate, forward_all, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
+};
 pub use metrics::{MetricsSummary, RunMetrics};
+pub use open_set::{classes_named, evaluate_open_set, leave_out, OpenSetReport, OpenSetRow, OpenSetSplit};
 pub use pipeline::{
     judged_test, run, run_from, NoiseSetting, RunOutcome, RunRequest, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
     VALIDATION_NOISE_SEED,

@@ -37,7 +37,10 @@ pub fn classes_named(names: &[String], classes: &[String]) -> Result<Vec<String>
             Vec::new()
         };
         if matching.is_empty() {
-            return Err(format!("{name:?} is neither a class of the data ({}) nor a fault family of one", classes.join(", ")));
+            return Err(format!(
+                "{name:?} is neither a class of the data ({}) nor a fault family of one",
+                classes.join(", ")
+            ));
         }
         chosen.extend(matching.into_iter().filter(|c| !chosen.contains(*c)).cloned().collect::<Vec<_>>());
     }
@@ -55,11 +58,8 @@ pub fn leave_out(dataset: &Dataset, left_out: &[String]) -> Result<OpenSetSplit,
         )));
     }
     // Old label -> new label, or None for a left-out class.
-    let map: Vec<Option<i64>> = dataset
-        .classes
-        .iter()
-        .map(|c| known_classes.iter().position(|k| k == c).map(|i| i as i64))
-        .collect();
+    let map: Vec<Option<i64>> =
+        dataset.classes.iter().map(|c| known_classes.iter().position(|k| k == c).map(|i| i as i64)).collect();
     let mut unknown = Samples { sample_shape: dataset.train.sample_shape.clone(), ..Default::default() };
     let mut keep = |part: &Samples| {
         let mut known = Samples { sample_shape: part.sample_shape.clone(), ..Default::default() };
@@ -131,7 +131,8 @@ pub fn evaluate_open_set(
     // range check; only their scores are read.
     let unlabelled = Samples { labels: vec![0; split.unknown.len()], ..split.unknown.clone() };
     let unknown = forward_all(model, &unlabelled, normalization)?;
-    let predictions = Vec::<i64>::try_from(test.logits.argmax(-1, false)).map_err(|e| TrainError::Torch(e.to_string()))?;
+    let predictions =
+        Vec::<i64>::try_from(test.logits.argmax(-1, false)).map_err(|e| TrainError::Torch(e.to_string()))?;
     let correct = predictions.iter().zip(&known.test.labels).filter(|(p, l)| p == l).count();
     let mut methods = Vec::new();
     for method in OodMethod::ALL {

@@ -171,15 +171,7 @@ pub fn run_from(
     // a noisy-test experiment: that is the world such a model is meant for).
     let ood = (!data.validation.is_empty())
         .then(|| {
-            calibrate(
-                &model,
-                &dataset.train,
-                &data.validation,
-                request.normalization,
-                request.ood,
-                "validation",
-                None,
-            )
+            calibrate(&model, &dataset.train, &data.validation, request.normalization, request.ood, "validation", None)
         })
         .transpose()?;
     Ok(RunOutcome { model, report, test, clean_test, sweep, ood, open_set: None })

@@ -100,7 +100,9 @@ fn the_shipped_bearing_model_flags_garbage_and_the_fan_end_but_not_its_own_held_
 
     // The fan-end accelerometer of the same recordings: another sensor position.
     let mut fan_end = Vec::new();
-    for (file, variable) in [("12k_Drive_End_IR014_0_169.mat", "X169_FE_time"), ("12k_Drive_End_B021_1_223.mat", "X223_FE_time")] {
+    for (file, variable) in
+        [("12k_Drive_End_IR014_0_169.mat", "X169_FE_time"), ("12k_Drive_End_B021_1_223.mat", "X223_FE_time")]
+    {
         let options = ReadOptions { variable: Some(variable.into()), ..ReadOptions::default() };
         let signal = read_recording(&shared_data_root().join("cwru").join(file), &options).unwrap().channels.remove(0);
         fan_end.extend(signal.chunks_exact(WINDOW).map(<[f32]>::to_vec));
@@ -128,7 +130,14 @@ fn an_open_set_run_on_real_windows_reports_every_method_for_the_left_out_family(
     assert!(split.known.train.labels.iter().all(|&l| l < 7));
     let request = RunRequest {
         spec: ModelSpec::preset("paper-1d", Arch::DrsnCw, 7).unwrap(),
-        config: TrainConfig { lr: 0.01, epochs: 6, batch_size: 32, seed: 5, threads: Some(1), ..TrainConfig::seed_adam() },
+        config: TrainConfig {
+            lr: 0.01,
+            epochs: 6,
+            batch_size: 32,
+            seed: 5,
+            threads: Some(1),
+            ..TrainConfig::seed_adam()
+        },
         normalization: drsn::data::Normalization::ZScore,
         test_noise: None,
         sweep_kinds: Vec::new(),

@@ -99,8 +99,10 @@ async fn every_worker_serves_a_model_loaded_live_until_it_is_unloaded() {
     assert!(matches!(engine.infer(request(BEARING, window.clone(), 1)).await, Err(EngineError::NotLoaded(_))));
     // Weights that do not fit the spec are refused at load time with the reason.
     let card = ModelCard::read(&fixtures().models.join(DIGITS)).unwrap();
-    let err =
-        engine.load(key("mixed"), card.spec, fixtures().models.join(BEARING).join(WEIGHTS_FILE), None).await.unwrap_err();
+    let err = engine
+        .load(key("mixed"), card.spec, fixtures().models.join(BEARING).join(WEIGHTS_FILE), None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("cannot load model mixed v1"), "{err}");
     engine.shutdown();
     assert!(matches!(engine.infer(request(BEARING, window, 1)).await, Err(EngineError::Stopped)));

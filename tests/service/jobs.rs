@@ -126,7 +126,10 @@ async fn a_job_on_real_cwru_data_records_every_epoch_and_its_version_serves_diag
     assert_eq!(card["sample_rate"], 12000);
     // Calibrated on its validation windows, so that it can say "I don't know".
     let ood = &card["ood"];
-    assert_eq!((ood["method"].as_str(), ood["calibrated_on"]["part"].as_str()), (Some("mahalanobis-stages"), Some("validation")));
+    assert_eq!(
+        (ood["method"].as_str(), ood["calibrated_on"]["part"].as_str()),
+        (Some("mahalanobis-stages"), Some("validation"))
+    );
     assert!(ood["measured_false_alarm_rate"].as_f64().unwrap() <= 0.01, "{ood}");
 
     let (_, window) = cwru_window("12k_Drive_End_IR007_0_105.mat", "X105_DE_time", "IR007");
@@ -204,7 +207,8 @@ async fn a_job_that_leaves_a_fault_family_out_reports_how_each_score_flags_it() 
     assert_eq!(card["classes"].as_array().unwrap().len(), 7, "trained without the three ball classes");
     let report = &card["metrics"]["open_set"];
     assert_eq!(report["left_out"], json!(["B007", "B014", "B021"]));
-    let methods: Vec<&str> = report["methods"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
+    let methods: Vec<&str> =
+        report["methods"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
     assert_eq!(methods, ["max-softmax", "energy", "mahalanobis", "mahalanobis-stages"]);
     for m in report["methods"].as_array().unwrap() {
         let auroc = m["auroc"].as_f64().unwrap();

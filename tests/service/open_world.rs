@@ -74,7 +74,8 @@ async fn windows_from_outside_the_models_world_are_flagged_and_a_recording_of_th
 
     // /v2: the score is an output of the calibrated model, equal to /diagnose's.
     let metadata = app.get("/v2/models/cwru-bearing").await;
-    let outputs: Vec<&str> = metadata["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let outputs: Vec<&str> =
+        metadata["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
     assert_eq!(&outputs[..3], ["probabilities", "label", "ood_score"]);
     let request = json!({
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 1, 2048], "data": white_noise(2048, 9)}],

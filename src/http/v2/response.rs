@@ -82,7 +82,9 @@ fn values(
                     .collect(),
             ),
         ),
-        Output::OodScore => (vec![n], TensorData::Fp32(windows.iter().map(|w| w.ood_score.unwrap_or(f32::NAN)).collect())),
+        Output::OodScore => {
+            (vec![n], TensorData::Fp32(windows.iter().map(|w| w.ood_score.unwrap_or(f32::NAN)).collect()))
+        }
         Output::Thresholds { unit, width } => {
             let name = unit_name(unit);
             let mut values = Vec::with_capacity(n * width);
