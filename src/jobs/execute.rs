@@ -126,7 +126,11 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
             }
             let weights = active.as_ref().map(|e| e.weights()).ok_or_else(|| failed("the active version went away"))?;
             let model = Model::load(&run_request.spec, &weights, inner.ctx.device).map_err(failed)?;
-            train::run_from(model, &dataset, &run_request, &mut on_progress, cancel)
+            if request.adapt {
+                train::adapt_run(model, &dataset, &run_request, cancel)
+            } else {
+                train::run_from(model, &dataset, &run_request, &mut on_progress, cancel)
+            }
         }
         _ => train::run(&dataset, &run_request, &mut on_progress, cancel),
     }

@@ -83,6 +83,12 @@ pub struct JobRequest {
     /// their windows each out-of-distribution score flags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leave_out: Vec<String>,
+    /// Adapt instead of training (needs `init: active`): the active version's batch-norm
+    /// statistics are re-estimated on the dataset's training windows, their labels unused
+    /// (AdaBN), and its out-of-distribution score refitted; labelled test windows, where
+    /// the dataset has them, judge the new version for promotion.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adapt: bool,
 }
 
 /// Where the weights start.
@@ -248,6 +254,9 @@ impl JobRequest {
     ) -> Result<Plan, Invalid> {
         validate_name(&self.model).map_err(|e| invalid("model", e))?;
         self.ood.validate().map_err(|e| invalid("ood", e))?;
+        if self.adapt && (self.init != Init::Active || !self.leave_out.is_empty()) {
+            return Err(invalid("adapt", "adapts the active version: give init: active, and no leave_out"));
+        }
         if self.leave_out.len() > MAX_LEAVE_OUT || self.leave_out.iter().any(|n| n.is_empty() || n.len() > 256) {
             return Err(invalid("leave_out", format!("at most {MAX_LEAVE_OUT} names of 1 to 256 characters")));
         }

@@ -10,14 +10,16 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::data::{Normalization, Samples};
+use crate::data::{Dataset, Normalization, Samples};
 use crate::nn::Model;
 use crate::ood::OodCalibration;
 
 use super::batch::make_batch;
 use super::calibrate::{calibrate, OodSettings};
-use super::evaluate::predict;
+use super::evaluate::{evaluate, predict};
+use super::pipeline::{RunOutcome, RunRequest};
 use super::progress::CancelToken;
+use super::trainer::TrainReport;
 use super::TrainError;
 
 /// Windows per train-mode pass.
@@ -67,6 +69,46 @@ pub fn adapt_batch_norm(
         Ok(())
     })?;
     Ok(AdaptReport { method: "adabn".into(), windows: target.len(), passes })
+}
+
+/// Adapts `model` to `dataset` as a job does instead of training it: AdaBN on the training
+/// part, the score refitted on it and thresholded on the validation part, and the test
+/// part (labelled) judging the result.
+pub fn adapt_run(
+    mut model: Model,
+    dataset: &Dataset,
+    request: &RunRequest,
+    cancel: &CancelToken,
+) -> Result<RunOutcome, TrainError> {
+    request.ood.validate()?;
+    let started = std::time::Instant::now();
+    let norm = request.normalization;
+    let adaptation = adapt_batch_norm(&mut model, &dataset.train, norm, request.config.seed, cancel)?;
+    let ood = (!dataset.validation.is_empty())
+        .then(|| recalibrate_unlabelled(&model, &dataset.train, &dataset.validation, norm, request.ood, None))
+        .transpose()?;
+    let test =
+        (!dataset.test.is_empty()).then(|| evaluate(&model, &dataset.test, norm, &dataset.classes)).transpose()?;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let report = TrainReport {
+        history: Vec::new(),
+        best_epoch: 0,
+        best_val_accuracy: None,
+        steps: adaptation.passes,
+        train_samples: adaptation.windows,
+        elapsed_s,
+        samples_per_s: (adaptation.passes * BATCH) as f64 / elapsed_s.max(1e-9),
+    };
+    Ok(RunOutcome {
+        model,
+        report,
+        test,
+        clean_test: None,
+        sweep: None,
+        ood,
+        open_set: None,
+        adaptation: Some(adaptation),
+    })
 }
 
 /// Refits and thresholds the out-of-distribution score of an adapted model on target

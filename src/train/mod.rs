@@ -17,7 +17,7 @@ mod trainer;
 #[cfg(test)]
 mod tests;
 
-pub use adapt::{adapt_batch_norm, recalibrate_unlabelled, AdaptReport};
+pub use adapt::{adapt_batch_norm, adapt_run, recalibrate_unlabelled, AdaptReport};
 pub use calibrate::{calibrate, calibrate_from, fit_outputs, score_samples, scores, OodSettings};
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
 pub use evaluate::{

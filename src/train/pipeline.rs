@@ -84,6 +84,8 @@ pub struct RunOutcome {
     pub ood: Option<OodCalibration>,
     /// Set by callers that left classes out of training ([`super::leave_out`]).
     pub open_set: Option<super::OpenSetReport>,
+    /// For a model adapted rather than trained ([`super::adapt_run`]).
+    pub adaptation: Option<super::AdaptReport>,
 }
 
 impl RunOutcome {
@@ -101,7 +103,7 @@ impl RunOutcome {
             train_seconds: Some(self.report.elapsed_s),
             training: Some(request.config.clone()),
             open_set: self.open_set.clone(),
-            adaptation: None,
+            adaptation: self.adaptation.clone(),
         }
     }
 }
@@ -174,7 +176,7 @@ pub fn run_from(
             calibrate(&model, &dataset.train, &data.validation, request.normalization, request.ood, "validation", None)
         })
         .transpose()?;
-    Ok(RunOutcome { model, report, test, clean_test, sweep, ood, open_set: None })
+    Ok(RunOutcome { model, report, test, clean_test, sweep, ood, open_set: None, adaptation: None })
 }
 
 /// The test part a run judges its model on: with the request's fixed test noise, if any,

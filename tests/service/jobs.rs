@@ -225,6 +225,39 @@ async fn a_job_that_leaves_a_fault_family_out_reports_how_each_score_flags_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapt_job_re_estimates_the_active_version_on_another_sensor_without_training() {
+    let _turn = TRAINING.lock().await;
+    let app = spawn(&shared_root(), None).await;
+    // A quick drive-end model to adapt, then the fan-end channel of the same recordings:
+    // another sensor position.
+    let (_, first) = app.submit(&cwru_job("adapt-probe", 1, "always")).await;
+    let done = app.finished(first["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let mut request = cwru_job("adapt-probe", 1, "always");
+    request["data"]["variable"] = json!("*_FE_time");
+    request["init"] = json!("active");
+    request["adapt"] = json!(true);
+    let (status, job) = app.submit(&request).await;
+    assert_eq!(status, 202, "{job}");
+    let done = app.finished(job["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["model_version"], 2);
+    let card = app.get("/models/adapt-probe").await;
+    assert_eq!(card["version"], 2);
+    let adaptation = &card["metrics"]["adaptation"];
+    assert_eq!(adaptation["method"], "adabn", "{card:#}");
+    assert!(adaptation["windows"].as_u64().unwrap() > 0 && adaptation["passes"].as_u64().unwrap() >= 50);
+    assert!(card["metrics"]["history"].as_array().unwrap().is_empty(), "no training epochs");
+    assert_eq!(card["ood"]["calibrated_on"]["part"], "target (held out)");
+    // Adapting needs a version to adapt.
+    let mut scratch = request.clone();
+    scratch["init"] = json!("scratch");
+    let (status, body) = app.submit(&scratch).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("adapt"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datasets_uploaded_as_wav_files_and_as_one_archive_are_listed_and_train() {
     let _turn = TRAINING.lock().await;
     let root = tempfile::tempdir().unwrap();
