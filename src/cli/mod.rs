@@ -7,6 +7,7 @@ mod data_args;
 mod evaluate;
 mod healthcheck;
 mod limit_args;
+mod machine_args;
 mod noise_args;
 mod ood_args;
 mod report;

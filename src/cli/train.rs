@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data_args::DataArgs;
+use super::machine_args::MachineArgs;
 use super::noise_args::EvalNoiseArgs;
 use super::ood_args::OodArgs;
 use super::report::print_outcome;
@@ -93,6 +94,8 @@ pub struct TrainArgs {
     pub eval_noise: EvalNoiseArgs,
     #[command(flatten)]
     pub ood: OodArgs,
+    #[command(flatten)]
+    pub machine: MachineArgs,
     /// Open-set evaluation: leave these classes (or fault families: ball, inner_race,
     /// outer_race, normal) out of training, then report how many of their windows each
     /// out-of-distribution score flags.
@@ -174,6 +177,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         tch::set_num_threads(t as i32);
     }
     let window = spec.input_size[0] as usize;
+    // Checked before minutes of training, not after.
+    let machine = args.machine.machine()?;
     let mut dataset = args.data.load(window, args.sample_rate, args.seed)?;
     let open_set = if args.leave_out.is_empty() {
         None
@@ -267,7 +272,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         normalization,
         data: dataset.description.clone().into(),
         metrics: outcome.metrics(&request),
-        machine: None,
+        machine,
         ood: outcome.ood.clone(),
     };
     let card = write_model_folder(&out, &outcome.model, info)?;

@@ -79,8 +79,9 @@ pub struct JobRequest {
     #[serde(default)]
     pub ood: crate::train::OodSettings,
     /// Open-set evaluation: classes (or fault families: `ball`, `inner_race`, `outer_race`,
-    /// `normal`) left out of training; the card's `metrics.open_set` then says how many of
-    /// their windows each out-of-distribution score flags.
+    /// `normal`, `cage`) left out of training; the card's `metrics.open_set` then says how
+    /// many of their windows each out-of-distribution score flags. Needs `promote: never`
+    /// (such a probe must not replace a model that knows every class).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leave_out: Vec<String>,
     /// Adapt instead of training (needs `init: active`): the active version's batch-norm
@@ -254,6 +255,10 @@ impl JobRequest {
     ) -> Result<Plan, Invalid> {
         validate_name(&self.model).map_err(|e| invalid("model", e))?;
         self.ood.validate().map_err(|e| invalid("ood", e))?;
+        if !self.leave_out.is_empty() && self.promote != Promotion::Never {
+            // A model that never saw some classes must not replace one that did.
+            return Err(invalid("leave_out", "a model trained without some classes is a probe: give promote: never"));
+        }
         if self.adapt && (self.init != Init::Active || !self.leave_out.is_empty()) {
             return Err(invalid("adapt", "adapts the active version: give init: active, and no leave_out"));
         }

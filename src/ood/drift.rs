@@ -27,7 +27,8 @@ impl Default for DriftSettings {
 /// A model's drift figures, as `GET /models/{name}` shows them.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct DriftView {
-    /// Windows the share is over (at most the configured number).
+    /// Windows the share is over: the most recent answers that hold the configured number
+    /// (whole answers are kept, so it can be a little more).
     pub windows: usize,
     /// Of them, flagged out of distribution.
     pub flagged: usize,

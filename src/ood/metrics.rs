@@ -21,17 +21,13 @@ pub fn threshold_at(scores: &[f32], rate: f64) -> Option<f32> {
     sorted.get(n - 1 - allowed).copied()
 }
 
-/// Share of `scores` above `threshold`.
+/// Share of `scores` flagged at `threshold` (above it, or NaN): the false-alarm rate on
+/// in-distribution windows, the detection rate on others.
 pub fn exceeding_share(scores: &[f32], threshold: f32) -> f64 {
     if scores.is_empty() {
         return 0.0;
     }
-    scores.iter().filter(|&&s| key(s) > threshold).count() as f64 / scores.len() as f64
-}
-
-/// Share of out-of-distribution `scores` flagged at `threshold` (the detection rate).
-pub fn detection_rate(scores: &[f32], threshold: f32) -> f64 {
-    exceeding_share(scores, threshold)
+    scores.iter().filter(|&&s| s.is_nan() || s > threshold).count() as f64 / scores.len() as f64
 }
 
 /// Area under the ROC curve of telling `outside` from `inside` by score (higher = outside):

@@ -14,8 +14,8 @@ mod scorer;
 pub use calibration::{CalibrationSet, GaussianFit, OodCalibration, DEFAULT_FALSE_ALARM_RATE};
 pub use drift::{DriftMonitor, DriftSettings, DriftView};
 pub use method::OodMethod;
-pub use metrics::{auroc, detection_rate, exceeding_share, threshold_at};
-pub use scorer::{fit_gaussian, raw_scores, Scorer};
+pub use metrics::{auroc, exceeding_share, threshold_at};
+pub use scorer::{fit_gaussian, Scorer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OodError {

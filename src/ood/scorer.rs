@@ -25,8 +25,11 @@ impl Scorer {
             (true, None) => return Err(OodError::Mismatch(format!("{method} needs a fitted Gaussian"))),
             (true, Some(fit)) => {
                 let d = fit.whitening.len();
-                if d == 0 || fit.whitening.iter().any(|row| row.len() != d) || fit.means.is_empty() {
+                if d == 0 || fit.whitening.iter().any(|row| row.len() != d) {
                     return Err(OodError::Mismatch("the whitening matrix is not square".into()));
+                }
+                if fit.means.is_empty() {
+                    return Err(OodError::Mismatch("the fit holds no class means".into()));
                 }
                 if fit.means.iter().any(|row| row.len() != d) {
                     return Err(OodError::Mismatch("class means and whitening differ in width".into()));
@@ -50,13 +53,11 @@ impl Scorer {
                         x.size().get(1)
                     )));
                 }
+                // |y - m|^2 = |y|^2 - 2 y.m + |m|^2: N x C, never N x C x D.
                 let y = x.to_kind(Kind::Float).matmul(w);
-                let distances = (y.unsqueeze(1) - means.unsqueeze(0)).square().sum_dim_intlist(
-                    [-1i64].as_slice(),
-                    false,
-                    Kind::Float,
-                );
-                Ok(distances.amin([1i64].as_slice(), false).sqrt())
+                let sum = |t: &Tensor| t.square().sum_dim_intlist([-1i64].as_slice(), true, Kind::Float);
+                let distances = sum(&y) - y.matmul(&means.tr()) * 2.0 + sum(means).tr();
+                Ok(distances.amin([1i64].as_slice(), false).clamp_min(0.0).sqrt())
             }
             (None, method) => Ok(raw_scores(method, forward)),
         }
@@ -64,7 +65,7 @@ impl Scorer {
 }
 
 /// The scores that need no fit (max-softmax and energy); others give NaN.
-pub fn raw_scores(method: OodMethod, forward: &Forward) -> Tensor {
+fn raw_scores(method: OodMethod, forward: &Forward) -> Tensor {
     let logits = forward.logits.to_kind(Kind::Float);
     match method {
         OodMethod::MaxSoftmax => logits.softmax(-1, Kind::Float).amax([-1i64].as_slice(), false).neg() + 1.0,
@@ -103,6 +104,9 @@ pub fn fit_gaussian(method: OodMethod, forward: &Forward, labels: &[i64]) -> Res
     if n < 2 {
         return Err(OodError::Fit("at least two training windows are needed".into()));
     }
+    if !bool::try_from(x.isfinite().all())? {
+        return Err(OodError::Fit("the network gives non-finite features (has training diverged?)".into()));
+    }
     let y = Tensor::from_slice(labels);
     let mut centred = x.shallow_clone();
     let mut means = Vec::new();
@@ -122,9 +126,9 @@ pub fn fit_gaussian(method: OodMethod, forward: &Forward, labels: &[i64]) -> Res
     // Shrinkage towards the mean variance: post-ReLU channels can be all zero.
     let scale = f64::try_from(covariance.diagonal(0, 0, 1).mean(Kind::Double))?.max(1e-12);
     let shrunk = covariance * 0.99 + Tensor::eye(d, (Kind::Double, Device::Cpu)) * (0.01 * scale);
-    let lower = shrunk.linalg_cholesky(false);
-    let whitening =
-        Tensor::linalg_solve_triangular(&lower, &Tensor::eye(d, (Kind::Double, Device::Cpu)), false, true, false);
+    let lower = shrunk.f_linalg_cholesky(false)?;
+    let identity = Tensor::eye(d, (Kind::Double, Device::Cpu));
+    let whitening = Tensor::f_linalg_solve_triangular(&lower, &identity, false, true, false)?;
     let whitened_means = Tensor::stack(&means, 0).matmul(&whitening.tr());
     Ok(GaussianFit { whitening: rows(&whitening)?, means: rows(&whitened_means)?, windows: n as usize })
 }

@@ -25,8 +25,9 @@ use super::TrainError;
 /// Windows per train-mode pass.
 const BATCH: usize = 128;
 /// At least this many passes: with batch norm's momentum of 0.1 the running statistics
-/// then hold more than 99.5% of the target's and less than 0.5% of the source's.
-const MIN_PASSES: usize = 50;
+/// then hold less than 0.2% of the source's (0.9^60). They are a moving average over the
+/// last few dozen batches (thousands of windows), drawn at random from the whole target.
+const MIN_PASSES: usize = 60;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AdaptReport {
@@ -97,7 +98,7 @@ pub fn adapt_run(
         steps: adaptation.passes,
         train_samples: adaptation.windows,
         elapsed_s,
-        samples_per_s: (adaptation.passes * BATCH) as f64 / elapsed_s.max(1e-9),
+        samples_per_s: (adaptation.passes * BATCH.min(adaptation.windows)) as f64 / elapsed_s.max(1e-9),
     };
     Ok(RunOutcome {
         model,

@@ -105,9 +105,14 @@ pub fn calibrate_from(
         .map_err(|e| TrainError::Data(format!("fitting the {method} score: {e}")))?;
     let scorer =
         Scorer::for_method(method, gaussian.as_ref(), Device::Cpu).map_err(|e| TrainError::Data(e.to_string()))?;
+    if held_out.logits.numel() == 0 {
+        return Err(TrainError::Data("no held-out windows to set the out-of-distribution threshold on".into()));
+    }
     let held_scores = scores(&scorer, held_out)?;
-    let threshold = threshold_at(&held_scores, false_alarm_rate)
-        .ok_or_else(|| TrainError::Data("no held-out windows to set the out-of-distribution threshold on".into()))?;
+    // A card holds finite numbers only (JSON has no infinity).
+    let threshold = threshold_at(&held_scores, false_alarm_rate).filter(|t| t.is_finite()).ok_or_else(|| {
+        TrainError::Data(format!("the {method} score is not finite on the held-out windows (has training diverged?)"))
+    })?;
     let calibration = OodCalibration {
         method,
         threshold,

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::data::{Dataset, Normalization, Samples};
 use crate::nn::Model;
-use crate::ood::{auroc, detection_rate, exceeding_share, CalibrationSet, OodMethod, Scorer};
+use crate::ood::{auroc, exceeding_share, CalibrationSet, OodMethod, Scorer};
 use crate::physics::FaultFamily;
 
 use super::calibrate::{calibrate_from, fit_outputs, scores};
@@ -21,6 +21,24 @@ pub struct OpenSetSplit {
     pub known: Dataset,
     pub unknown: Samples,
     pub left_out: Vec<String>,
+}
+
+impl OpenSetSplit {
+    /// An open-set evaluation needs known validation windows (for the thresholds), known
+    /// test windows and left-out ones: said before any training.
+    pub fn check(&self) -> Result<(), TrainError> {
+        let parts = [
+            ("known validation", self.known.validation.len()),
+            ("known test", self.known.test.len()),
+            ("left-out", self.unknown.len()),
+        ];
+        match parts.iter().find(|(_, n)| *n == 0) {
+            Some((what, _)) => Err(TrainError::Data(format!(
+                "an open-set evaluation needs {what} windows and the data has none (check the fractions and filters)"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The classes `names` mean: class names as they are, or fault families (`ball`,
@@ -85,7 +103,9 @@ pub fn leave_out(dataset: &Dataset, left_out: &[String]) -> Result<OpenSetSplit,
         test: keep(&dataset.test),
         ..dataset.clone()
     };
-    Ok(OpenSetSplit { known, unknown, left_out: left_out.to_vec() })
+    let split = OpenSetSplit { known, unknown, left_out: left_out.to_vec() };
+    split.check()?;
+    Ok(split)
 }
 
 /// One score's figures in an open-set evaluation.
@@ -124,6 +144,7 @@ pub fn evaluate_open_set(
     false_alarm_rate: f64,
 ) -> Result<OpenSetReport, TrainError> {
     let known = &split.known;
+    split.check()?;
     let fit = fit_outputs(model, &known.train, normalization)?;
     let validation = forward_all(model, &known.validation, normalization)?;
     let test = forward_all(model, &known.test, normalization)?;
@@ -144,7 +165,7 @@ pub fn evaluate_open_set(
         methods.push(OpenSetRow {
             method,
             auroc: auroc(&inside, &outside),
-            detection: detection_rate(&outside, calibration.threshold),
+            detection: exceeding_share(&outside, calibration.threshold),
             false_alarms: exceeding_share(&inside, calibration.threshold),
             threshold: calibration.threshold,
         });

@@ -137,7 +137,8 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
         .args(["--filter", "load_hp=0", "--filter", "label=normal,IR007,OR021@6"])
         .args(["--sample-rate", "12000", "--max-per-class", "12", "--epochs", "1"])
         .args(["--batch", "16", "--threads", "1", "--device", "cpu", "--no-sweep"])
-        .args(["--name", "tiny", "--version", "4", "--test-noise", "pink:0", "--out"])
+        .args(["--name", "tiny", "--version", "4", "--test-noise", "pink:0"])
+        .args(["--bearing", "cwru-de", "--shaft-rpm-range", "1700:1850", "--sensor-unit", "g", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -153,6 +154,26 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
     assert!(card.metrics.clean_test.as_ref().is_some_and(|t| t.accuracy.is_finite()), "{:?}", card.metrics);
     assert_eq!(card.metrics.history.len(), 1);
     assert!(!card.data.description.classes.is_empty(), "{:?}", card.data);
+    let machine = card.machine.as_ref().expect("the machine flags reach the card");
+    assert_eq!((machine.bearing.as_deref(), machine.shaft_rpm_range), (Some("cwru-de"), Some([1700.0, 1850.0])));
+    assert_eq!(machine.sensor_unit, Some(drsn::physics::SensorUnit::G));
+    assert!(card.ood.is_some(), "calibrated");
+    // In calibrate and evaluate, what the score makes of the model's own data is printed.
+    let output = Command::new(env!("CARGO_BIN_EXE_drsn"))
+        .args(["calibrate", "--model"])
+        .arg(&out)
+        .arg("--data")
+        .arg(&manifest)
+        .args(["--filter", "load_hp=0", "--filter", "label=normal,IR007,OR021@6", "--max-per-class", "12"])
+        .args(["--ood-method", "energy", "--false-alarm-rate", "0.05", "--threads", "1", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "drsn calibrate failed: {}", String::from_utf8_lossy(&output.stderr));
+    let recalibrated = ModelCard::read(&out).unwrap();
+    let ood = recalibrated.ood.as_ref().unwrap();
+    assert_eq!((ood.method, ood.false_alarm_rate), (drsn::ood::OodMethod::Energy, 0.05));
+    assert!(ood.gaussian.is_none(), "energy needs no fit");
+    assert_eq!(recalibrated.weights_sha256, card.weights_sha256, "the weights are untouched");
 
     // Load 1 was never seen: evaluate all of it, with the model's classes mapped by name.
     let output = Command::new(env!("CARGO_BIN_EXE_drsn"))
@@ -183,4 +204,6 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(Some(confusion), test["samples"].as_u64());
+    let share = json["out_of_distribution_share"].as_f64().expect("the card is calibrated");
+    assert!((0.0..=1.0).contains(&share));
 }

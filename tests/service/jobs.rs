@@ -197,7 +197,7 @@ fn wav_job(model: &str, dataset: &str) -> Value {
 async fn a_job_that_leaves_a_fault_family_out_reports_how_each_score_flags_it() {
     let _turn = TRAINING.lock().await;
     let app = spawn(&shared_root(), None).await;
-    let mut request = cwru_job("open-set-probe", 2, "always");
+    let mut request = cwru_job("open-set-probe", 2, "never");
     request["leave_out"] = json!(["ball"]);
     let (status, job) = app.submit(&request).await;
     assert_eq!(status, 202, "{job}");
@@ -216,7 +216,11 @@ async fn a_job_that_leaves_a_fault_family_out_reports_how_each_score_flags_it() 
     }
     assert!(report["unknown_windows"].as_u64().unwrap() > 0);
     // A name that is neither a class nor a family fails the job plainly.
-    let mut bad = cwru_job("open-set-probe", 1, "always");
+    let mut promoted = cwru_job("open-set-probe", 1, "always");
+    promoted["leave_out"] = json!(["ball"]);
+    let (status, body) = app.submit(&promoted).await;
+    assert_eq!(status, 422, "a probe may not be promoted: {body}");
+    let mut bad = cwru_job("open-set-probe", 1, "never");
     bad["leave_out"] = json!(["bearing-x"]);
     let (_, job) = app.submit(&bad).await;
     let done = app.finished(job["id"].as_str().unwrap(), Duration::from_secs(60)).await;

@@ -174,6 +174,16 @@ async fn a_real_recording_gets_the_physics_second_opinion_beside_the_models_verd
         assert!(physics["severity"]["velocity_rms_mm_s"].as_f64().unwrap() > 0.0, "{physics:#}");
         assert!(physics["severity"]["kurtosis"].as_f64().unwrap() > 3.0, "impacts raise the kurtosis");
     }
+    // JSON windows, when asked: taken as consecutive pieces of one recording.
+    let options = drsn::data::ReadOptions { variable: Some("X169_DE_time".into()), ..Default::default() };
+    let recording = drsn::data::read_recording(&shared("cwru/12k_Drive_End_IR014_0_169.mat"), &options).unwrap();
+    let windows: Vec<&[f32]> = recording.channels[0].chunks_exact(2048).take(48).collect();
+    let request = json!({"model": "cwru-bearing", "signals": windows, "diagnostics": "none", "evidence": true});
+    let body = ok(app.diagnose(&request).await).await;
+    assert_eq!(body["physics"]["evidence"]["verdict"]["fault"], "inner_race", "{:#}", body["physics"]);
+    assert_eq!(body["physics"]["agreement"], "agrees");
+    let request = json!({"model": "cwru-bearing", "signals": windows, "diagnostics": "none"});
+    assert!(ok(app.diagnose(&request).await).await.get("physics").is_none(), "JSON windows: only when asked");
     // Asked of a model whose card names no bearing: said plainly.
     let wav = wav_f32(&[vec![0.0f32; 4096]], 12_000);
     let response = app.post_diagnose("?model=cwru-bearing&evidence=false", "audio/wav", wav).await;

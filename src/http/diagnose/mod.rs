@@ -56,6 +56,18 @@ pub struct DiagnoseRequest {
     /// `none`, `summary` (default) or `full`.
     #[serde(default)]
     pub diagnostics: Option<DiagnosticsLevel>,
+    /// `true`: the physics second opinion on the windows, taken as consecutive pieces of
+    /// one recording (their first channel, one after another); 422 when no bearing is
+    /// known. Default: none for JSON windows.
+    #[serde(default)]
+    pub evidence: Option<bool>,
+    /// Shaft speed (rpm) for the physics; default: estimated within the card's range.
+    #[serde(default)]
+    #[schema(minimum = 1.0, maximum = 100000.0)]
+    pub rpm: Option<f64>,
+    /// A bearing of the built-in table, instead of the card's.
+    #[serde(default)]
+    pub bearing: Option<String>,
 }
 
 /// Options in the query string (JSON bodies carry their own).
@@ -135,9 +147,12 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
             _ => return Err(ApiError::Validation("give exactly one of `signals` and `signal`".into())),
         };
         let (card, sample_rate, bounds) = (entry.card.clone(), body.sample_rate, state.config.bounds());
-        let work = move || windows::from_json(&card, array, many, sample_rate, &bounds);
+        // Windows are no recording: the physics only when asked for.
+        let evidence = body.evidence.unwrap_or(false);
+        let ask = physics::Ask { evidence: Some(evidence), rpm: body.rpm, bearing: body.bearing };
+        let work = move || windows::from_json(&card, array, many, sample_rate, evidence, &bounds);
         let prepared = blocking_if(&state, large || sample_rate.is_some(), work).await?;
-        return respond(&state, &entry, prepared, level, started, incoming, physics::Ask::default()).await;
+        return respond(&state, &entry, prepared, level, started, incoming, ask).await;
     }
     let (model, files) = match kind {
         BodyKind::Multipart => read_multipart(&state, request).await?,
@@ -311,11 +326,10 @@ async fn respond(
     let windows = response::window_reports(classes, &prediction.windows, starts, level, ood);
     let out_of_distribution = state.judge_ood(&entry.card, &prediction.windows);
     let unknown = out_of_distribution.as_ref().is_some_and(|s| s.flagged_share > state.config.unknown_share);
-    let mut physics = None;
+    let (label, probabilities, shares) = response::verdict(classes, &prediction);
+    // The physics is set beside what the network saw, known or not.
+    let physics = prepared.signal.map(|signal| (signal, label.clone()));
     let recording = prepared.recording.map(|r| {
-        let (label, probabilities, shares) = response::verdict(classes, &prediction);
-        // The physics is set beside what the network saw, known or not.
-        physics = Some((r.signal, label.clone()));
         let (label, closest) = if unknown { (UNKNOWN.to_string(), Some(label)) } else { (label, None) };
         RecordingReport {
             label,

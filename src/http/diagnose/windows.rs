@@ -44,6 +44,9 @@ pub struct Prepared {
     pub inputs: Vec<f32>,
     pub windows: usize,
     pub recording: Option<RecordingInfo>,
+    /// The first channel at the model's rate, raw (its first samples), for the physics:
+    /// of a recording, or of JSON windows taken as consecutive pieces of one.
+    pub signal: Option<Vec<f32>>,
 }
 
 /// How a recording was cut.
@@ -55,8 +58,6 @@ pub struct RecordingInfo {
     pub resampled_from: Option<u32>,
     /// Samples per channel at the model's rate.
     pub samples: usize,
-    /// The first channel at the model's rate (its first samples), for the physics.
-    pub signal: Vec<f32>,
 }
 
 /// A 1-D model's window length (a checked spec has one input size).
@@ -137,7 +138,7 @@ pub fn from_batch(card: &ModelCard, values: Vec<f32>, shape: &[usize], what: &st
     }
     let mut inputs = values;
     normalise(card, &mut inputs);
-    Ok(Prepared { inputs, windows, recording: None })
+    Ok(Prepared { inputs, windows, recording: None, signal: None })
 }
 
 /// JSON windows: `signals` (`many`) is `[N, ...sample]`, `signal` one sample.
@@ -146,6 +147,7 @@ pub fn from_json(
     array: NestedArray,
     many: bool,
     sample_rate: Option<u32>,
+    keep_signal: bool,
     bounds: &Bounds,
 ) -> Result<Prepared, ApiError> {
     let field = if many { "signals" } else { "signal" };
@@ -183,8 +185,19 @@ pub fn from_json(
             what_a_sample_is(card)
         )));
     }
+    // The physics reads the windows' first channel, raw, one window after another.
+    let signal = (keep_signal && spec.dim == Dim::One).then(|| {
+        let length = window_length(spec);
+        let per_window = inputs.len() / windows.max(1);
+        inputs
+            .chunks(per_window.max(1))
+            .flat_map(|w| w.iter().take(length))
+            .take(super::physics::MAX_SAMPLES)
+            .copied()
+            .collect()
+    });
     normalise(card, &mut inputs);
-    Ok(Prepared { inputs, windows, recording: None })
+    Ok(Prepared { inputs, windows, recording: None, signal })
 }
 
 /// Resamples every channel of every JSON window from `from` to the model's rate `to`;
@@ -335,11 +348,8 @@ pub fn from_recording(
             stride,
             resampled_from,
             samples,
-            signal: channels
-                .first()
-                .map(|c| c.iter().take(super::physics::MAX_SAMPLES).copied().collect())
-                .unwrap_or_default(),
         }),
+        signal: channels.first().map(|c| c.iter().take(super::physics::MAX_SAMPLES).copied().collect()),
     })
 }
 
@@ -389,7 +399,7 @@ pub fn from_raw(
             bounds.windows(windows, "the body")?;
             let mut inputs = values;
             normalise(card, &mut inputs);
-            Ok(Prepared { inputs, windows, recording: None })
+            Ok(Prepared { inputs, windows, recording: None, signal: None })
         }
     }
 }
@@ -421,5 +431,5 @@ pub fn from_images(card: &ModelCard, images: Vec<(Vec<f32>, usize, usize)>) -> R
         inputs.extend_from_slice(pixels);
     }
     normalise(card, &mut inputs);
-    Ok(Prepared { inputs, windows: images.len(), recording: None })
+    Ok(Prepared { inputs, windows: images.len(), recording: None, signal: None })
 }
