@@ -56,7 +56,7 @@ impl Settings {
             shaft_range_hz: (10.0, 60.0),
             harmonics: 3,
             prominence_db: 6.0,
-            verdict_db: 10.0,
+            verdict_db: 20.0,
             lead_db: 6.0,
             tolerance: 0.015,
         }
