@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::data::{read_recording, resample, windows, Limits, ReadOptions, Samples};
 use crate::nn::Model;
-use crate::physics::{agreement, analyze, Agreement, Bearing, Evidence, FaultFamily, Settings, Verdict};
+use crate::physics::{agreement, analyze, Agreement, Bearing, Evidence, FaultFamily, Settings, Verdict, WindowVerdict};
 use crate::registry::{ModelCard, WEIGHTS_FILE};
 
 #[derive(Debug, Args)]
@@ -39,7 +39,8 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub variable: Option<String>,
     /// A model folder: with a manifest, every recording is also diagnosed by the model (the
-    /// label most of its windows get) and the physics verdict compared with it.
+    /// family most of its windows get) and the physics verdict compared with it; with one
+    /// recording, its verdict on every window is counted and drawn under the spectrum.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Also draw the envelope spectrum with the defect frequencies marked, as SVG (one
@@ -72,6 +73,18 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     settings.shaft_hz = args.rpm.map(|r| r / 60.0);
     let evidence = analyze(channel, f64::from(rate), &settings);
     println!("{}", serde_json::to_string_pretty(&evidence)?);
+    let verdicts = match args.model.as_deref().map(Diagnoser::open).transpose()? {
+        Some(diagnoser) => diagnoser.windows(channel, f64::from(rate))?,
+        None => Vec::new(),
+    };
+    if !verdicts.is_empty() {
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for w in &verdicts {
+            *counts.entry(w.label.as_str()).or_default() += 1;
+        }
+        let flagged = verdicts.iter().filter(|w| w.out_of_distribution).count();
+        eprintln!("the model's verdicts on {} windows: {counts:?}; {flagged} out of distribution", verdicts.len());
+    }
     if let Some(path) = &args.plot {
         let title = format!(
             "{}: {:?}, shaft {:.0} rpm, band {:.0}-{:.0} Hz",
@@ -81,7 +94,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             evidence.band.low_hz,
             evidence.band.high_hz
         );
-        let svg = crate::physics::envelope_svg(&evidence, &title).map_err(anyhow::Error::msg)?;
+        let svg = crate::physics::envelope_svg(&evidence, &title, &verdicts).map_err(anyhow::Error::msg)?;
         std::fs::write(path, svg).with_context(|| path.display().to_string())?;
         eprintln!("wrote {}", path.display());
     }
@@ -117,28 +130,48 @@ impl Diagnoser {
         Ok(Diagnoser { card, model })
     }
 
-    /// The family of the label most windows of `signal` (at `rate`) get.
-    fn family(&self, signal: &[f32], rate: f64) -> anyhow::Result<FaultFamily> {
+    /// The model's verdict on every window of `signal` (at `rate`), windows side by side.
+    fn windows(&self, signal: &[f32], rate: f64) -> anyhow::Result<Vec<WindowVerdict>> {
         let target = self.card.sample_rate.context("the model records no rate")?;
         let signal = resample(signal, rate.round() as u32, target, &Limits::FILES)?;
         let length = self.card.window.as_ref().map_or(2048, |w| w.length);
-        let mut values = Vec::new();
-        let mut count = 0;
-        for w in windows(signal.len(), length, length) {
-            values.extend_from_slice(signal.get(w).unwrap_or_default());
-            count += 1;
-        }
-        let samples = Samples { values, sample_shape: vec![1, length], labels: vec![0; count] };
+        let ranges: Vec<_> = windows(signal.len(), length, length).collect();
+        let values = ranges.iter().flat_map(|w| signal.get(w.clone()).unwrap_or_default()).copied().collect();
+        let samples = Samples { values, sample_shape: vec![1, length], labels: vec![0; ranges.len()] };
         let predictions = crate::train::predict(&self.model, &samples, self.card.normalization)?;
-        let mut votes = vec![0usize; self.card.classes.len()];
-        for p in predictions {
-            if let Some(v) = votes.get_mut(p as usize) {
-                *v += 1;
-            }
+        let flagged = match &self.card.ood {
+            Some(ood) => crate::train::score_samples(&self.model, &samples, self.card.normalization, ood)?
+                .into_iter()
+                .map(|s| ood.flags(s))
+                .collect(),
+            None => vec![false; ranges.len()],
+        };
+        let machine = self.card.machine.clone().unwrap_or_default();
+        let seconds = |i: usize| i as f64 / f64::from(target);
+        Ok(ranges
+            .iter()
+            .zip(predictions)
+            .zip(flagged)
+            .map(|((w, p), out_of_distribution)| {
+                let label = self.card.classes.get(p as usize).cloned().unwrap_or_default();
+                WindowVerdict {
+                    start_s: seconds(w.start),
+                    end_s: seconds(w.end),
+                    family: machine.family(&label),
+                    label,
+                    out_of_distribution,
+                }
+            })
+            .collect())
+    }
+
+    /// The family of the label most windows of `signal` (at `rate`) get.
+    fn family(&self, signal: &[f32], rate: f64) -> anyhow::Result<FaultFamily> {
+        let mut votes: std::collections::BTreeMap<FaultFamily, usize> = Default::default();
+        for w in self.windows(signal, rate)? {
+            *votes.entry(w.family).or_default() += 1;
         }
-        let best = votes.iter().enumerate().max_by_key(|(_, v)| **v).map_or(0, |(i, _)| i);
-        let label = self.card.classes.get(best).cloned().unwrap_or_default();
-        Ok(self.card.machine.clone().unwrap_or_default().family(&label))
+        Ok(votes.into_iter().max_by_key(|(_, v)| *v).map_or(FaultFamily::Other, |(f, _)| f))
     }
 }
 

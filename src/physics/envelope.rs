@@ -17,7 +17,7 @@ pub struct Band {
 }
 
 /// An amplitude spectrum on a regular grid: bin `k` is `k * resolution_hz`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Spectrum {
     pub resolution_hz: f64,
     pub amplitudes: Vec<f64>,

@@ -16,7 +16,7 @@ pub use evidence::{
     agreement, analyze, estimate_shaft_hz, Agreement, Evidence, FamilyEvidence, Peak, Settings, ShaftSpeed,
     SpeedSource, Verdict,
 };
-pub use plot::envelope_svg;
+pub use plot::{envelope_svg, WindowVerdict};
 pub use severity::{severity, IsoGroup, SensorUnit, Severity};
 
 /// Signals with known answers for the tests.

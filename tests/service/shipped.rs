@@ -178,10 +178,20 @@ async fn a_real_recording_gets_the_physics_second_opinion_beside_the_models_verd
     let options = drsn::data::ReadOptions { variable: Some("X169_DE_time".into()), ..Default::default() };
     let recording = drsn::data::read_recording(&shared("cwru/12k_Drive_End_IR014_0_169.mat"), &options).unwrap();
     let windows: Vec<&[f32]> = recording.channels[0].chunks_exact(2048).take(48).collect();
-    let request = json!({"model": "cwru-bearing", "signals": windows, "diagnostics": "none", "evidence": true});
+    let request =
+        json!({"model": "cwru-bearing", "signals": windows, "diagnostics": "none", "evidence": true, "spectrum": true});
     let body = ok(app.diagnose(&request).await).await;
     assert_eq!(body["physics"]["evidence"]["verdict"]["fault"], "inner_race", "{:#}", body["physics"]);
     assert_eq!(body["physics"]["agreement"], "agrees");
+    // The spectrum itself, for a picture: BPFI stands far above the spectrum's median.
+    let spectrum = &body["physics"]["envelope_spectrum"];
+    let resolution = spectrum["resolution_hz"].as_f64().unwrap();
+    let amplitudes: Vec<f64> = serde_json::from_value(spectrum["amplitudes"].clone()).unwrap();
+    let bpfi = body["physics"]["evidence"]["families"][0]["peaks"][0]["found_hz"].as_f64().unwrap();
+    let mut sorted = amplitudes.clone();
+    sorted.sort_by(f64::total_cmp);
+    let at_bpfi = amplitudes[(bpfi / resolution).round() as usize];
+    assert!(at_bpfi > 10.0 * sorted[sorted.len() / 2], "BPFI {at_bpfi} vs median {}", sorted[sorted.len() / 2]);
     let request = json!({"model": "cwru-bearing", "signals": windows, "diagnostics": "none"});
     assert!(ok(app.diagnose(&request).await).await.get("physics").is_none(), "JSON windows: only when asked");
     // Asked of a model whose card names no bearing: said plainly.

@@ -68,6 +68,9 @@ pub struct DiagnoseRequest {
     /// A bearing of the built-in table, instead of the card's.
     #[serde(default)]
     pub bearing: Option<String>,
+    /// `true`: the physics report carries the envelope spectrum itself (for a picture).
+    #[serde(default)]
+    pub spectrum: Option<bool>,
 }
 
 /// Options in the query string (JSON bodies carry their own).
@@ -97,6 +100,8 @@ pub struct DiagnoseQuery {
     pub rpm: Option<f64>,
     /// Bearing for the physics, from the built-in table; default: the card's.
     pub bearing: Option<String>,
+    /// `true`: the physics report carries the envelope spectrum itself (for a picture).
+    pub spectrum: Option<bool>,
 }
 
 /// Diagnoses windows of vibration signal (1-D models) or images (2-D models).
@@ -149,7 +154,12 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
         let (card, sample_rate, bounds) = (entry.card.clone(), body.sample_rate, state.config.bounds());
         // Windows are no recording: the physics only when asked for.
         let evidence = body.evidence.unwrap_or(false);
-        let ask = physics::Ask { evidence: Some(evidence), rpm: body.rpm, bearing: body.bearing };
+        let ask = physics::Ask {
+            evidence: Some(evidence),
+            rpm: body.rpm,
+            bearing: body.bearing,
+            spectrum: body.spectrum.unwrap_or(false),
+        };
         let work = move || windows::from_json(&card, array, many, sample_rate, evidence, &bounds);
         let prepared = blocking_if(&state, large || sample_rate.is_some(), work).await?;
         return respond(&state, &entry, prepared, level, started, incoming, ask).await;
@@ -167,7 +177,12 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
     let entry = state.registry.for_inference(&model, query.version).await?;
     let level = query.diagnostics.unwrap_or_default();
     let (card, bounds) = (entry.card.clone(), state.config.bounds());
-    let ask = physics::Ask { evidence: query.evidence, rpm: query.rpm, bearing: query.bearing.clone() };
+    let ask = physics::Ask {
+        evidence: query.evidence,
+        rpm: query.rpm,
+        bearing: query.bearing.clone(),
+        spectrum: query.spectrum.unwrap_or(false),
+    };
     // Decoding, resampling and cutting a long recording is real work: off the async threads.
     let prepared = state.decode(move || prepare_uploads(&card, files, &query, &bounds)).await?;
     respond(&state, &entry, prepared, level, started, incoming, ask).await

@@ -5,7 +5,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
-use crate::physics::{self, agreement, Agreement, Bearing, Evidence, FaultFamily, SensorUnit, Settings, Severity};
+use crate::physics::{
+    self, agreement, Agreement, Bearing, Evidence, FaultFamily, SensorUnit, Settings, Severity, Spectrum,
+};
 use crate::registry::ModelCard;
 
 /// At most this many samples (the first ones) are looked at: 87 s at 12 kHz.
@@ -19,6 +21,8 @@ pub struct Ask {
     pub evidence: Option<bool>,
     pub rpm: Option<f64>,
     pub bearing: Option<String>,
+    /// Whether to send the envelope spectrum along.
+    pub spectrum: bool,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -30,6 +34,10 @@ pub struct PhysicsReport {
     pub agreement: Agreement,
     /// Why, in a line.
     pub agreement_reason: String,
+    /// The envelope spectrum up to a little past the highest harmonic looked at (with
+    /// `spectrum=true`): what the defect frequencies in `evidence` are read from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envelope_spectrum: Option<Spectrum>,
 }
 
 /// The second opinion on `signal` (one channel at the card's rate) whose verdict was
@@ -82,5 +90,6 @@ pub fn second_opinion(
     );
     let model_family = machine.family(label);
     let (agreement, agreement_reason) = agreement(model_family, evidence.verdict);
-    Ok(Some(PhysicsReport { evidence, severity, model_family, agreement, agreement_reason }))
+    let envelope_spectrum = ask.spectrum.then(|| evidence.envelope.clone());
+    Ok(Some(PhysicsReport { evidence, severity, model_family, agreement, agreement_reason, envelope_spectrum }))
 }
