@@ -3,6 +3,7 @@
 mod adapt;
 mod analyze;
 mod calibrate;
+mod compare;
 mod data_args;
 mod evaluate;
 mod healthcheck;
@@ -10,6 +11,7 @@ mod limit_args;
 mod machine_args;
 mod noise_args;
 mod ood_args;
+mod recipe_args;
 mod report;
 mod serve;
 mod spec;
@@ -51,6 +53,9 @@ pub enum Command {
     /// Fit and threshold a model folder's out-of-distribution score ("I don't know") on a
     /// data set, at a chosen false-alarm rate; rewrites its card.
     Calibrate(Box<calibrate::CalibrateArgs>),
+    /// Which network for this data: several architectures over several seeds, judged clean
+    /// and under noise on the same test windows, with paired intervals and a recommendation.
+    Compare(Box<compare::CompareArgs>),
     /// Adapt a model folder to another machine or sensor with its unlabelled windows
     /// (re-estimated batch-norm statistics, AdaBN); writes a new folder.
     Adapt(Box<adapt::AdaptArgs>),
@@ -70,6 +75,7 @@ impl Command {
             Command::Analyze(args) => analyze::run(*args),
             Command::Calibrate(args) => calibrate::run(*args),
             Command::Adapt(args) => adapt::run(*args),
+            Command::Compare(args) => compare::run(*args),
         }
     }
 }

@@ -12,19 +12,12 @@ use super::data_args::DataArgs;
 use super::machine_args::MachineArgs;
 use super::noise_args::EvalNoiseArgs;
 use super::ood_args::OodArgs;
+use super::recipe_args::RecipeArgs;
 use super::report::print_outcome;
-use crate::data::{NoiseKind, Normalization};
+use crate::data::Normalization;
 use crate::nn::{Arch, Dim, ModelSpec, PRESETS};
 use crate::registry::{write_model_folder, CardInfo, WindowInfo};
-use crate::train::{self, CancelToken, NoiseAugment, Optimizer, Progress, RunRequest, TrainConfig};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum OptimizerArg {
-    /// Adam, lr 1e-3 by default (the seed).
-    Adam,
-    /// SGD with momentum and a step schedule, lr 0.1 by default (the paper).
-    Sgd,
-}
+use crate::train::{self, CancelToken, Progress, RunRequest};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum NormalizationArg {
@@ -58,38 +51,8 @@ pub struct TrainArgs {
     /// Sample rate the model works at, in Hz: recordings at other rates are resampled to it.
     #[arg(long, env = "DRSN_SAMPLE_RATE")]
     pub sample_rate: Option<u32>,
-    #[arg(long, env = "DRSN_OPTIMIZER", value_enum, default_value = "adam")]
-    pub optimizer: OptimizerArg,
-    /// Initial learning rate [default: 1e-3 for adam, 0.1 for sgd].
-    #[arg(long, env = "DRSN_LR")]
-    pub lr: Option<f64>,
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// Fractions of the epochs at which the learning rate is multiplied by --lr-gamma
-    /// [default: 0.4,0.8 for sgd, none for adam].
-    #[arg(long, value_delimiter = ',')]
-    pub lr_milestones: Option<Vec<f64>>,
-    #[arg(long, default_value_t = 0.1)]
-    pub lr_gamma: f64,
-    #[arg(long, env = "DRSN_EPOCHS", default_value_t = 30)]
-    pub epochs: usize,
-    #[arg(long, env = "DRSN_BATCH", default_value_t = 128)]
-    pub batch: usize,
-    /// L2 factor on every kernel (not on biases or batch norm).
-    #[arg(long, default_value_t = 1e-4)]
-    pub weight_decay: f64,
-    /// Seeds the split, the initial weights, the shuffling and all noise.
-    #[arg(long, env = "DRSN_SEED", default_value_t = 0)]
-    pub seed: u64,
-    /// Noise augmentation of training samples: kinds, e.g. `gaussian,laplacian,pink` or `uniform-pixel`.
-    #[arg(long, value_delimiter = ',')]
-    pub augment_noise: Vec<NoiseKind>,
-    /// SNR range of the augmentation in dB, `LOW:HIGH` (or one value).
-    #[arg(long, default_value = "-5:5", allow_hyphen_values = true)]
-    pub augment_snr: String,
-    /// Share of training samples that get augmentation noise.
-    #[arg(long, default_value_t = 0.5)]
-    pub augment_prob: f64,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     #[command(flatten)]
     pub eval_noise: EvalNoiseArgs,
     #[command(flatten)]
@@ -103,23 +66,9 @@ pub struct TrainArgs {
     pub leave_out: Vec<String>,
     #[arg(long, value_enum, default_value = "auto")]
     pub normalization: NormalizationArg,
-    /// libtorch threads [default: libtorch's choice].
-    #[arg(long, env = "DRSN_TORCH_THREADS")]
-    pub threads: Option<usize>,
     /// cpu, cuda or auto.
     #[arg(long, env = "DRSN_DEVICE", default_value = "auto")]
     pub device: String,
-}
-
-/// `LOW:HIGH` or a single value, in dB.
-fn parse_snr_range(text: &str) -> anyhow::Result<[f64; 2]> {
-    let parse = |v: &str| {
-        v.trim().parse::<f64>().with_context(|| format!("--augment-snr {text:?}: {v:?} is not a number of dB"))
-    };
-    Ok(match text.split_once(':') {
-        Some((lo, hi)) => [parse(lo)?, parse(hi)?],
-        None => [parse(text)?; 2],
-    })
 }
 
 impl TrainArgs {
@@ -137,49 +86,19 @@ impl TrainArgs {
                 .map_err(|e| anyhow::anyhow!("{e} (presets: {})", PRESETS.join(", "))),
         }
     }
-
-    fn config(&self) -> anyhow::Result<TrainConfig> {
-        let (optimizer, lr, milestones) = match self.optimizer {
-            OptimizerArg::Adam => (Optimizer::Adam, 1e-3, vec![]),
-            OptimizerArg::Sgd => (Optimizer::Sgd { momentum: self.momentum }, 0.1, vec![0.4, 0.8]),
-        };
-        let augment = (!self.augment_noise.is_empty())
-            .then(|| -> anyhow::Result<NoiseAugment> {
-                Ok(NoiseAugment {
-                    kinds: self.augment_noise.clone(),
-                    snr_db: parse_snr_range(&self.augment_snr)?,
-                    probability: self.augment_prob,
-                })
-            })
-            .transpose()?;
-        let config = TrainConfig {
-            optimizer,
-            lr: self.lr.unwrap_or(lr),
-            lr_milestones: self.lr_milestones.clone().unwrap_or(milestones),
-            lr_gamma: self.lr_gamma,
-            epochs: self.epochs,
-            batch_size: self.batch,
-            weight_decay: self.weight_decay,
-            seed: self.seed,
-            augment,
-            threads: self.threads,
-        };
-        config.validate()?;
-        Ok(config)
-    }
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let config = args.recipe.config()?;
     let mut spec = args.base_spec()?;
     let device = crate::device::parse(&args.device)?;
-    if let Some(t) = args.threads {
+    if let Some(t) = args.recipe.threads {
         tch::set_num_threads(t as i32);
     }
     let window = spec.input_size[0] as usize;
     // Checked before minutes of training, not after.
     let machine = args.machine.machine()?;
-    let mut dataset = args.data.load(window, args.sample_rate, args.seed)?;
+    let mut dataset = args.data.load(window, args.sample_rate, args.recipe.seed)?;
     let open_set = if args.leave_out.is_empty() {
         None
     } else {
@@ -301,16 +220,4 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     println!("wrote {} (version {}, weights sha256 {})", out.display(), card.version, card.weights_sha256);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snr_ranges_parse_as_pairs_or_single_values() {
-        assert_eq!(parse_snr_range("-5:5").unwrap(), [-5.0, 5.0]);
-        assert_eq!(parse_snr_range("-4").unwrap(), [-4.0, -4.0]);
-        assert!(parse_snr_range("-5:x").unwrap_err().to_string().contains("\"x\""));
-    }
 }

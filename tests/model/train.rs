@@ -207,3 +207,66 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
     let share = json["out_of_distribution_share"].as_f64().expect("the card is calibrated");
     assert!((0.0..=1.0).contains(&share));
 }
+
+#[test]
+fn a_comparison_on_real_windows_pairs_every_network_and_condition_and_recommends_one() {
+    let options = DatasetOptions {
+        sample_rate: Some(12_000),
+        filter: vec![("load_hp".into(), vec!["0".into()])],
+        max_per_class: Some(30),
+        seed: 2,
+        ..DatasetOptions::default()
+    };
+    let data = load_dataset(&DatasetSource::Manifest(cwru_manifest()), &options).unwrap();
+    let candidates: Vec<train::Candidate> = [Arch::DrsnCw, Arch::Resnet]
+        .into_iter()
+        .map(|arch| train::Candidate { name: arch.to_string(), spec: ModelSpec::preset("paper-1d", arch, 10).unwrap() })
+        .collect();
+    let request = RunRequest {
+        spec: candidates[0].spec.clone(),
+        config: TrainConfig { lr: 0.01, epochs: 2, batch_size: 32, threads: Some(1), ..TrainConfig::seed_adam() },
+        normalization: Normalization::ZScore,
+        test_noise: None,
+        sweep_kinds: vec![],
+        ood: Default::default(),
+        device: tch::Device::Cpu,
+    };
+    let conditions = train::conditions(&[NoiseKind::Gaussian], &[-4.0]);
+    let mut steps = Vec::new();
+    let report = train::compare(
+        &data,
+        &candidates,
+        &request,
+        &[0, 1],
+        &conditions,
+        &mut |s| steps.push(s.to_string()),
+        &CancelToken::new(),
+    )
+    .unwrap();
+    eprint!("{}", report.table());
+    assert_eq!(steps.len(), 4, "two networks x two seeds: {steps:?}");
+    assert_eq!(report.test_windows, data.test.len());
+    assert!((report.window_points - 100.0 / data.test.len() as f64).abs() < 1e-12);
+    for c in &report.candidates {
+        assert!(c.parameters > 1000 && c.forward_us_per_window > 0.0 && c.train_seconds > 0.0, "{c:?}");
+        let names: Vec<&str> = c.conditions.iter().map(|r| r.condition.as_str()).collect();
+        assert_eq!(names, ["clean", "gaussian -4 dB"]);
+        for r in &c.conditions {
+            assert_eq!(r.accuracy_per_seed.len(), 2);
+            let mean = (r.accuracy_per_seed[0] + r.accuracy_per_seed[1]) / 2.0;
+            assert!((r.mean - mean).abs() < 1e-12);
+        }
+    }
+    // DRSN-CW has more parameters than ResNet (the shrinkage branches).
+    assert!(report.candidates[0].parameters > report.candidates[1].parameters);
+    assert_eq!(report.differences.len(), 2, "one pair under two conditions");
+    for d in &report.differences {
+        assert!(d.low <= d.points && d.points <= d.high, "{d:?}");
+        assert_eq!(d.resolved, d.low > 0.0 || d.high < 0.0);
+    }
+    assert!(
+        report.recommendation.contains("drsn-cw") || report.recommendation.contains("resnet"),
+        "{}",
+        report.recommendation
+    );
+}
