@@ -27,6 +27,10 @@ pub struct DataArgs {
     /// Distance in samples between training windows (overlap = window - stride).
     #[arg(long, default_value_t = 256)]
     pub stride: usize,
+    /// Distance in samples between test windows [default: the window, no overlap];
+    /// overlapping test windows stay leak-free and give more windows to judge by.
+    #[arg(long)]
+    pub test_stride: Option<usize>,
     /// Rate of recordings whose file or manifest does not say (CSV, .npy, .mat), in Hz.
     #[arg(long)]
     pub default_sample_rate: Option<u32>,
@@ -73,6 +77,7 @@ impl DataArgs {
         let options = DatasetOptions {
             window,
             train_stride: self.stride,
+            test_stride: self.test_stride,
             sample_rate,
             default_sample_rate: self.default_sample_rate,
             channels: self.channels.clone(),

@@ -27,6 +27,7 @@ pub struct DatasetDescription {
     /// Window length in samples (recordings).
     pub window: Option<usize>,
     pub train_stride: Option<usize>,
+    /// Distance between test windows (validation windows never overlap).
     pub eval_stride: Option<usize>,
     pub channels: Option<usize>,
     /// `[height, width]` (images).

@@ -113,7 +113,11 @@ impl Cutter<'_> {
         };
         for (split, range) in plan {
             self.planned.entry((label, split.name())).or_default().push(format!("{file}: {} samples", range.len()));
-            let stride = if split == Split::Train { options.train_stride } else { window };
+            let stride = match split {
+                Split::Train => options.train_stride,
+                Split::Test => options.test_stride.unwrap_or(window),
+                Split::Validation => window,
+            };
             let mut count = 0;
             for w in windows(range.len(), window, stride) {
                 let start = range.start + w.start;
@@ -192,7 +196,7 @@ fn describe(
         sample_rate,
         window: Some(options.window),
         train_stride: Some(options.train_stride),
-        eval_stride: Some(options.window),
+        eval_stride: Some(options.test_stride.unwrap_or(options.window)),
         channels: reader.channels.as_ref().map(|(n, _)| *n),
         split: Some(SplitReport {
             method: "each recording is cut in time into contiguous train/validation/test stretches \

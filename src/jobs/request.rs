@@ -123,6 +123,9 @@ pub enum Promotion {
 pub struct DataSettings {
     /// Distance between training windows in samples (default: a quarter window).
     pub train_stride: Option<usize>,
+    /// Distance between test windows (default: the window; overlapping test windows stay
+    /// leak-free).
+    pub test_stride: Option<usize>,
     /// Rate every recording is resampled to (default: the active model's for `init:
     /// active`, else none, and recordings must agree).
     pub sample_rate: Option<u32>,
@@ -361,6 +364,7 @@ impl JobRequest {
         let options = DatasetOptions {
             window,
             train_stride: d.train_stride.unwrap_or((window / 4).max(1)),
+            test_stride: d.test_stride,
             sample_rate: d.sample_rate.or(active_rate),
             default_sample_rate: d.default_sample_rate,
             channels: d.channels.clone(),

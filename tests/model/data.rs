@@ -262,6 +262,25 @@ fn no_test_or_validation_window_shares_signal_with_a_training_window() {
 }
 
 #[test]
+fn overlapping_test_windows_multiply_the_test_part_and_still_share_nothing_with_training() {
+    let options = DatasetOptions {
+        filter: vec![("load_hp".into(), vec!["1".into()])],
+        test_stride: Some(512),
+        ..paper_options()
+    };
+    let manifest = shared("cwru").join("manifest.csv");
+    let dense = load_dataset(&DatasetSource::Manifest(manifest.clone()), &options).unwrap();
+    let plain =
+        load_dataset(&DatasetSource::Manifest(manifest), &DatasetOptions { test_stride: None, ..options }).unwrap();
+    let ratio = dense.test.len() as f64 / plain.test.len() as f64;
+    assert!((3.5..=4.0).contains(&ratio), "{} vs {} test windows", dense.test.len(), plain.test.len());
+    assert_eq!((dense.train.len(), dense.validation.len()), (plain.train.len(), plain.validation.len()));
+    let p = &dense.provenance;
+    assert!(overlapping(&p.test, &p.train).is_empty() && overlapping(&p.test, &p.validation).is_empty());
+    assert_eq!(dense.description.eval_stride, Some(512));
+}
+
+#[test]
 fn a_window_holds_the_samples_its_origin_names() {
     let (data, _) = cwru_dataset();
     let i = data.test.len() / 2;
