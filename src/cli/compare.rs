@@ -87,7 +87,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         &conditions,
         &mut |step| eprintln!("{step}"),
         &CancelToken::new(),
-    )?;
+    )?
+    .report;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -12,10 +12,10 @@ use super::result::{JobResult, PromotionOutcome};
 use super::runner::Shared;
 use crate::catalog::{Catalog, Reservation};
 use crate::data::{load_dataset_until, DataError, Dataset, DatasetDescription, Limits};
-use crate::nn::{Dim, Model};
+use crate::nn::{Dim, Model, ModelSpec};
 use crate::registry::{write_model_folder, CardData, CardInfo, ModelCard, Registry, WindowInfo};
 use crate::store::{EpochRow, JobProgress, JobRow};
-use crate::train::{self, judged_test, CancelToken, Progress, RunOutcome, RunRequest};
+use crate::train::{self, judged_test, CancelToken, Candidate, Progress, RunOutcome, RunRequest};
 
 /// What jobs need from the rest of the service.
 pub struct JobContext {
@@ -103,9 +103,10 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
         dataset = split.known.clone();
         Some(split)
     };
-    ctx.limits.check_work(dataset.train.len(), plan.config.epochs).map_err(failed)?;
+    let runs = request.compare.as_ref().map_or(1, |c| c.runs());
+    ctx.limits.check_work(dataset.train.len(), plan.config.epochs.saturating_mul(runs)).map_err(failed)?;
     let spec = plan.network.spec(dataset.classes.len()).map_err(failed)?;
-    let run_request = RunRequest {
+    let mut run_request = RunRequest {
         spec,
         config: plan.config.clone(),
         normalization: plan.normalization,
@@ -117,6 +118,25 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
     let mut reporter = Reporter::new(inner, &row.id);
     let mut on_progress = |p: &Progress| reporter.report(p);
     let mut outcome = match (&plan.network, request.init) {
+        (NetworkChoice::Preset { name, .. }, _) if request.compare.is_some() => {
+            let settings = request.compare.clone().unwrap_or_default();
+            let candidates = settings
+                .archs
+                .iter()
+                .map(|&arch| {
+                    let spec = ModelSpec::preset(name, arch, dataset.classes.len() as i64).map_err(failed)?;
+                    Ok(Candidate { name: arch.to_string(), spec })
+                })
+                .collect::<Result<Vec<_>, ExecuteError>>()?;
+            let seeds: Vec<u64> = (0..settings.seeds).collect();
+            let conditions = train::conditions(&settings.noise, &settings.snr_db);
+            let job = row.id.clone();
+            let mut said = |step: &str| tracing::info!(job = %job, "comparison: {step}");
+            train::compare(&dataset, &candidates, &run_request, &seeds, &conditions, &mut said, cancel).map(|c| {
+                run_request.spec = c.winner.spec;
+                c.outcome
+            })
+        }
         (NetworkChoice::Active(card), Init::Active) => {
             if card.classes != dataset.classes {
                 return Err(failed(format!(

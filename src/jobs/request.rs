@@ -90,6 +90,64 @@ pub struct JobRequest {
     /// the dataset has them, judge the new version for promotion.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adapt: bool,
+    /// A comparison instead of one run: the preset's network in each architecture, trained
+    /// once per seed with the same data and recipe and judged clean and under noise on the
+    /// same test windows. The report goes into the new version's card (`metrics.comparison`);
+    /// the version is the recommended network's best seed, promoted as any job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareSettings>,
+}
+
+/// What a comparison job compares and under which conditions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompareSettings {
+    /// At least two.
+    pub archs: Vec<Arch>,
+    /// Runs per architecture (seeds 0, 1, ...), 1 to 10.
+    pub seeds: u64,
+    /// Noise kinds of the test conditions, besides clean.
+    pub noise: Vec<NoiseKind>,
+    /// Their SNRs in dB (at most 11, within -40..40).
+    pub snr_db: Vec<f64>,
+}
+
+impl Default for CompareSettings {
+    fn default() -> Self {
+        CompareSettings {
+            archs: vec![Arch::DrsnCw, Arch::DrsnCs, Arch::Resnet],
+            seeds: 3,
+            noise: vec![NoiseKind::Gaussian, NoiseKind::Laplacian, NoiseKind::Pink],
+            snr_db: vec![-4.0, -8.0],
+        }
+    }
+}
+
+impl CompareSettings {
+    fn check(&self, request: &JobRequest) -> Result<(), Invalid> {
+        let bad = |problem: &str| Err(invalid("compare", problem));
+        if request.init != Init::Scratch || request.spec.is_some() || request.adapt || !request.leave_out.is_empty() {
+            return bad("compares presets trained from scratch: leave out spec, init: active, adapt and leave_out");
+        }
+        let mut distinct = self.archs.clone();
+        distinct.sort_by_key(|a| a.to_string());
+        distinct.dedup();
+        if distinct.len() < 2 || distinct.len() != self.archs.len() {
+            return bad("name two or more different archs");
+        }
+        if !(1..=10).contains(&self.seeds) {
+            return bad("seeds must lie in 1..=10");
+        }
+        if self.snr_db.len() > 11 || self.snr_db.iter().any(|s| !(-40.0..=40.0).contains(s)) || self.noise.len() > 8 {
+            return bad("at most 11 SNRs within -40..40 dB and 8 noise kinds");
+        }
+        Ok(())
+    }
+
+    /// Training runs the comparison makes.
+    pub fn runs(&self) -> usize {
+        self.archs.len() * self.seeds as usize
+    }
 }
 
 /// Where the weights start.
@@ -261,6 +319,9 @@ impl JobRequest {
         if !self.leave_out.is_empty() && self.promote != Promotion::Never {
             // A model that never saw some classes must not replace one that did.
             return Err(invalid("leave_out", "a model trained without some classes is a probe: give promote: never"));
+        }
+        if let Some(compare) = &self.compare {
+            compare.check(self)?;
         }
         if self.adapt && (self.init != Init::Active || !self.leave_out.is_empty()) {
             return Err(invalid("adapt", "adapts the active version: give init: active, and no leave_out"));

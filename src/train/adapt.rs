@@ -109,6 +109,7 @@ pub fn adapt_run(
         ood,
         open_set: None,
         adaptation: Some(adaptation),
+        comparison: None,
     })
 }
 

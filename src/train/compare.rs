@@ -16,7 +16,7 @@ use crate::data::{Dataset, NoiseKind, Samples};
 use crate::nn::ModelSpec;
 
 use super::evaluate::predict;
-use super::pipeline::{run, RunRequest};
+use super::pipeline::{run, RunOutcome, RunRequest};
 use super::progress::{CancelToken, Progress};
 use super::TrainError;
 
@@ -106,6 +106,14 @@ pub struct CompareReport {
     pub recommendation: String,
 }
 
+/// A comparison's report and the model it recommends (of that network's seeds, the one
+/// most accurate under the hardest condition), ready to publish like any trained model.
+pub struct Comparison {
+    pub report: CompareReport,
+    pub winner: Candidate,
+    pub outcome: RunOutcome,
+}
+
 /// Trains every candidate with every seed (`request`'s recipe and normalisation; its spec
 /// is replaced by each candidate's) and judges it under every condition.
 pub fn compare(
@@ -116,7 +124,7 @@ pub fn compare(
     conditions: &[Condition],
     on_progress: &mut dyn FnMut(&str),
     cancel: &CancelToken,
-) -> Result<CompareReport, TrainError> {
+) -> Result<Comparison, TrainError> {
     if candidates.len() < 2 || seeds.is_empty() || conditions.is_empty() || dataset.test.is_empty() {
         return Err(TrainError::Config(
             "a comparison needs two networks or more, a seed, a condition and test windows".into(),
@@ -126,7 +134,10 @@ pub fn compare(
     // correct[candidate][condition] = per seed, per window.
     let mut correct = vec![vec![Vec::<Vec<bool>>::new(); conditions.len()]; candidates.len()];
     let mut reports = Vec::new();
+    // Every run's outcome, by candidate then seed: the winner's is published.
+    let mut outcomes: Vec<Vec<RunOutcome>> = Vec::new();
     for (c, candidate) in candidates.iter().enumerate() {
+        let mut mine = Vec::new();
         let mut train_seconds = 0.0;
         let mut forward_us = 0.0;
         let mut parameters = 0;
@@ -160,7 +171,9 @@ pub fn compare(
                 };
                 correct[c][k].push(right(&predictions, &dataset.test));
             }
+            mine.push(outcome);
         }
+        outcomes.push(mine);
         let conditions = conditions
             .iter()
             .zip(&correct[c])
@@ -202,15 +215,25 @@ pub fn compare(
             }
         }
     }
-    let recommendation = recommend(&reports, &differences);
-    Ok(CompareReport {
+    let (recommendation, winner, hardest) = recommend(&reports, &differences);
+    let report = CompareReport {
         seeds: seeds.to_vec(),
         test_windows: n,
         window_points: 100.0 / n as f64,
         candidates: reports,
         differences,
         recommendation,
-    })
+    };
+    let (c, k) = (winner.min(candidates.len() - 1), hardest.min(conditions.len() - 1));
+    let best_seed = correct[c][k]
+        .iter()
+        .enumerate()
+        .max_by(|a, b| share(a.1).total_cmp(&share(b.1)).then(b.0.cmp(&a.0)))
+        .map_or(0, |(s, _)| s);
+    let outcome = outcomes.swap_remove(c).swap_remove(best_seed);
+    let mut outcome = outcome;
+    outcome.comparison = Some(report.clone());
+    Ok(Comparison { report, winner: candidates[c].clone(), outcome })
 }
 
 /// The same noise for every network: it depends on the seed and the condition only.
@@ -249,19 +272,23 @@ fn bootstrap(paired: &[f64], rng: &mut impl Rng) -> (f64, f64, f64) {
 
 /// For the hardest condition (lowest mean accuracy of the best network): the best network
 /// if it beats every other beyond the interval, else the cheapest of those it does not beat.
-fn recommend(reports: &[CandidateReport], differences: &[Difference]) -> String {
-    let Some(hardest) = reports.first().and_then(|r| {
+/// Returns the sentence, the network chosen and the condition (indices).
+fn recommend(reports: &[CandidateReport], differences: &[Difference]) -> (String, usize, usize) {
+    let nothing = ("nothing to compare".to_string(), 0, 0);
+    let Some((hardest_index, hardest)) = reports.first().and_then(|r| {
         r.conditions
             .iter()
             .map(|c| c.condition.clone())
-            .min_by(|x, y| best_mean(reports, x).total_cmp(&best_mean(reports, y)))
+            .enumerate()
+            .min_by(|x, y| best_mean(reports, &x.1).total_cmp(&best_mean(reports, &y.1)))
     }) else {
-        return "nothing to compare".into();
+        return nothing;
     };
     let mean = |r: &CandidateReport| r.conditions.iter().find(|c| c.condition == hardest).map_or(0.0, |c| c.mean);
     let Some(best) = reports.iter().max_by(|a, b| mean(a).total_cmp(&mean(b))) else {
-        return "nothing to compare".into();
+        return nothing;
     };
+    let index_of = |name: &str| reports.iter().position(|r| r.name == name).unwrap_or(0);
     let against = |other: &str| {
         differences.iter().find(|d| {
             d.condition == hardest && ((d.a == best.name && d.b == other) || (d.b == best.name && d.a == other))
@@ -281,14 +308,16 @@ fn recommend(reports: &[CandidateReport], differences: &[Difference]) -> String 
                 format!("{:.1} points over {other} (95% interval {low:.1} to {high:.1})", sign * d.points)
             })
             .collect();
-        format!("{} is better at {hardest}: {}", best.name, margins.join("; "))
+        let text = format!("{} is better at {hardest}: {}", best.name, margins.join("; "));
+        (text, index_of(&best.name), hardest_index)
     } else {
         let cheapest = ties.iter().min_by_key(|r| r.parameters).map_or(best.name.as_str(), |r| r.name.as_str());
         let names: Vec<&str> = ties.iter().map(|r| r.name.as_str()).collect();
-        format!(
+        let text = format!(
             "no difference beyond seed and test-window noise at {hardest} between {}: choose the cheaper, {cheapest}",
             names.join(", ")
-        )
+        );
+        (text, index_of(cheapest), hardest_index)
     }
 }
 

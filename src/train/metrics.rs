@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::adapt::AdaptReport;
+use super::compare::CompareReport;
 use super::config::TrainConfig;
 use super::evaluate::{Evaluation, SnrSweep};
 use super::open_set::OpenSetReport;
@@ -39,6 +40,9 @@ pub struct RunMetrics {
     /// For an adapted version: how its batch-norm statistics were re-estimated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adaptation: Option<AdaptReport>,
+    /// For the version a comparison recommended: the comparison it won.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<CompareReport>,
 }
 
 /// The metrics in brief, as the database keeps them for every version.

@@ -86,6 +86,8 @@ pub struct RunOutcome {
     pub open_set: Option<super::OpenSetReport>,
     /// For a model adapted rather than trained ([`super::adapt_run`]).
     pub adaptation: Option<super::AdaptReport>,
+    /// For the model a comparison recommended ([`super::compare`]): the whole comparison.
+    pub comparison: Option<super::CompareReport>,
 }
 
 impl RunOutcome {
@@ -104,6 +106,7 @@ impl RunOutcome {
             training: Some(request.config.clone()),
             open_set: self.open_set.clone(),
             adaptation: self.adaptation.clone(),
+            comparison: self.comparison.clone(),
         }
     }
 }
@@ -176,7 +179,7 @@ pub fn run_from(
             calibrate(&model, &dataset.train, &data.validation, request.normalization, request.ood, "validation", None)
         })
         .transpose()?;
-    Ok(RunOutcome { model, report, test, clean_test, sweep, ood, open_set: None, adaptation: None })
+    Ok(RunOutcome { model, report, test, clean_test, sweep, ood, open_set: None, adaptation: None, comparison: None })
 }
 
 /// The test part a run judges its model on: with the request's fixed test noise, if any,

@@ -243,6 +243,11 @@ fn a_comparison_on_real_windows_pairs_every_network_and_condition_and_recommends
         &CancelToken::new(),
     )
     .unwrap();
+    let comparison = report;
+    let report = &comparison.report;
+    assert!(report.recommendation.contains(&comparison.winner.name));
+    assert_eq!(comparison.outcome.comparison.as_ref(), Some(report), "the winner carries the comparison");
+    assert_eq!(comparison.outcome.model.spec(), &comparison.winner.spec);
     eprint!("{}", report.table());
     assert_eq!(steps.len(), 4, "two networks x two seeds: {steps:?}");
     assert_eq!(report.test_windows, data.test.len());

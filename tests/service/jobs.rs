@@ -229,6 +229,45 @@ async fn a_job_that_leaves_a_fault_family_out_reports_how_each_score_flags_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comparison_job_reports_every_network_and_publishes_the_recommended_one() {
+    let _turn = TRAINING.lock().await;
+    let app = spawn(&shared_root(), None).await;
+    let mut request = cwru_job("compare-probe", 1, "always");
+    request["compare"] = json!({"archs": ["drsn-cw", "resnet"], "seeds": 2, "noise": ["gaussian"], "snr_db": [-4]});
+    let (status, job) = app.submit(&request).await;
+    assert_eq!(status, 202, "{job}");
+    let done = app.finished(job["id"].as_str().unwrap(), Duration::from_secs(240)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let card = app.get("/models/compare-probe").await;
+    let report = &card["metrics"]["comparison"];
+    let names: Vec<&str> =
+        report["candidates"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["drsn-cw", "resnet"]);
+    for c in report["candidates"].as_array().unwrap() {
+        let conditions: Vec<&str> =
+            c["conditions"].as_array().unwrap().iter().map(|r| r["condition"].as_str().unwrap()).collect();
+        assert_eq!(conditions, ["clean", "gaussian -4 dB"]);
+        assert_eq!(c["conditions"][0]["accuracy_per_seed"].as_array().unwrap().len(), 2);
+    }
+    // The version in service is the network the report recommends.
+    let recommendation = report["recommendation"].as_str().unwrap();
+    let arch = card["spec"]["arch"].as_str().unwrap();
+    assert!(
+        recommendation.contains(&format!("choose the cheaper, {arch}")) || recommendation.starts_with(arch),
+        "{arch}: {recommendation}"
+    );
+    assert_eq!(
+        report["test_windows"].as_u64(),
+        done["result"]["test_accuracy"].as_f64().map(|_| report["test_windows"].as_u64().unwrap())
+    );
+    // One network is no comparison.
+    request["compare"] = json!({"archs": ["resnet"]});
+    let (status, body) = app.submit(&request).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("two or more"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adapt_job_re_estimates_the_active_version_on_another_sensor_without_training() {
     let _turn = TRAINING.lock().await;
     let app = spawn(&shared_root(), None).await;
