@@ -256,10 +256,7 @@ async fn a_comparison_job_reports_every_network_and_publishes_the_recommended_on
         recommendation.contains(&format!("choose the cheaper, {arch}")) || recommendation.starts_with(arch),
         "{arch}: {recommendation}"
     );
-    assert_eq!(
-        report["test_windows"].as_u64(),
-        done["result"]["test_accuracy"].as_f64().map(|_| report["test_windows"].as_u64().unwrap())
-    );
+    assert!(report["test_windows"].as_u64().unwrap() > 0 && report["window_points"].as_f64().unwrap() > 0.0);
     // One network is no comparison.
     request["compare"] = json!({"archs": ["resnet"]});
     let (status, body) = app.submit(&request).await;
