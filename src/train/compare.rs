@@ -1,8 +1,9 @@
 //! Which network for this data? Several networks trained on the same data, split and
 //! recipe over several seeds, each judged on the same test windows clean and under noise.
 //! The noise of a (seed, kind, SNR) condition is drawn once and shown to every network, so
-//! differences are paired window by window; a bootstrap over those paired windows gives an
-//! interval for every difference, and the report says plainly whether one network is
+//! differences are paired window by window; a two-level bootstrap (seeds, then windows
+//! within each) gives an interval for every difference that holds both the seed-to-seed
+//! spread and the test set's size, and the report says plainly whether one network is
 //! better or the cheaper one will do.
 
 use std::time::Instant;
@@ -72,15 +73,15 @@ pub struct ConditionResult {
 pub struct CandidateReport {
     pub name: String,
     pub parameters: i64,
-    /// Eval-mode forward time per window, batches of 64, on the test windows.
+    /// Eval-mode forward time per window on the clean test windows (batches of 256).
     pub forward_us_per_window: f64,
     /// Training time, mean over the seeds.
     pub train_seconds: f64,
     pub conditions: Vec<ConditionResult>,
 }
 
-/// `a - b` under one condition, in accuracy points, with a 95% bootstrap interval over
-/// the paired test windows of every seed.
+/// `a - b` under one condition, in accuracy points, with a 95% bootstrap interval
+/// (seeds resampled, then the paired test windows of each).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Difference {
     pub a: String,
@@ -196,11 +197,12 @@ pub fn compare(
     for (k, condition) in conditions.iter().enumerate() {
         for a in 0..candidates.len() {
             for b in a + 1..candidates.len() {
-                let paired: Vec<f64> = correct[a][k]
+                let paired: Vec<Vec<f64>> = correct[a][k]
                     .iter()
-                    .flatten()
-                    .zip(correct[b][k].iter().flatten())
-                    .map(|(&x, &y)| f64::from(u8::from(x)) - f64::from(u8::from(y)))
+                    .zip(&correct[b][k])
+                    .map(|(xs, ys)| {
+                        xs.iter().zip(ys).map(|(&x, &y)| f64::from(u8::from(x)) - f64::from(u8::from(y))).collect()
+                    })
                     .collect();
                 let (points, low, high) = bootstrap(&paired, &mut rng);
                 differences.push(Difference {
@@ -215,7 +217,13 @@ pub fn compare(
             }
         }
     }
-    let (recommendation, winner, hardest) = recommend(&reports, &differences);
+    // Chance: always naming the most frequent test class.
+    let mut counts = std::collections::BTreeMap::new();
+    for &label in &dataset.test.labels {
+        *counts.entry(label).or_insert(0usize) += 1;
+    }
+    let chance = counts.values().max().map_or(0.0, |&m| m as f64 / n as f64);
+    let (recommendation, winner, hardest) = recommend(&reports, &differences, chance);
     let report = CompareReport {
         seeds: seeds.to_vec(),
         test_windows: n,
@@ -256,15 +264,28 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Mean of the paired differences (in points) and its 95% percentile-bootstrap interval.
-fn bootstrap(paired: &[f64], rng: &mut impl Rng) -> (f64, f64, f64) {
-    let n = paired.len();
-    if n == 0 {
+/// Mean of the paired differences (in points) and its 95% percentile-bootstrap interval:
+/// each resample draws as many seeds as there are (with replacement), then as many windows
+/// of each drawn seed as it has.
+fn bootstrap(per_seed: &[Vec<f64>], rng: &mut impl Rng) -> (f64, f64, f64) {
+    let (seeds, total) = (per_seed.len(), per_seed.iter().map(Vec::len).sum::<usize>());
+    if seeds == 0 || total == 0 {
         return (0.0, 0.0, 0.0);
     }
-    let mean = paired.iter().sum::<f64>() / n as f64;
-    let mut means: Vec<f64> =
-        (0..RESAMPLES).map(|_| (0..n).map(|_| paired[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
+    let mean = per_seed.iter().flatten().sum::<f64>() / total as f64;
+    let mut means: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let (mut sum, mut count) = (0.0, 0usize);
+            for _ in 0..seeds {
+                let windows = &per_seed[rng.random_range(0..seeds)];
+                for _ in 0..windows.len() {
+                    sum += windows[rng.random_range(0..windows.len())];
+                }
+                count += windows.len();
+            }
+            sum / count.max(1) as f64
+        })
+        .collect();
     means.sort_by(f64::total_cmp);
     let at = |q: f64| means[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
     (100.0 * mean, 100.0 * at(0.025), 100.0 * at(0.975))
@@ -273,17 +294,50 @@ fn bootstrap(paired: &[f64], rng: &mut impl Rng) -> (f64, f64, f64) {
 /// For the hardest condition (lowest mean accuracy of the best network): the best network
 /// if it beats every other beyond the interval, else the cheapest of those it does not beat.
 /// Returns the sentence, the network chosen and the condition (indices).
-fn recommend(reports: &[CandidateReport], differences: &[Difference]) -> (String, usize, usize) {
+fn recommend(reports: &[CandidateReport], differences: &[Difference], chance: f64) -> (String, usize, usize) {
     let nothing = ("nothing to compare".to_string(), 0, 0);
+    // A condition where even the best network is near chance tells networks apart by luck.
     let Some((hardest_index, hardest)) = reports.first().and_then(|r| {
         r.conditions
             .iter()
             .map(|c| c.condition.clone())
             .enumerate()
+            .filter(|(_, c)| best_mean(reports, c) >= 2.0 * chance)
             .min_by(|x, y| best_mean(reports, &x.1).total_cmp(&best_mean(reports, &y.1)))
     }) else {
         return nothing;
     };
+    let near_chance: Vec<String> = reports
+        .first()
+        .map(|r| {
+            r.conditions
+                .iter()
+                .filter(|c| best_mean(reports, &c.condition) < 2.0 * chance)
+                .map(|c| c.condition.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let caveat = if near_chance.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (under {} every network is within twice chance ({:.0}%): train with noise augmentation to compare them there)",
+            near_chance.join(", "),
+            100.0 * chance
+        )
+    };
+    let (text, winner, condition) = recommend_at(reports, differences, hardest_index, &hardest);
+    (text + &caveat, winner, condition)
+}
+
+/// The recommendation at one condition.
+fn recommend_at(
+    reports: &[CandidateReport],
+    differences: &[Difference],
+    hardest_index: usize,
+    hardest: &str,
+) -> (String, usize, usize) {
+    let nothing = ("nothing to compare".to_string(), 0, 0);
     let mean = |r: &CandidateReport| r.conditions.iter().find(|c| c.condition == hardest).map_or(0.0, |c| c.mean);
     let Some(best) = reports.iter().max_by(|a, b| mean(a).total_cmp(&mean(b))) else {
         return nothing;
@@ -383,12 +437,17 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         // Equal: as many windows one gets right and the other wrong as the other way.
         let even: Vec<f64> = (0..400).map(|i| [1.0, -1.0, 0.0, 0.0][i % 4]).collect();
-        let (points, low, high) = bootstrap(&even, &mut rng);
+        let (points, low, high) = bootstrap(&[even.clone(), even], &mut rng);
         assert!(points.abs() < 1e-9 && low < 0.0 && high > 0.0);
-        // A gets 10% more windows right.
+        // A gets 10% more windows right, with every seed.
         let gap: Vec<f64> = (0..400).map(|i| if i % 10 == 0 { 1.0 } else { 0.0 }).collect();
-        let (points, low, _) = bootstrap(&gap, &mut rng);
+        let (points, low, _) = bootstrap(&[gap.clone(), gap.clone(), gap], &mut rng);
         assert!((points - 10.0).abs() < 1e-9 && low > 5.0, "{points} {low}");
+        // The same mean gap from one lucky seed only: the seeds' spread widens the interval.
+        let none = vec![0.0; 400];
+        let lucky: Vec<f64> = (0..400).map(|i| if i % 10 < 3 { 1.0 } else { 0.0 }).collect();
+        let (points, low, _) = bootstrap(&[lucky, none.clone(), none], &mut rng);
+        assert!((points - 10.0).abs() < 1e-9 && low <= 0.0, "{points} {low}");
     }
 
     #[test]
