@@ -296,14 +296,16 @@ fn bootstrap(per_seed: &[Vec<f64>], rng: &mut impl Rng) -> (f64, f64, f64) {
 /// Returns the sentence, the network chosen and the condition (indices).
 fn recommend(reports: &[CandidateReport], differences: &[Difference], chance: f64) -> (String, usize, usize) {
     let nothing = ("nothing to compare".to_string(), 0, 0);
-    // A condition where even the best network is near chance tells networks apart by luck.
+    // A condition where even the best network is near chance tells networks apart by luck;
+    // when every one is, the easiest condition is judged and the caveat says why.
     let Some((hardest_index, hardest)) = reports.first().and_then(|r| {
-        r.conditions
-            .iter()
-            .map(|c| c.condition.clone())
-            .enumerate()
+        let named = || r.conditions.iter().map(|c| c.condition.clone()).enumerate();
+        let by_best =
+            |x: &(usize, String), y: &(usize, String)| best_mean(reports, &x.1).total_cmp(&best_mean(reports, &y.1));
+        named()
             .filter(|(_, c)| best_mean(reports, c) >= 2.0 * chance)
-            .min_by(|x, y| best_mean(reports, &x.1).total_cmp(&best_mean(reports, &y.1)))
+            .min_by(by_best)
+            .or_else(|| named().max_by(by_best))
     }) else {
         return nothing;
     };
@@ -321,7 +323,7 @@ fn recommend(reports: &[CandidateReport], differences: &[Difference], chance: f6
         String::new()
     } else {
         format!(
-            " (under {} every network is within twice chance ({:.0}%): train with noise augmentation to compare them there)",
+            " (under {} every network is within twice chance ({:.0}%): train longer, or with noise augmentation for noisy conditions, to compare them there)",
             near_chance.join(", "),
             100.0 * chance
         )
