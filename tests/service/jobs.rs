@@ -564,6 +564,11 @@ async fn bad_job_requests_are_refused_before_queueing_with_what_is_wrong() {
         (json!({"model": "m", "dataset": "plant", "epochs": 3}), "unknown field"),
         (json!({"model": "m", "dataset": "plant", "data": {"test_fraction": 1.5}}), "fraction"),
         (json!({"model": "m", "dataset": "plant", "data": {"speed_factors": [1.03, 4.0]}}), "speed factors"),
+        (json!({"model": "m", "dataset": "plant", "data": {"test_stride": 0}}), "test stride"),
+        (json!({"model": "m", "dataset": "plant", "promote": "never", "leave_out": vec!["ball"; 65]}), "leave_out"),
+        (json!({"model": "m", "dataset": "plant", "compare": {"seeds": 1000}}), "seeds"),
+        (json!({"model": "m", "dataset": "plant", "compare": {"snr_db": vec![-4.0; 12]}}), "SNRs"),
+        (json!({"model": "m", "dataset": "plant", "ood": {"false_alarm_rate": 0.9}}), "false_alarm_rate"),
     ];
     for (request, expected) in cases {
         let response = app.post("/jobs").json(&request).send().await.unwrap();
