@@ -19,6 +19,13 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
     echo "clippy is not installed (rustup component add clippy): lint skipped" >&2
 fi
+# The dashboard's tests drive Debian's headless Chromium through its chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    install() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver >/dev/null; }
+    install || { $sudo apt-get update -q >/dev/null && install; } \
+        || { echo "cannot install chromium and chromium-driver, which the browser tests need" >&2; exit 1; }
+fi
 cargo test --locked "$@"
 # The API description against the handlers: schemathesis on a real server (its own binary,
 # built by the tests above).

@@ -9,7 +9,7 @@ use super::data_args::DataArgs;
 use super::recipe_args::RecipeArgs;
 use crate::data::{NoiseKind, Normalization};
 use crate::nn::{Arch, ModelSpec};
-use crate::train::{self, CancelToken, Candidate, RunRequest};
+use crate::train::{self, CancelToken, Candidate, RunRequest, Watch};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -85,7 +85,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         &request,
         &seeds,
         &conditions,
-        &mut |step| eprintln!("{step}"),
+        &mut |watch| {
+            if let Watch::Stage(stage) = watch {
+                eprintln!("{stage}");
+            }
+        },
         &CancelToken::new(),
     )?
     .report;

@@ -6,6 +6,7 @@
 pub(crate) mod blocking;
 pub(crate) mod body;
 pub mod connections;
+mod dashboard;
 pub mod diagnose;
 pub mod error;
 pub(crate) mod guard;
@@ -140,6 +141,7 @@ pub fn routes() -> Router<AppState> {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(telemetry::render))
         .merge(v2::routes())
+        .merge(dashboard::routes())
 }
 
 /// The complete application: routes, OpenAPI and Swagger UI, body limit, request

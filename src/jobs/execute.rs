@@ -15,7 +15,7 @@ use crate::data::{load_dataset_until, DataError, Dataset, DatasetDescription, Li
 use crate::nn::{Dim, Model, ModelSpec};
 use crate::registry::{write_model_folder, CardData, CardInfo, ModelCard, Registry, WindowInfo};
 use crate::store::{EpochRow, JobProgress, JobRow};
-use crate::train::{self, judged_test, CancelToken, Candidate, Progress, RunOutcome, RunRequest};
+use crate::train::{self, judged_test, CancelToken, Candidate, Progress, RunOutcome, RunRequest, Watch};
 
 /// What jobs need from the rest of the service.
 pub struct JobContext {
@@ -131,8 +131,11 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
             let seeds: Vec<u64> = (0..settings.seeds).collect();
             let conditions = train::conditions(&settings.noise, &settings.snr_db);
             let job = row.id.clone();
-            let mut said = |step: &str| tracing::info!(job = %job, "comparison: {step}");
-            train::compare(&dataset, &candidates, &run_request, &seeds, &conditions, &mut said, cancel).map(|c| {
+            let mut watch = |watch: Watch<'_>| match watch {
+                Watch::Stage(stage) => tracing::info!(job = %job, "comparison: {stage}"),
+                Watch::Run(progress) => on_progress(progress),
+            };
+            train::compare(&dataset, &candidates, &run_request, &seeds, &conditions, &mut watch, cancel).map(|c| {
                 run_request.spec = c.winner.spec;
                 c.outcome
             })

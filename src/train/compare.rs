@@ -33,6 +33,13 @@ pub struct Candidate {
     pub spec: ModelSpec,
 }
 
+/// What a comparison reports as it goes: the stage it is at, and the training progress of
+/// its runs, counted across all of them (run 2 of 9 at epoch 3 of 18 is epoch 21 of 162).
+pub enum Watch<'a> {
+    Stage(&'a str),
+    Run(&'a Progress),
+}
+
 /// A test condition: clean, or one kind of noise at one SNR.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Condition {
@@ -123,7 +130,7 @@ pub fn compare(
     request: &RunRequest,
     seeds: &[u64],
     conditions: &[Condition],
-    on_progress: &mut dyn FnMut(&str),
+    on_progress: &mut dyn FnMut(Watch<'_>),
     cancel: &CancelToken,
 ) -> Result<Comparison, TrainError> {
     if candidates.len() < 2 || seeds.is_empty() || conditions.is_empty() || dataset.test.is_empty() {
@@ -146,7 +153,7 @@ pub fn compare(
             if cancel.is_cancelled() {
                 return Err(TrainError::CancelledEvaluation);
             }
-            on_progress(&format!("{} seed {seed}: training", candidate.name));
+            on_progress(Watch::Stage(&format!("{} seed {seed}: training", candidate.name)));
             let mut config = request.config.clone();
             config.seed = seed;
             let one = RunRequest {
@@ -156,7 +163,10 @@ pub fn compare(
                 sweep_kinds: Vec::new(),
                 ..request.clone()
             };
-            let outcome = run(dataset, &one, &mut |_: &Progress| {}, cancel)?;
+            let index = c * seeds.len() + mine.len();
+            let runs = candidates.len() * seeds.len();
+            let outcome =
+                run(dataset, &one, &mut |p: &Progress| on_progress(Watch::Run(&p.within(index, runs))), cancel)?;
             train_seconds += outcome.report.elapsed_s / seeds.len() as f64;
             parameters = outcome.model.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
             let started = Instant::now();

@@ -20,7 +20,7 @@ mod tests;
 
 pub use adapt::{adapt_batch_norm, adapt_run, recalibrate_unlabelled, AdaptReport};
 pub use calibrate::{calibrate, calibrate_from, fit_outputs, score_samples, scores, OodSettings};
-pub use compare::{compare, conditions, Candidate, CompareReport, Comparison, Condition};
+pub use compare::{compare, conditions, Candidate, CompareReport, Comparison, Condition, Watch};
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
 pub use evaluate::{
     evaluate, forward_all, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,

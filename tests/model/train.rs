@@ -233,16 +233,23 @@ fn a_comparison_on_real_windows_pairs_every_network_and_condition_and_recommends
     };
     let conditions = train::conditions(&[NoiseKind::Gaussian], &[-4.0]);
     let mut steps = Vec::new();
+    let mut epochs = Vec::new();
     let report = train::compare(
         &data,
         &candidates,
         &request,
         &[0, 1],
         &conditions,
-        &mut |s| steps.push(s.to_string()),
+        &mut |watch| match watch {
+            train::Watch::Stage(s) => steps.push(s.to_string()),
+            train::Watch::Run(Progress::Epoch(m)) => epochs.push((m.epoch, m.epochs)),
+            train::Watch::Run(Progress::Step(_)) => {}
+        },
         &CancelToken::new(),
     )
     .unwrap();
+    // Four runs of two epochs, counted as one span of eight.
+    assert_eq!(epochs, (1..=8).map(|e| (e, 8)).collect::<Vec<_>>());
     let comparison = report;
     let report = &comparison.report;
     assert!(report.recommendation.contains(&comparison.winner.name));

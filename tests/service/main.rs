@@ -4,6 +4,7 @@
 
 mod common;
 
+mod dashboard;
 mod docker_runtime;
 mod engine;
 mod fuzz;

@@ -3,6 +3,7 @@
 mod nested;
 pub(crate) mod physics;
 pub(crate) mod response;
+pub(crate) mod trace;
 pub(crate) mod windows;
 
 use std::time::Instant;
@@ -102,6 +103,16 @@ pub struct DiagnoseQuery {
     pub bearing: Option<String>,
     /// `true`: the physics report carries the envelope spectrum itself (for a picture).
     pub spectrum: Option<bool>,
+    /// `true`: the response carries `trace`, the recording's outline (the smallest and
+    /// largest sample of each of at most 2000 equal slices of its first channel), to draw it.
+    pub trace: Option<bool>,
+}
+
+/// What an answer holds besides the verdicts.
+struct Wants {
+    level: DiagnosticsLevel,
+    physics: physics::Ask,
+    trace: bool,
 }
 
 /// Diagnoses windows of vibration signal (1-D models) or images (2-D models).
@@ -162,7 +173,8 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
         };
         let work = move || windows::from_json(&card, array, many, sample_rate, evidence, &bounds);
         let prepared = blocking_if(&state, large || sample_rate.is_some(), work).await?;
-        return respond(&state, &entry, prepared, level, started, incoming, ask).await;
+        let wants = Wants { level, physics: ask, trace: false };
+        return respond(&state, &entry, prepared, wants, started, incoming).await;
     }
     let (model, files) = match kind {
         BodyKind::Multipart => read_multipart(&state, request).await?,
@@ -183,9 +195,10 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
         bearing: query.bearing.clone(),
         spectrum: query.spectrum.unwrap_or(false),
     };
+    let wants = Wants { level, physics: ask, trace: query.trace.unwrap_or(false) };
     // Decoding, resampling and cutting a long recording is real work: off the async threads.
     let prepared = state.decode(move || prepare_uploads(&card, files, &query, &bounds)).await?;
-    respond(&state, &entry, prepared, level, started, incoming, ask).await
+    respond(&state, &entry, prepared, wants, started, incoming).await
 }
 
 /// JSON bodies larger than this are parsed off the async threads.
@@ -256,6 +269,14 @@ fn prepare_uploads(
             let values = data::decode_f32_le(&upload.bytes, limits).map_err(undecodable("raw f32 body".into()))?;
             windows::from_raw(card, values, query.sample_rate, query.stride, bounds)
         }
+        Media::File(format) => {
+            let options = data::ReadOptions { limits: limits.clone(), ..Default::default() };
+            let mut recording = data::decode_recording(&upload.bytes, format.file_name(), &options)
+                .map_err(undecodable(format.what().into()))?;
+            // These formats carry no rate: the query's, or the model's.
+            recording.sample_rate = query.sample_rate.or(card.sample_rate);
+            windows::from_recording(card, recording, format.what(), query.stride, query.channel, bounds)
+        }
         Media::Image => unreachable!("images are handled above"),
     }
 }
@@ -321,11 +342,11 @@ async fn respond(
     state: &AppState,
     entry: &ModelEntry,
     prepared: Prepared,
-    level: DiagnosticsLevel,
+    wants: Wants,
     started: Instant,
     incoming: engine::Incoming,
-    ask: physics::Ask,
 ) -> Result<Json<DiagnoseResponse>, ApiError> {
+    let Wants { level, physics: ask, trace } = wants;
     let decoded = started.elapsed();
     let request = engine::Request {
         model: entry.key(),
@@ -342,6 +363,11 @@ async fn respond(
     let out_of_distribution = state.judge_ood(&entry.card, &prediction.windows);
     let unknown = out_of_distribution.as_ref().is_some_and(|s| s.flagged_share > state.config.unknown_share);
     let (label, probabilities, shares) = response::verdict(classes, &prediction);
+    let trace = prepared
+        .signal
+        .as_deref()
+        .filter(|_| trace && prepared.recording.is_some())
+        .map(|signal| trace::Trace::of(signal, entry.card.sample_rate));
     // The physics is set beside what the network saw, known or not.
     let physics = prepared.signal.map(|signal| (signal, label.clone()));
     let recording = prepared.recording.map(|r| {
@@ -372,6 +398,7 @@ async fn respond(
         recording,
         physics,
         out_of_distribution,
+        trace,
         timings: Timings {
             decode_ms: ms(decoded),
             queue_ms: ms(prediction.queued),
@@ -395,6 +422,44 @@ enum Media {
     Raw,
     /// PNG or JPEG.
     Image,
+    /// A recording in a file format without a rate (read at `?sample_rate=`, default the
+    /// model's): CSV columns, a NumPy `.npy` array, a MATLAB `.mat` variable.
+    File(FileFormat),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileFormat {
+    Csv,
+    Npy,
+    Mat,
+}
+
+impl FileFormat {
+    /// The name the data reader knows the format by (its signature, or this extension).
+    fn file_name(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "recording.csv",
+            FileFormat::Npy => "recording.npy",
+            FileFormat::Mat => "recording.mat",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "CSV file",
+            FileFormat::Npy => "NumPy file",
+            FileFormat::Mat => "MAT-file",
+        }
+    }
+
+    fn of_extension(ext: &str) -> Option<FileFormat> {
+        match ext {
+            "csv" | "tsv" | "txt" => Some(FileFormat::Csv),
+            "npy" => Some(FileFormat::Npy),
+            "mat" => Some(FileFormat::Mat),
+            _ => None,
+        }
+    }
 }
 
 impl Media {
@@ -403,13 +468,17 @@ impl Media {
             e if media::is_wav(e) => Some(Media::Wav),
             e if media::is_image(e) => Some(Media::Image),
             "application/octet-stream" => Some(Media::Raw),
+            "text/csv" | "text/tab-separated-values" | "text/plain" => Some(Media::File(FileFormat::Csv)),
+            "application/x-npy" => Some(Media::File(FileFormat::Npy)),
+            "application/x-matlab-data" => Some(Media::File(FileFormat::Mat)),
             _ => None,
         }
     }
 
     /// A form part: by its content type, except that the generic `application/octet-stream`
     /// (what most clients send for a file they do not know) is looked into: a RIFF/WAVE,
-    /// PNG or JPEG signature, or a `.wav`/`.png`/`.jpg` name, says what it is.
+    /// PNG, JPEG, NumPy or MATLAB signature, or a `.wav`/`.png`/`.jpg`/`.csv`/`.npy`/`.mat`
+    /// name, says what it is.
     fn of_part(content_type: Option<&str>, file_name: Option<&str>, bytes: &[u8]) -> Option<Media> {
         let essence = content_type.map(media::essence);
         match essence.as_deref().map(Media::of_content_type) {
@@ -424,6 +493,12 @@ impl Media {
             || matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
         {
             Some(Media::Image)
+        } else if bytes.starts_with(b"\x93NUMPY") {
+            Some(Media::File(FileFormat::Npy))
+        } else if bytes.starts_with(b"MATLAB") {
+            Some(Media::File(FileFormat::Mat))
+        } else if let Some(format) = ext.as_deref().and_then(FileFormat::of_extension) {
+            Some(Media::File(format))
         } else {
             Some(Media::Raw)
         }
@@ -438,7 +513,7 @@ enum BodyKind {
     Media(Media),
 }
 
-const ACCEPTED: &str = "application/json, audio/wav (audio/x-wav, audio/wave), application/octet-stream (little-endian f32), image/png, image/jpeg, multipart/form-data";
+const ACCEPTED: &str = "application/json, audio/wav (audio/x-wav, audio/wave), application/octet-stream (little-endian f32), text/csv, application/x-npy, application/x-matlab-data, image/png, image/jpeg, multipart/form-data";
 
 impl BodyKind {
     fn of(headers: &HeaderMap) -> Result<BodyKind, ApiError> {

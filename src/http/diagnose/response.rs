@@ -188,6 +188,9 @@ pub struct DiagnoseResponse {
     /// When the model is calibrated: how many windows it does not know.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out_of_distribution: Option<OodSummary>,
+    /// For recordings, with `trace=true`: the signal's outline, to draw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<super::trace::Trace>,
     pub timings: Timings,
 }
 

@@ -6,6 +6,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::http::ApiError;
@@ -28,6 +29,19 @@ pub async fn require_token(
         }
     }
     Ok(next.run(request).await)
+}
+
+/// Whether the mutating endpoints need a token (so a client, such as the dashboard, can
+/// ask its user for one before the first refusal). Says nothing about the token itself.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AuthView {
+    pub token_required: bool,
+}
+
+#[utoipa::path(get, path = "/auth", tag = "jobs",
+    responses((status = 200, description = "Whether `Authorization: Bearer <token>` is needed to change anything", body = AuthView)))]
+pub async fn describe(State(state): State<super::JobsState>) -> Json<AuthView> {
+    Json(AuthView { token_required: state.token.is_some() })
 }
 
 /// The token of an `Authorization` value whose scheme is `Bearer`, in any case (RFC 7235).

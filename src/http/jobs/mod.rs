@@ -65,6 +65,7 @@ pub fn routes(state: JobsState) -> Router<AppState> {
         .route("/models/{name}/versions", get(versions::list))
         .route("/datasets", get(datasets::list))
         .route("/datasets/{name}", get(datasets::get))
+        .route("/auth", get(auth::describe))
         .route_layer(deadline)
         .route("/jobs/{id}/events", get(events::stream))
         .merge(guarded)
@@ -74,7 +75,7 @@ pub fn routes(state: JobsState) -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        handlers::create, handlers::list, handlers::get, handlers::cancel, events::stream,
+        auth::describe, handlers::create, handlers::list, handlers::get, handlers::cancel, events::stream,
         versions::list, versions::activate,
         datasets::upload_file, datasets::upload_archive, datasets::list, datasets::get,
     ),

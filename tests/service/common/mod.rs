@@ -1,6 +1,7 @@
 //! Shared by the service tests: model folders built once per test binary, and a real
 //! server on a random loopback port.
 
+pub mod browser;
 pub mod files;
 pub mod process;
 pub mod real;

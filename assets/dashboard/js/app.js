@@ -1,0 +1,33 @@
+// The dashboard's router: `#/diagnose`, `#/models[/NAME]`, `#/jobs[/ID][?status=S]`,
+// `#/datasets[/NAME]`. Each page renders itself from the public API into <main>.
+
+import { showError } from './api.js';
+import * as diagnose from './diagnose.js';
+import * as models from './models.js';
+import * as jobs from './jobs.js';
+import * as datasets from './datasets.js';
+
+const pages = { diagnose, models, jobs, datasets };
+
+async function route() {
+  const [path, search] = (location.hash.slice(1) || '/diagnose').split('?');
+  const [, page = 'diagnose', arg] = path.split('/');
+  const name = pages[page] ? page : 'diagnose';
+  jobs.leave();
+  for (const link of document.querySelectorAll('nav a')) {
+    link.setAttribute('aria-current', link.id === `nav-${name}` ? 'page' : 'false');
+  }
+  const main = document.getElementById('main');
+  main.dataset.page = name;
+  main.dataset.ready = 'false';
+  showError(null);
+  try {
+    await pages[name].render(main, arg ? decodeURIComponent(arg) : null, new URLSearchParams(search || ''));
+  } catch (e) {
+    showError(e);
+  }
+  main.dataset.ready = 'true';
+}
+
+window.addEventListener('hashchange', route);
+route();
