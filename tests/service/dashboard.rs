@@ -33,6 +33,27 @@ fn held_out_recording(dir: &Path) -> (std::path::PathBuf, String, Vec<u8>) {
     (path, stretch.label, wav)
 }
 
+/// A tar of class folders made of the example recordings: two inner-race files, one outer.
+fn class_archive(dir: &Path) -> std::path::PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut tar = tar::Builder::new(Vec::new());
+    for (label, file, name) in [
+        ("inner_race", "inner-race-IR007.wav", "a.wav"),
+        ("inner_race", "inner-race-IR007.wav", "b.wav"),
+        ("outer_race", "outer-race-OR007.wav", "a.wav"),
+    ] {
+        let bytes = std::fs::read(examples.join(file)).unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("{label}/{name}"), bytes.as_slice()).unwrap();
+    }
+    let path = dir.join("pump7.tar");
+    std::fs::write(&path, tar.into_inner().unwrap()).unwrap();
+    path
+}
+
 async fn no_console_errors(browser: &Browser, after: &str) {
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors after {after}: {errors:#?}");
@@ -105,14 +126,16 @@ async fn the_dashboard_shows_diagnoses_models_and_jobs_in_a_real_browser() {
     let shown =
         browser.wait_for("document.querySelector('#verdict .label')?.textContent", Duration::from_secs(30)).await;
     assert_eq!(shown, label.as_str());
-    let api = ok(app.post_diagnose("?model=cwru-bearing", "audio/wav", wav).await).await;
+    let api = ok(app.post_diagnose("?model=cwru-bearing&trace=true", "audio/wav", wav).await).await;
     assert_eq!(api["recording"]["label"], shown, "the page shows what the API answers");
     expect_charts_drawn(&browser, &CHARTS).await;
     let windows = api["windows"].as_array().unwrap().len() as u64;
     assert_eq!(browser.eval("document.querySelectorAll('#window option').length").await, windows);
-    // The signal's outline holds both its min and max series.
-    let trace_points = browser.points("chart-signal").await;
-    assert!(trace_points >= 2 * windows * 2048 / 12, "{trace_points} points for {windows} windows");
+    // The signal's outline: its min and max series, over the whole recording.
+    let outline = api["trace"]["min"].as_array().unwrap().len() as u64;
+    assert_eq!(browser.points("chart-signal").await, 2 * outline);
+    let per_point = api["trace"]["samples_per_point"].as_u64().unwrap();
+    assert!(per_point * outline >= api["recording"]["samples"].as_u64().unwrap() && outline <= 2000);
     // Another window's thresholds: one row per shrinkage block, the values the API gives.
     select(&browser, "#window", "3").await;
     let blocks = api["windows"][3]["blocks"].as_array().unwrap();
@@ -177,9 +200,12 @@ async fn the_dashboard_shows_diagnoses_models_and_jobs_in_a_real_browser() {
         assert!(std::time::Instant::now() < deadline, "the job did not succeed in time; curve points seen {seen:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Every epoch drawn at the end (read back from the job if the stream missed one).
+    browser
+        .wait_for("Number(document.getElementById('chart-job').dataset.points) === 6 * 3", Duration::from_secs(10))
+        .await;
     let growing: Vec<u64> = seen.iter().copied().filter(|&p| p > 0).collect();
     assert!(growing.len() >= 2 && growing.windows(2).all(|w| w[0] < w[1]), "curve points seen: {seen:?}");
-    assert_eq!(*growing.last().unwrap(), 6 * 3, "6 epochs x 3 series");
     let job = app.get(&format!("/jobs/{id}")).await;
     assert_eq!(job["model_version"], 2);
     browser
@@ -206,6 +232,18 @@ async fn the_dashboard_shows_diagnoses_models_and_jobs_in_a_real_browser() {
     .unwrap();
     assert_eq!(listed, vec![cancelled]);
     no_console_errors(&browser, "the jobs").await;
+
+    // A dataset from an archive of class folders: its counts per class.
+    browser.open(&app.url("/#/datasets")).await;
+    let archive = class_archive(files.path());
+    browser.css("#dataset-name").await.send_keys("pump7").await.unwrap();
+    browser.css("#dataset-archive").await.send_keys(archive.to_str().unwrap()).await.unwrap();
+    browser.css("#upload").await.click().await.unwrap();
+    browser.wait_for("document.querySelectorAll('#class-counts tbody tr').length === 2", Duration::from_secs(20)).await;
+    let counts = browser.eval("[...document.querySelectorAll('#class-counts tbody tr')].map(tr => tr.dataset.class + '=' + tr.cells[1].textContent)").await;
+    assert_eq!(counts, serde_json::json!(["inner_race=2", "outer_race=1"]));
+    assert_eq!(app.get("/datasets/pump7").await["files"], 3);
+    no_console_errors(&browser, "a dataset upload").await;
 
     // Roll back: version 1 into service again from the versions table.
     browser.open(&app.url("/#/models/cwru-bearing")).await;

@@ -199,3 +199,54 @@ async fn a_real_recording_gets_the_physics_second_opinion_beside_the_models_verd
     let response = app.post_diagnose("?model=cwru-bearing&evidence=false", "audio/wav", wav).await;
     assert!(ok(response).await.get("physics").is_none(), "evidence=false leaves it out");
 }
+
+/// A little-endian f32 `.npy` array of one dimension.
+fn npy_f32(values: &[f32]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", values.len());
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(f32_le(values));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_npy_and_mat_recordings_are_read_as_training_reads_them_and_outlined_on_request() {
+    let app = app().await;
+    let card = ModelCard::read(&shipped().join("cwru-bearing")).unwrap();
+    let s = cwru_test_stretches(&card).into_iter().find(|s| s.label == "IR014").unwrap();
+    let wav = ok(app
+        .post_diagnose("?model=cwru-bearing&trace=true", "audio/wav", wav_f32(std::slice::from_ref(&s.samples), 12_000))
+        .await)
+    .await;
+    assert_eq!(wav["recording"]["label"], "IR014");
+    let csv: String = s.samples.iter().map(|v| format!("{v}\n")).collect();
+    let upload = |bytes: Vec<u8>, name: &str, content_type: &str| {
+        let part = Part::bytes(bytes).file_name(name.to_string()).mime_str(content_type).unwrap();
+        let form = Form::new().text("model", "cwru-bearing").part("file", part);
+        app.client.post(app.url("/diagnose?sample_rate=12000&trace=true")).multipart(form).send()
+    };
+    // A spreadsheet type some systems give CSV files is looked into, as the generic one is.
+    let from_csv = ok(upload(csv.clone().into_bytes(), "ir014.csv", "application/vnd.ms-excel").await.unwrap()).await;
+    let from_npy = ok(upload(npy_f32(&s.samples), "ir014.npy", "application/octet-stream").await.unwrap()).await;
+    let as_body = ok(app.post_diagnose("?model=cwru-bearing", "text/csv", csv.into_bytes()).await).await;
+    for (kind, body) in [("CSV", &from_csv), ("npy", &from_npy), ("CSV body", &as_body)] {
+        assert_eq!(labels(body), labels(&wav), "{kind}");
+        assert_eq!(body["recording"]["samples"], wav["recording"]["samples"], "{kind}");
+    }
+    // The outline: every sample's extremes, the same whatever the format.
+    assert_eq!(from_npy["trace"], wav["trace"]);
+    let outline_max = wav["trace"]["max"].as_array().unwrap();
+    let peak = s.samples.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    assert_eq!(outline_max.iter().map(|v| v.as_f64().unwrap() as f32).fold(f32::NEG_INFINITY, f32::max), peak);
+    assert!(as_body.get("trace").is_none(), "only on request");
+    // A whole CWRU MAT-file as recorded (its drive-end variable, 12 kHz).
+    let mat = std::fs::read(shared(&format!("cwru/{}", s.file))).unwrap();
+    let from_mat = ok(upload(mat, &s.file, "application/octet-stream").await.unwrap()).await;
+    assert_eq!(from_mat["recording"]["label"], "IR014");
+    assert!(from_mat["recording"]["samples"].as_u64().unwrap() > 100_000);
+}

@@ -58,6 +58,7 @@ function askToken() {
   const dialog = document.getElementById('token-dialog');
   const input = document.getElementById('token-input');
   input.value = '';
+  dialog.returnValue = '';
   return new Promise((resolve) => {
     dialog.addEventListener('close', () => {
       const ok = dialog.returnValue === 'ok' && input.value;

@@ -8,6 +8,7 @@ import * as jobs from './jobs.js';
 import * as datasets from './datasets.js';
 
 const pages = { diagnose, models, jobs, datasets };
+let current = 0;
 
 async function route() {
   const [path, search] = (location.hash.slice(1) || '/diagnose').split('?');
@@ -17,15 +18,21 @@ async function route() {
   for (const link of document.querySelectorAll('nav a')) {
     link.setAttribute('aria-current', link.id === `nav-${name}` ? 'page' : 'false');
   }
+  // A page still loading when the user moves on renders into a detached element, never
+  // over the page that replaced it.
+  const mine = ++current;
   const main = document.getElementById('main');
+  const target = document.createElement('div');
   main.dataset.page = name;
   main.dataset.ready = 'false';
+  main.replaceChildren(target);
   showError(null);
   try {
-    await pages[name].render(main, arg ? decodeURIComponent(arg) : null, new URLSearchParams(search || ''));
+    await pages[name].render(target, arg ? decodeURIComponent(arg) : null, new URLSearchParams(search || ''));
   } catch (e) {
-    showError(e);
+    if (mine === current) showError(e);
   }
+  if (mine !== current) return;
   main.dataset.ready = 'true';
 }
 

@@ -18,7 +18,9 @@ export function withAlpha(hex, alpha) {
   return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
 }
 
-function drawn(el, points) {
+/// Records how many finite values a chart drew (a wrong field name draws nothing).
+function drawn(el, values) {
+  const points = values.reduce((n, series) => n + series.filter((v) => Number.isFinite(v)).length, 0);
   el.dataset.points = String(points);
   if (performance.getEntriesByName('first-chart').length === 0 && points > 0) performance.mark('first-chart');
 }
@@ -51,7 +53,7 @@ export function lineChart(el, { x, series, xLabel = '', yLabel = '', height = 22
       if (Number.isFinite(value)) onClick(value);
     });
   }
-  drawn(el, x.length * series.length);
+  drawn(el, series.map((s) => s.values));
   return u;
 }
 
@@ -83,8 +85,9 @@ export function spanFill(spans) {
     const { ctx, bbox } = u;
     ctx.save();
     for (const s of spans) {
-      const a = u.valToPos(s.from, 'x', true);
-      const b = u.valToPos(s.to, 'x', true);
+      const a = Math.max(bbox.left, u.valToPos(s.from, 'x', true));
+      const b = Math.min(bbox.left + bbox.width, u.valToPos(s.to, 'x', true));
+      if (b <= a) continue;
       ctx.fillStyle = s.colour;
       ctx.fillRect(a, bbox.top, Math.max(1, b - a), bbox.height);
     }
@@ -115,7 +118,6 @@ export function confusionTable(el, classes, matrix) {
     head.appendChild(th);
   }
   const body = table.createTBody();
-  let cells = 0;
   matrix.forEach((row, r) => {
     const tr = body.insertRow();
     const th = document.createElement('th');
@@ -130,9 +132,8 @@ export function confusionTable(el, classes, matrix) {
       const share = count / total;
       td.style.background = r === c ? withAlpha('#2ca02c', 0.15 + 0.85 * share) : (count ? withAlpha('#d62728', 0.2 + 0.8 * share) : '');
       if (share > 0.6) td.style.color = '#fff';
-      cells += 1;
     });
   });
   el.replaceChildren(table);
-  drawn(el, cells);
+  drawn(el, matrix);
 }

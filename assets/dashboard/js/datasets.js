@@ -13,7 +13,8 @@ export async function render(main, name) {
   const detail = el('section', { id: 'dataset-detail' });
 
   const uploadFolder = async () => {
-    const files = [...folder.files];
+    // Hidden files (.DS_Store and the like) are no recordings.
+    const files = [...folder.files].filter((f) => !f.name.startsWith('.'));
     let done = 0;
     for (const f of files) {
       // `<picked folder>/<label>/<file>`: the class is the file's folder.
@@ -31,7 +32,7 @@ export async function render(main, name) {
     status.textContent = `uploading ${f.name}...`;
     const answer = await post(`/datasets/${encodeURIComponent(nameInput.value)}/archive`, f,
       { guarded: true, headers: { 'content-type': 'application/octet-stream' } });
-    status.textContent = `${answer.files ?? ''} files from ${f.name}`;
+    status.textContent = `${answer.stored.length} files stored from ${f.name}`;
   };
   const form = el('form', { id: 'upload-form', class: 'controls wrap' },
     el('label', {}, 'Dataset name ', nameInput),

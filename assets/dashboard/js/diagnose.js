@@ -15,6 +15,7 @@ export async function render(main) {
     accept: '.wav,.csv,.tsv,.txt,.npy,.mat,.f32,.raw,.bin,.png,.jpg,.jpeg' });
   const rate = el('input', { type: 'number', id: 'rate', min: 1, placeholder: "the model's" });
   const stride = el('input', { type: 'number', id: 'stride', min: 1, placeholder: 'one window' });
+  const channel = el('input', { type: 'number', id: 'channel', min: 0, placeholder: 'all' });
   const exampleSelect = el('select', { id: 'example' },
     examples.map((e) => el('option', { value: e.url }, `${e.name} (${Math.round(e.bytes / 1024)} kB)`)));
   const result = el('section', { id: 'result', 'aria-live': 'polite' });
@@ -25,7 +26,7 @@ export async function render(main) {
     showError(null);
     result.replaceChildren(el('p', { class: 'muted' }, `Diagnosing ${label}...`));
     try {
-      const answer = await diagnose(modelSelect.value, files, rate.value, stride.value);
+      const answer = await diagnose(modelSelect.value, files, { rate: rate.value, stride: stride.value, channel: channel.value });
       const model = models.find((m) => m.name === answer.model.name);
       showAnswer(result, answer, model, label);
     } catch (e) {
@@ -50,9 +51,14 @@ export async function render(main) {
   const tryButton = el('button', { type: 'button', id: 'try-example' }, 'Try an example');
   tryButton.addEventListener('click', async () => {
     const url = exampleSelect.value;
-    const blob = await (await fetch(url)).blob();
     const name = url.split('/').pop();
-    send([new File([blob], name, { type: 'audio/wav' })], name);
+    try {
+      const response = await fetch(url);
+      if (!response.ok) throw new Error(`example ${name}: HTTP ${response.status}`);
+      send([new File([await response.blob()], name, { type: 'audio/wav' })], name);
+    } catch (e) {
+      showError(e);
+    }
   });
 
   main.replaceChildren(
@@ -62,16 +68,18 @@ export async function render(main) {
       el('label', {}, 'Recording or images ', fileInput),
       el('label', { title: 'For CSV, .npy, .mat and raw f32, which state no rate' }, 'Rate, Hz ', rate),
       el('label', { title: 'Samples between window starts, at the model\'s rate' }, 'Stride ', stride),
+      el('label', { title: 'Which channel (CSV column) a single-channel model reads, from 0' }, 'Channel ', channel),
       el('span', { class: 'group' }, el('label', {}, 'Example ', exampleSelect), tryButton)),
     drop,
     result);
 }
 
-async function diagnose(model, files, rate, stride) {
+async function diagnose(model, files, { rate, stride, channel }) {
   const query = new URLSearchParams({ model, diagnostics: 'full', trace: 'true', spectrum: 'true' });
   const images = files.every((f) => /\.(png|jpe?g)$/i.test(f.name));
   if (!images) {
     if (stride) query.set('stride', stride);
+    if (channel) query.set('channel', channel);
     const ext = files[0].name.split('.').pop().toLowerCase();
     if (rate && ext !== 'wav') query.set('sample_rate', rate);
     if (files.length > 1) throw new Error('send one recording at a time (or only images)');

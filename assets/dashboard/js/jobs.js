@@ -137,13 +137,26 @@ async function showJob(main, id) {
   if (isFinal(job.status)) progress.value = job.status === 'succeeded' ? 1 : progress.value;
   setOutcome(job);
   const redraw = () => { if (history.length) drawHistory(curves, history); else curves.dataset.points = '0'; };
+  const add = (m) => {
+    if (!history.some((h) => h.epoch === m.epoch)) history.push(m);
+    history.sort((a, b) => a.epoch - b.epoch);
+  };
+  // Epochs that ended between the first read and the stream's start (or while it
+  // reconnected) are read back from the job itself.
+  const catchUp = async () => {
+    const now = await get(`/jobs/${encodeURIComponent(id)}`);
+    (now.metrics || []).forEach(add);
+    redraw();
+  };
   redraw();
-  if (isFinal(job.status)) return;
+  // A page the user has left meanwhile follows nothing.
+  if (isFinal(job.status) || !main.isConnected) return;
   following = new EventSource(`/jobs/${encodeURIComponent(id)}/events`);
+  following.addEventListener('open', () => catchUp().catch(showError));
   following.addEventListener('step', (e) => setProgress(JSON.parse(e.data)));
   following.addEventListener('epoch', (e) => {
     const m = JSON.parse(e.data);
-    if (!history.some((h) => h.epoch === m.epoch)) history.push(m);
+    add(m);
     setProgress({ ...m, step: 1, steps_per_epoch: 1 });
     redraw();
   });
@@ -156,6 +169,7 @@ async function showJob(main, id) {
       if (s.status === 'succeeded') progress.value = 1;
       setOutcome(s);
       leave();
+      catchUp().catch(showError);
     }
   });
   following.onerror = () => {

@@ -270,11 +270,14 @@ fn prepare_uploads(
             windows::from_raw(card, values, query.sample_rate, query.stride, bounds)
         }
         Media::File(format) => {
-            let options = data::ReadOptions { limits: limits.clone(), ..Default::default() };
+            let options = data::ReadOptions { limits: *limits, ..Default::default() };
             let mut recording = data::decode_recording(&upload.bytes, format.file_name(), &options)
                 .map_err(undecodable(format.what().into()))?;
-            // These formats carry no rate: the query's, or the model's.
-            recording.sample_rate = query.sample_rate.or(card.sample_rate);
+            // CSV, .npy and .mat carry no rate: the query's, or the model's (a WAV sent
+            // under another name keeps its own).
+            if recording.sample_rate.is_none() {
+                recording.sample_rate = query.sample_rate.or(card.sample_rate);
+            }
             windows::from_recording(card, recording, format.what(), query.stride, query.channel, bounds)
         }
         Media::Image => unreachable!("images are handled above"),
@@ -312,12 +315,7 @@ async fn read_multipart(state: &AppState, request: Request) -> Result<(Option<St
             model = Some(text.trim().to_string());
             continue;
         }
-        let media = Media::of_part(content_type.as_deref(), file_name.as_deref(), &bytes).ok_or_else(|| {
-            ApiError::UnsupportedMediaType(format!(
-                "form part {name:?} ({}) is not WAV, PNG, JPEG or raw f32",
-                content_type.as_deref().unwrap_or("no content type")
-            ))
-        })?;
+        let media = Media::of_part(content_type.as_deref(), file_name.as_deref(), &bytes);
         uploads.push(Upload { media, bytes });
     }
     if uploads.is_empty() {
@@ -363,14 +361,11 @@ async fn respond(
     let out_of_distribution = state.judge_ood(&entry.card, &prediction.windows);
     let unknown = out_of_distribution.as_ref().is_some_and(|s| s.flagged_share > state.config.unknown_share);
     let (label, probabilities, shares) = response::verdict(classes, &prediction);
-    let trace = prepared
-        .signal
-        .as_deref()
-        .filter(|_| trace && prepared.recording.is_some())
-        .map(|signal| trace::Trace::of(signal, entry.card.sample_rate));
     // The physics is set beside what the network saw, known or not.
     let physics = prepared.signal.map(|signal| (signal, label.clone()));
+    let mut outline = None;
     let recording = prepared.recording.map(|r| {
+        outline = trace.then_some(r.outline);
         let (label, closest) = if unknown { (UNKNOWN.to_string(), Some(label)) } else { (label, None) };
         RecordingReport {
             label,
@@ -398,7 +393,7 @@ async fn respond(
         recording,
         physics,
         out_of_distribution,
-        trace,
+        trace: outline,
         timings: Timings {
             decode_ms: ms(decoded),
             queue_ms: ms(prediction.queued),
@@ -478,29 +473,30 @@ impl Media {
     /// A form part: by its content type, except that the generic `application/octet-stream`
     /// (what most clients send for a file they do not know) is looked into: a RIFF/WAVE,
     /// PNG, JPEG, NumPy or MATLAB signature, or a `.wav`/`.png`/`.jpg`/`.csv`/`.npy`/`.mat`
-    /// name, says what it is.
-    fn of_part(content_type: Option<&str>, file_name: Option<&str>, bytes: &[u8]) -> Option<Media> {
+    /// name, says what it is; anything else is read as raw f32 (and refused when it is not).
+    fn of_part(content_type: Option<&str>, file_name: Option<&str>, bytes: &[u8]) -> Media {
         let essence = content_type.map(media::essence);
-        match essence.as_deref().map(Media::of_content_type) {
-            Some(Some(Media::Raw)) | None => {}
-            Some(known) => return known,
+        // A type this service does not know (a CSV sent as `application/vnd.ms-excel`, as
+        // some systems do) is looked into like the generic one.
+        if let Some(known) = essence.as_deref().and_then(Media::of_content_type).filter(|m| *m != Media::Raw) {
+            return known;
         }
         let ext = file_name.and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
         if (bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE")) || ext.as_deref() == Some("wav") {
-            Some(Media::Wav)
+            Media::Wav
         } else if bytes.starts_with(b"\x89PNG")
             || bytes.starts_with(&[0xFF, 0xD8, 0xFF])
             || matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
         {
-            Some(Media::Image)
+            Media::Image
         } else if bytes.starts_with(b"\x93NUMPY") {
-            Some(Media::File(FileFormat::Npy))
+            Media::File(FileFormat::Npy)
         } else if bytes.starts_with(b"MATLAB") {
-            Some(Media::File(FileFormat::Mat))
+            Media::File(FileFormat::Mat)
         } else if let Some(format) = ext.as_deref().and_then(FileFormat::of_extension) {
-            Some(Media::File(format))
+            Media::File(format)
         } else {
-            Some(Media::Raw)
+            Media::Raw
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct RecordingInfo {
     pub resampled_from: Option<u32>,
     /// Samples per channel at the model's rate.
     pub samples: usize,
+    /// The whole first channel's outline, for a picture (`trace=true`): one pass, 16 kB.
+    pub outline: super::trace::Trace,
 }
 
 /// A 1-D model's window length (a checked spec has one input size).
@@ -348,6 +350,7 @@ pub fn from_recording(
             stride,
             resampled_from,
             samples,
+            outline: super::trace::Trace::of(channels.first().map_or(&[][..], Vec::as_slice), card.sample_rate),
         }),
         signal: channels.first().map(|c| c.iter().take(super::physics::MAX_SAMPLES).copied().collect()),
     })

@@ -100,8 +100,13 @@ impl Browser {
         self.client.execute(&format!("return ({expression});"), vec![]).await.expect("script runs")
     }
 
-    /// Goes to `url` and waits until its page has rendered.
+    /// Goes to `url` and waits until its page has rendered (a new hash does not reload the
+    /// page, so the old page's flag is cleared first).
     pub async fn open(&self, url: &str) {
+        let _ = self
+            .client
+            .execute("const m = document.getElementById('main'); if (m) m.dataset.ready = 'stale';", vec![])
+            .await;
         self.client.goto(url).await.expect("page opens");
         self.wait_for("document.getElementById('main')?.dataset.ready === 'true'", Duration::from_secs(30)).await;
     }
