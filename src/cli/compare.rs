@@ -20,6 +20,10 @@ pub struct CompareArgs {
     pub archs: Vec<Arch>,
     #[arg(long, default_value = "paper-1d")]
     pub preset: String,
+    /// A network of your own besides the architectures, `NAME=SPEC.json` (as `drsn spec`
+    /// prints one; same input as the preset, class count taken from the data); repeatable.
+    #[arg(long = "candidate", value_name = "NAME=SPEC.json")]
+    pub candidates: Vec<String>,
     /// Sample rate the models work at, in Hz.
     #[arg(long)]
     pub sample_rate: Option<u32>,
@@ -53,11 +57,28 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     // The split is the same for every network and seed: the data's seed is the recipe's.
     let dataset = args.data.load(window, args.sample_rate, args.recipe.seed)?;
     let classes = dataset.classes.len() as i64;
-    let candidates = args
+    let mut candidates = args
         .archs
         .iter()
         .map(|&arch| Ok(Candidate { name: arch.to_string(), spec: ModelSpec::preset(&args.preset, arch, classes)? }))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for text in &args.candidates {
+        let (name, path) =
+            text.split_once('=').ok_or_else(|| anyhow::anyhow!("--candidate {text:?}: give NAME=SPEC.json"))?;
+        let mut spec = super::spec::read_file(std::path::Path::new(path))?;
+        anyhow::ensure!(
+            spec.dim == probe.dim && spec.input_size == probe.input_size && spec.in_channels == probe.in_channels,
+            "--candidate {name}: its input ({:?} x {}) is not the preset's ({:?} x {})",
+            spec.input_size,
+            spec.in_channels,
+            probe.input_size,
+            probe.in_channels
+        );
+        anyhow::ensure!(candidates.iter().all(|c| c.name != name), "--candidate {name}: the name is taken");
+        spec.classes = classes;
+        candidates.push(Candidate { name: name.to_string(), spec });
+    }
+    anyhow::ensure!(candidates.len() >= 2, "a comparison needs two networks or more");
     let normalization = if probe.dim == crate::nn::Dim::One { Normalization::ZScore } else { Normalization::None };
     let request = RunRequest {
         spec: candidates[0].spec.clone(),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -74,13 +74,7 @@ pub struct TrainArgs {
 impl TrainArgs {
     fn base_spec(&self) -> anyhow::Result<ModelSpec> {
         match &self.spec {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                let spec: ModelSpec =
-                    serde_json::from_str(&text).with_context(|| format!("{}: not a model spec", path.display()))?;
-                spec.validate().with_context(|| path.display().to_string())?;
-                Ok(spec)
-            }
+            Some(path) => super::spec::read_file(path),
             // The class count is set from the data once it is read.
             None => ModelSpec::preset(&self.preset, self.arch, 2)
                 .map_err(|e| anyhow::anyhow!("{e} (presets: {})", PRESETS.join(", "))),

@@ -127,6 +127,10 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
                     let spec = ModelSpec::preset(name, arch, dataset.classes.len() as i64).map_err(failed)?;
                     Ok(Candidate { name: arch.to_string(), spec })
                 })
+                .chain(settings.specs.iter().map(|(name, spec)| {
+                    let spec = ModelSpec { classes: dataset.classes.len() as i64, ..spec.clone() };
+                    Ok(Candidate { name: name.clone(), spec })
+                }))
                 .collect::<Result<Vec<_>, ExecuteError>>()?;
             let seeds: Vec<u64> = (0..settings.seeds).collect();
             let conditions = train::conditions(&settings.noise, &settings.snr_db);

@@ -102,8 +102,12 @@ pub struct JobRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompareSettings {
-    /// At least two.
+    /// The preset's architectures to compare.
     pub archs: Vec<Arch>,
+    /// Networks of your own besides `archs`, by name (up to 8): each takes the preset's
+    /// input; its class count is set to the data's. Two candidates or more in all.
+    #[schema(value_type = BTreeMap<String, Object>)]
+    pub specs: BTreeMap<String, ModelSpec>,
     /// Runs per architecture (seeds 0, 1, ...), 1 to 10.
     pub seeds: u64,
     /// Noise kinds of the test conditions, besides clean.
@@ -116,6 +120,7 @@ impl Default for CompareSettings {
     fn default() -> Self {
         CompareSettings {
             archs: vec![Arch::DrsnCw, Arch::DrsnCs, Arch::Resnet],
+            specs: BTreeMap::new(),
             seeds: 3,
             noise: vec![NoiseKind::Gaussian, NoiseKind::Laplacian, NoiseKind::Pink],
             snr_db: vec![-4.0, -8.0],
@@ -124,7 +129,7 @@ impl Default for CompareSettings {
 }
 
 impl CompareSettings {
-    fn check(&self, request: &JobRequest) -> Result<(), Invalid> {
+    fn check(&self, request: &JobRequest, limits: &JobLimits) -> Result<(), Invalid> {
         let bad = |problem: &str| Err(invalid("compare", problem));
         if request.init != Init::Scratch || request.spec.is_some() || request.adapt || !request.leave_out.is_empty() {
             return bad("compares presets trained from scratch: leave out spec, init: active, adapt and leave_out");
@@ -132,8 +137,24 @@ impl CompareSettings {
         let mut distinct = self.archs.clone();
         distinct.sort_by_key(|a| a.to_string());
         distinct.dedup();
-        if distinct.len() < 2 || distinct.len() != self.archs.len() {
-            return bad("name two or more different archs");
+        if distinct.len() != self.archs.len() || distinct.len() + self.specs.len() < 2 {
+            return bad("name two or more different networks (archs, specs)");
+        }
+        if self.specs.len() > 8 {
+            return bad("at most 8 specs");
+        }
+        let preset = ModelSpec::preset(request.preset.as_deref().unwrap_or("paper-1d"), Arch::DrsnCw, 2)
+            .map_err(|e| invalid("preset", e))?;
+        for (name, spec) in &self.specs {
+            if name.is_empty() || name.len() > 64 || self.archs.iter().any(|a| a.to_string() == *name) {
+                return bad("spec names are 1 to 64 characters and not an arch's name");
+            }
+            let named = |problem: String| invalid("compare.specs", format!("{name}: {problem}"));
+            spec.validate().map_err(|e| named(e.to_string()))?;
+            limits.check_spec(spec).map_err(|e| named(e.problem))?;
+            if (spec.dim, &spec.input_size, spec.in_channels) != (preset.dim, &preset.input_size, preset.in_channels) {
+                return Err(named("takes another input than the preset".into()));
+            }
         }
         if !(1..=10).contains(&self.seeds) {
             return bad("seeds must lie in 1..=10");
@@ -146,7 +167,7 @@ impl CompareSettings {
 
     /// Training runs the comparison makes.
     pub fn runs(&self) -> usize {
-        self.archs.len() * self.seeds as usize
+        (self.archs.len() + self.specs.len()) * self.seeds as usize
     }
 }
 
@@ -321,7 +342,7 @@ impl JobRequest {
             return Err(invalid("leave_out", "a model trained without some classes is a probe: give promote: never"));
         }
         if let Some(compare) = &self.compare {
-            compare.check(self)?;
+            compare.check(self, limits)?;
         }
         if self.adapt && (self.init != Init::Active || !self.leave_out.is_empty()) {
             return Err(invalid("adapt", "adapts the active version: give init: active, and no leave_out"));

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::real::shared_root;
 use crate::common::*;
 use drsn::data::{read_recording, ReadOptions};
+use drsn::nn::{Arch, ModelSpec};
 use drsn::store::DB_FILE;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -233,16 +234,28 @@ async fn a_comparison_job_reports_every_network_and_publishes_the_recommended_on
     let _turn = TRAINING.lock().await;
     let app = spawn(&shared_root(), None).await;
     let mut request = cwru_job("compare-probe", 1, "always");
-    request["compare"] = json!({"archs": ["drsn-cw", "resnet"], "seeds": 2, "noise": ["gaussian"], "snr_db": [-4]});
+    // A preset's architecture against a network of one's own (a narrower ResNet).
+    let mut narrow = ModelSpec::preset("paper-1d", Arch::Resnet, 2).unwrap();
+    for (stage, channels) in narrow.stages.iter_mut().zip([2, 4, 8]) {
+        stage.channels = channels;
+    }
+    narrow.stem.channels = 2;
+    request["compare"] = json!({"archs": ["drsn-cw"], "specs": {"narrow-resnet": narrow},
+                                "seeds": 2, "noise": ["gaussian"], "snr_db": [-4]});
     let (status, job) = app.submit(&request).await;
     assert_eq!(status, 202, "{job}");
     let done = app.finished(job["id"].as_str().unwrap(), Duration::from_secs(240)).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
+    // Progress counts epochs across the four runs, one after another.
+    let epochs: Vec<i64> = done["metrics"].as_array().unwrap().iter().map(|m| m["epoch"].as_i64().unwrap()).collect();
+    assert_eq!(epochs, [1, 2, 3, 4]);
     let card = app.get("/models/compare-probe").await;
     let report = &card["metrics"]["comparison"];
     let names: Vec<&str> =
         report["candidates"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["drsn-cw", "resnet"]);
+    assert_eq!(names, ["drsn-cw", "narrow-resnet"]);
+    let narrow_report = &report["candidates"][1];
+    assert!(narrow_report["parameters"].as_i64() < report["candidates"][0]["parameters"].as_i64());
     for c in report["candidates"].as_array().unwrap() {
         let conditions: Vec<&str> =
             c["conditions"].as_array().unwrap().iter().map(|r| r["condition"].as_str().unwrap()).collect();
@@ -251,17 +264,27 @@ async fn a_comparison_job_reports_every_network_and_publishes_the_recommended_on
     }
     // The version in service is the network the report recommends.
     let recommendation = report["recommendation"].as_str().unwrap();
-    let arch = card["spec"]["arch"].as_str().unwrap();
+    let winner = if card["spec"]["arch"] == "resnet" { "narrow-resnet" } else { "drsn-cw" };
     assert!(
-        recommendation.contains(&format!("choose the cheaper, {arch}")) || recommendation.starts_with(arch),
-        "{arch}: {recommendation}"
+        recommendation.contains(&format!("choose the cheaper, {winner}")) || recommendation.starts_with(winner),
+        "{winner}: {recommendation}"
     );
+    if winner == "narrow-resnet" {
+        assert_eq!(card["spec"]["stages"][2]["channels"], 8);
+    }
     assert!(report["test_windows"].as_u64().unwrap() > 0 && report["window_points"].as_f64().unwrap() > 0.0);
     // One network is no comparison.
     request["compare"] = json!({"archs": ["resnet"]});
     let (status, body) = app.submit(&request).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("two or more"), "{body}");
+    // A spec of another input than the preset's is refused before queueing.
+    let mut long = narrow.clone();
+    long.input_size = vec![4096];
+    request["compare"] = json!({"archs": ["resnet"], "specs": {"long": long}});
+    let (status, body) = app.submit(&request).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("long: takes another input"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
