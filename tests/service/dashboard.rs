@@ -181,8 +181,8 @@ async fn the_dashboard_shows_diagnoses_models_and_jobs_in_a_real_browser() {
     // A job from the form: the token asked once, the curve gaining points as epochs end.
     browser.open(&app.url("/#/jobs")).await;
     set_field(&browser, "filter", "load_hp=0").await;
-    set_field(&browser, "epochs", "6").await;
-    set_field(&browser, "max_per_class", "60").await;
+    set_field(&browser, "epochs", "8").await;
+    set_field(&browser, "max_per_class", "150").await;
     select(&browser, "#job-form [name=promote]", "always").await;
     browser.css("#start-job").await.click().await.unwrap();
     give_token(&browser).await;
@@ -202,7 +202,7 @@ async fn the_dashboard_shows_diagnoses_models_and_jobs_in_a_real_browser() {
     }
     // Every epoch drawn at the end (read back from the job if the stream missed one).
     browser
-        .wait_for("Number(document.getElementById('chart-job').dataset.points) === 6 * 3", Duration::from_secs(10))
+        .wait_for("Number(document.getElementById('chart-job').dataset.points) === 8 * 3", Duration::from_secs(10))
         .await;
     let growing: Vec<u64> = seen.iter().copied().filter(|&p| p > 0).collect();
     assert!(growing.len() >= 2 && growing.windows(2).all(|w| w[0] < w[1]), "curve points seen: {seen:?}");

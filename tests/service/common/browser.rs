@@ -2,6 +2,7 @@
 //! WebDriver by its chromedriver (a child process on a loopback port), through fantoccini.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,8 +34,11 @@ impl Browser {
         let chromium = installed("chromium");
         let chromedriver = installed("chromedriver");
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        // Its own process group, so that the browsers it starts go with it even when a
+        // failing test never closes the session.
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -153,15 +157,18 @@ impl Browser {
         std::fs::write(path, png).expect("screenshot written");
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
+    /// chromedriver and every browser it started.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        if let Ok(group) = i32::try_from(self.driver.id()) {
+            // SAFETY: a plain signal to the process group this test started.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
+        let _ = self.driver.wait();
     }
 }
