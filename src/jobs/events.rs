@@ -1,6 +1,7 @@
-//! Progress events of running jobs, broadcast to whoever listens (the SSE endpoint).
+//! Progress events of running jobs, broadcast to whoever listens (the SSE endpoint), on
+//! every replica (through the database's notifications when replicas share one).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::store::JobStatus;
@@ -8,7 +9,7 @@ use crate::train::{EpochMetrics, StepProgress};
 
 /// One event about one job. Serialised with `event` naming the kind, which is also the
 /// SSE event name.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum JobEvent {
     /// The job changed state (queued -> running -> a terminal state).

@@ -212,7 +212,7 @@ fn publish(inner: &Shared, trained: &Trained) -> Result<(i64, JobResult), Execut
     let discard = || {
         let _ = std::fs::remove_dir_all(&written);
     };
-    match inner.rt.block_on(inner.store.begin_publishing(&row.id)) {
+    match inner.rt.block_on(inner.store.begin_publishing(&row.id, &inner.lease.owner)) {
         Ok(true) => {}
         Ok(false) => {
             discard();
@@ -256,7 +256,7 @@ fn publish(inner: &Shared, trained: &Trained) -> Result<(i64, JobResult), Execut
 
 /// Writes the reserved version's card and weights under a hidden name beside its folder
 /// (the registry never sees half a version); returns where.
-fn write_version(inner: &Shared, trained: &Trained, reservation: &Reservation<'_>) -> Result<PathBuf, ExecuteError> {
+fn write_version(inner: &Shared, trained: &Trained, reservation: &Reservation) -> Result<PathBuf, ExecuteError> {
     let Trained { row, request, plan, dataset, run_request, outcome } = *trained;
     let parent = reservation.dir.parent().ok_or_else(|| failed("model folder has no parent"))?;
     let partial = parent.join(format!(".{}.partial-{}", reservation.version, uuid::Uuid::new_v4()));
@@ -397,7 +397,7 @@ impl<'a> Reporter<'a> {
                     });
                 }
                 if Self::due(&mut self.last_event, EVENT_EVERY) || last_step {
-                    let _ = self.inner.events.send(JobEvent::Step { job_id: self.job_id.clone(), progress: s.clone() });
+                    self.inner.publish(JobEvent::Step { job_id: self.job_id.clone(), progress: s.clone() });
                 }
             }
             Progress::Epoch(m) => {
@@ -415,13 +415,15 @@ impl<'a> Reporter<'a> {
                 if let Err(e) = self.inner.rt.block_on(self.inner.store.record_epoch(&row)) {
                     tracing::warn!(job = %self.job_id, epoch = m.epoch, error = %e, "could not record epoch metrics");
                 }
-                let _ = self.inner.events.send(JobEvent::Epoch { job_id: self.job_id.clone(), metrics: m.clone() });
+                self.inner.publish(JobEvent::Epoch { job_id: self.job_id.clone(), metrics: m.clone() });
             }
         }
     }
 
     fn write(&self, p: JobProgress) {
-        if let Err(e) = self.inner.rt.block_on(self.inner.store.update_progress(&self.job_id, &p)) {
+        if let Err(e) =
+            self.inner.rt.block_on(self.inner.store.update_progress(&self.job_id, &self.inner.lease.owner, &p))
+        {
             tracing::warn!(job = %self.job_id, error = %e, "could not record progress");
         }
     }

@@ -1,5 +1,6 @@
 //! Jobs: their lifecycle (queued -> running -> succeeded | failed | cancelled), progress,
-//! per-epoch metrics and the settling of jobs a crash left unfinished.
+//! per-epoch metrics, the queue (a replica claims the oldest queued job and holds it with
+//! a lease its heartbeat renews) and the settling of jobs a crash left unfinished.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -7,13 +8,16 @@ use sqlx::types::Json;
 use sqlx::FromRow;
 use utoipa::ToSchema;
 
-use super::{now, Store, StoreError};
+use super::{now, on_pool, Store, StoreError};
 
 /// The error recorded on jobs that were running when the service stopped.
 pub const INTERRUPTED: &str = "interrupted by a restart";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
-#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+/// The error recorded on jobs whose replica stopped renewing their lease (killed, hung or
+/// cut off from the database).
+pub const LEASE_EXPIRED: &str = "interrupted: the replica running it stopped (its lease expired)";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
@@ -51,6 +55,41 @@ impl std::str::FromStr for JobStatus {
     }
 }
 
+// Stored as text in both databases (a CHECK constraint lists the values).
+impl<DB: sqlx::Database> sqlx::Type<DB> for JobStatus
+where
+    str: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for JobStatus
+where
+    &'q str: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&'q str as sqlx::Encode<'q, DB>>::encode_by_ref(&self.as_str(), buf)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for JobStatus
+where
+    &'r str: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(<&'r str as sqlx::Decode<'r, DB>>::decode(value)?.parse::<JobStatus>()?)
+    }
+}
+
 /// One row of `jobs`.
 #[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct JobRow {
@@ -73,6 +112,25 @@ pub struct JobRow {
     pub result: Option<Json<serde_json::Value>>,
     /// The job has begun publishing its version; it can no longer be cancelled.
     pub publishing: bool,
+    /// The replica that claimed the job (it keeps the name once the job has ended).
+    pub owner: Option<String>,
+    /// Until when the owner holds a running job; renewed by its heartbeat.
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// A replica's hold on the jobs it runs.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    /// The replica's name, unique among the replicas sharing the database.
+    pub owner: String,
+    /// How long a claim or a renewal holds; another replica settles the job after it.
+    pub duration: std::time::Duration,
+}
+
+impl Lease {
+    fn until(&self) -> DateTime<Utc> {
+        now() + chrono::Duration::from_std(self.duration).unwrap_or(chrono::Duration::MAX)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -133,9 +191,9 @@ impl Store {
     /// Inserts a queued job. With an idempotency key already used, nothing is inserted and
     /// the first job comes back with `false`.
     pub async fn create_job(&self, new: &NewJob) -> Result<(JobRow, bool), StoreError> {
-        let inserted: Option<JobRow> = sqlx::query_as(
+        let inserted: Option<JobRow> = on_pool!(self, pool, _d => sqlx::query_as(
             "INSERT INTO jobs (id, idempotency_key, model_name, request, status, created_at)
-             VALUES (?, ?, ?, ?, 'queued', ?)
+             VALUES ($1, $2, $3, $4, 'queued', $5)
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING *",
         )
@@ -144,19 +202,23 @@ impl Store {
         .bind(&new.model_name)
         .bind(Json(&new.request))
         .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         if let Some(row) = inserted {
             return Ok((row, true));
         }
         let key = new.idempotency_key.as_deref().unwrap_or_default();
-        let first: JobRow =
-            sqlx::query_as("SELECT * FROM jobs WHERE idempotency_key = ?").bind(key).fetch_one(&self.pool).await?;
+        let first: JobRow = on_pool!(self, pool, _d => sqlx::query_as("SELECT * FROM jobs WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_one(pool)
+            .await?);
         Ok((first, false))
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        Ok(
+            on_pool!(self, pool, _d => sqlx::query_as("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(pool).await?),
+        )
     }
 
     /// Newest first, optionally only one status; returns the page and the total count.
@@ -166,48 +228,88 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<JobRow>, i64), StoreError> {
-        let rows = sqlx::query_as(
-            "SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1)
-             ORDER BY created_at DESC, rowid DESC LIMIT ?2 OFFSET ?3",
-        )
-        .bind(status)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE (?1 IS NULL OR status = ?1)")
+        on_pool!(self, pool, d => {
+            let rows = sqlx::query_as(&format!(
+                "SELECT * FROM jobs WHERE ($1 IS NULL OR status = $1)
+                 ORDER BY created_at DESC, {} DESC LIMIT $2 OFFSET $3",
+                d.order
+            ))
             .bind(status)
-            .fetch_one(&self.pool)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
             .await?;
-        Ok((rows, total))
-    }
-
-    /// Ids of queued jobs, oldest first (the order they run in).
-    pub async fn queued_job_ids(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, rowid")
-                .fetch_all(&self.pool)
+            let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE ($1 IS NULL OR status = $1)")
+                .bind(status)
+                .fetch_one(pool)
                 .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+            Ok((rows, total))
+        })
     }
 
-    /// queued -> running. `None` when the job is no longer queued (cancelled meanwhile).
-    pub async fn start_job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'
+    /// Jobs waiting to be claimed.
+    pub async fn queued_jobs(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = on_pool!(self, pool, _d => sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            .fetch_one(pool)
+            .await?);
+        Ok(n)
+    }
+
+    /// Claims the oldest queued job for `lease`'s owner: queued -> running, in one
+    /// statement, so that of replicas claiming at once each gets a different job (rows
+    /// another replica is claiming are skipped). `None` when nothing is queued.
+    pub async fn claim_next(&self, lease: &Lease) -> Result<Option<JobRow>, StoreError> {
+        Ok(on_pool!(self, pool, d => sqlx::query_as(&format!(
+            "UPDATE jobs SET status = 'running', started_at = $1, owner = $2, lease_until = $3
+             WHERE status = 'queued' AND id = (
+                 SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, {} LIMIT 1{}
+             )
+             RETURNING *",
+            d.order, d.skip_locked
+        ))
+        .bind(now())
+        .bind(&lease.owner)
+        .bind(lease.until())
+        .fetch_optional(pool)
+        .await?))
+    }
+
+    /// Extends the lease on every job `lease`'s owner is running; returns each job still
+    /// held with whether a cancel was asked for. A job missing from the answer is no longer
+    /// this owner's (it ended, or its lease expired and another replica settled it).
+    pub async fn renew_leases(&self, lease: &Lease) -> Result<Vec<(String, bool)>, StoreError> {
+        Ok(on_pool!(self, pool, _d => sqlx::query_as(
+            "UPDATE jobs SET lease_until = $1 WHERE owner = $2 AND status = 'running'
+             RETURNING id, cancel_requested",
+        )
+        .bind(lease.until())
+        .bind(&lease.owner)
+        .fetch_all(pool)
+        .await?))
+    }
+
+    /// Settles running jobs whose lease has expired (their replica died): cancelled when a
+    /// cancel had been asked for, failed with [`LEASE_EXPIRED`] otherwise.
+    pub async fn settle_expired(&self) -> Result<Vec<JobRow>, StoreError> {
+        Ok(on_pool!(self, pool, _d => sqlx::query_as(
+            "UPDATE jobs SET
+                 status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,
+                 error = CASE WHEN cancel_requested THEN NULL ELSE $2 END,
+                 finished_at = $1, eta_seconds = NULL, lease_until = NULL
+             WHERE status = 'running' AND lease_until < $1
              RETURNING *",
         )
         .bind(now())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .bind(LEASE_EXPIRED)
+        .fetch_all(pool)
+        .await?))
     }
 
-    /// Records the progress of a running job (ignored once it has ended).
-    pub async fn update_progress(&self, id: &str, p: &JobProgress) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE jobs SET epoch = ?, epochs = ?, step = ?, steps = ?, eta_seconds = ?
-             WHERE id = ? AND status = 'running'",
+    /// Records the progress of a running job (ignored once it has ended or left `owner`).
+    pub async fn update_progress(&self, id: &str, owner: &str, p: &JobProgress) -> Result<(), StoreError> {
+        on_pool!(self, pool, _d => sqlx::query(
+            "UPDATE jobs SET epoch = $1, epochs = $2, step = $3, steps = $4, eta_seconds = $5
+             WHERE id = $6 AND status = 'running' AND owner = $7",
         )
         .bind(p.epoch)
         .bind(p.epochs)
@@ -215,17 +317,23 @@ impl Store {
         .bind(p.steps)
         .bind(p.eta_seconds)
         .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .bind(owner)
+        .execute(pool)
+        .await
+        .map(drop)?);
         Ok(())
     }
 
     /// Records (or replaces) one epoch's metrics.
     pub async fn record_epoch(&self, row: &EpochRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO job_epochs
+        on_pool!(self, pool, _d => sqlx::query(
+            "INSERT INTO job_epochs
              (job_id, epoch, loss, train_accuracy, val_accuracy, lr, best, elapsed_s, recorded_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (job_id, epoch) DO UPDATE SET loss = excluded.loss,
+                 train_accuracy = excluded.train_accuracy, val_accuracy = excluded.val_accuracy,
+                 lr = excluded.lr, best = excluded.best, elapsed_s = excluded.elapsed_s,
+                 recorded_at = excluded.recorded_at",
         )
         .bind(&row.job_id)
         .bind(row.epoch)
@@ -236,20 +344,22 @@ impl Store {
         .bind(row.best)
         .bind(row.elapsed_s)
         .bind(row.recorded_at)
-        .execute(&self.pool)
-        .await?;
+        .execute(pool)
+        .await
+        .map(drop)?);
         Ok(())
     }
 
     pub async fn epochs(&self, job_id: &str) -> Result<Vec<EpochRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM job_epochs WHERE job_id = ? ORDER BY epoch")
+        Ok(on_pool!(self, pool, _d => sqlx::query_as("SELECT * FROM job_epochs WHERE job_id = $1 ORDER BY epoch")
             .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(pool)
+            .await?))
     }
 
-    /// running -> a terminal state. `None` when the job was not running (nothing changed).
-    pub async fn finish_job(&self, id: &str, outcome: &JobOutcome) -> Result<Option<JobRow>, StoreError> {
+    /// running -> a terminal state. `None` when the job was not running under `owner`
+    /// (nothing changed).
+    pub async fn finish_job(&self, id: &str, owner: &str, outcome: &JobOutcome) -> Result<Option<JobRow>, StoreError> {
         let (status, error, version, result) = match outcome {
             JobOutcome::Succeeded { model_version, result } => {
                 (JobStatus::Succeeded, None, Some(*model_version), Some(Json(result)))
@@ -257,9 +367,9 @@ impl Store {
             JobOutcome::Failed(e) => (JobStatus::Failed, Some(e.as_str()), None, None),
             JobOutcome::Cancelled => (JobStatus::Cancelled, None, None, None),
         };
-        Ok(sqlx::query_as(
-            "UPDATE jobs SET status = ?, finished_at = ?, error = ?, model_version = ?, result = ?,
-             eta_seconds = NULL WHERE id = ? AND status = 'running' RETURNING *",
+        Ok(on_pool!(self, pool, _d => sqlx::query_as(
+            "UPDATE jobs SET status = $1, finished_at = $2, error = $3, model_version = $4, result = $5,
+             eta_seconds = NULL, lease_until = NULL WHERE id = $6 AND status = 'running' AND owner = $7 RETURNING *",
         )
         .bind(status)
         .bind(now())
@@ -267,90 +377,87 @@ impl Store {
         .bind(version)
         .bind(result)
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .bind(owner)
+        .fetch_optional(pool)
+        .await?))
     }
 
     /// Cancels a queued job at once; marks a running one as cancel-requested.
     pub async fn cancel_job(&self, id: &str) -> Result<CancelOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: JobRow = sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no job {id}")))?;
-        let outcome = match row.status {
-            JobStatus::Queued => CancelOutcome::Cancelled(
-                sqlx::query_as(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, cancel_requested = 1
-                     WHERE id = ? RETURNING *",
-                )
-                .bind(now())
+        on_pool!(self, pool, d => {
+            let mut tx = pool.begin_with(d.begin).await?;
+            let row: JobRow = sqlx::query_as(&format!("SELECT * FROM jobs WHERE id = $1{}", d.lock_rows))
                 .bind(id)
-                .fetch_one(&mut *tx)
-                .await?,
-            ),
-            JobStatus::Running if row.publishing => CancelOutcome::Publishing(row),
-            JobStatus::Running => CancelOutcome::Requested(
-                sqlx::query_as("UPDATE jobs SET cancel_requested = 1 WHERE id = ? RETURNING *")
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("no job {id}")))?;
+            let outcome = match row.status {
+                JobStatus::Queued => CancelOutcome::Cancelled(
+                    sqlx::query_as(
+                        "UPDATE jobs SET status = 'cancelled', finished_at = $1, cancel_requested = TRUE
+                         WHERE id = $2 RETURNING *",
+                    )
+                    .bind(now())
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?,
-            ),
-            _ => CancelOutcome::AlreadyFinished(row),
-        };
-        tx.commit().await?;
-        Ok(outcome)
+                ),
+                JobStatus::Running if row.publishing => CancelOutcome::Publishing(row),
+                JobStatus::Running => CancelOutcome::Requested(
+                    sqlx::query_as("UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 RETURNING *")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                ),
+                _ => CancelOutcome::AlreadyFinished(row),
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        })
     }
 
     /// A running job begins publishing its version, unless a cancel came first: `true`
-    /// when it may publish (a cancel is refused from now on), `false` when it was cancelled.
-    pub async fn begin_publishing(&self, id: &str) -> Result<bool, StoreError> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "UPDATE jobs SET publishing = 1 WHERE id = ? AND status = 'running' AND cancel_requested = 0 RETURNING id",
+    /// when it may publish (a cancel is refused from now on), `false` when it was cancelled
+    /// (or is no longer `owner`'s).
+    pub async fn begin_publishing(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let row: Option<(String,)> = on_pool!(self, pool, _d => sqlx::query_as(
+            "UPDATE jobs SET publishing = TRUE
+             WHERE id = $1 AND status = 'running' AND NOT cancel_requested AND owner = $2 RETURNING id",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .bind(owner)
+        .fetch_optional(pool)
+        .await?);
         Ok(row.is_some())
     }
 
-    /// A queued job that cannot be started is failed with `error`.
-    pub async fn fail_queued(&self, id: &str, error: &str) -> Result<Option<JobRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "UPDATE jobs SET status = 'failed', finished_at = ?, error = ? WHERE id = ? AND status = 'queued' RETURNING *",
-        )
-        .bind(now())
-        .bind(error)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// At start-up: jobs left `running` by a crash or kill are settled: cancelled when a
-    /// cancel had been asked for, failed with [`INTERRUPTED`] otherwise. Queued jobs stay
-    /// queued and run again. Returns the ids settled.
+    /// At start-up of the only process on a database (SQLite): jobs left `running` by a
+    /// crash or kill are settled: cancelled when a cancel had been asked for, failed with
+    /// [`INTERRUPTED`] otherwise. Queued jobs stay queued and run again. Returns the ids
+    /// settled. (Replicas sharing a database settle by lease instead: [`Store::settle_expired`].)
     pub async fn settle_interrupted(&self) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let t = now();
-        let mut ids: Vec<(String,)> = sqlx::query_as(
-            "UPDATE jobs SET status = 'cancelled', finished_at = ?, eta_seconds = NULL
-             WHERE status = 'running' AND cancel_requested = 1 RETURNING id",
-        )
-        .bind(t)
-        .fetch_all(&mut *tx)
-        .await?;
-        ids.extend(
-            sqlx::query_as::<_, (String,)>(
-                "UPDATE jobs SET status = 'failed', finished_at = ?, error = ?, eta_seconds = NULL
-                 WHERE status = 'running' RETURNING id",
+        on_pool!(self, pool, d => {
+            let mut tx = pool.begin_with(d.begin).await?;
+            let t = now();
+            let mut ids: Vec<(String,)> = sqlx::query_as(
+                "UPDATE jobs SET status = 'cancelled', finished_at = $1, eta_seconds = NULL, lease_until = NULL
+                 WHERE status = 'running' AND cancel_requested RETURNING id",
             )
             .bind(t)
-            .bind(INTERRUPTED)
             .fetch_all(&mut *tx)
-            .await?,
-        );
-        tx.commit().await?;
-        Ok(ids.into_iter().map(|(id,)| id).collect())
+            .await?;
+            ids.extend(
+                sqlx::query_as::<_, (String,)>(
+                    "UPDATE jobs SET status = 'failed', finished_at = $1, error = $2, eta_seconds = NULL, lease_until = NULL
+                     WHERE status = 'running' RETURNING id",
+                )
+                .bind(t)
+                .bind(INTERRUPTED)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+            tx.commit().await?;
+            Ok(ids.into_iter().map(|(id,)| id).collect())
+        })
     }
 }

@@ -71,7 +71,7 @@ pub async fn create(State(state): State<JobsState>, headers: HeaderMap, body: By
         )));
     }
     if created {
-        state.runner.submit(&row.id);
+        state.runner.submit(&row).await;
         tracing::info!(job = %row.id, model = %row.model_name, "job queued");
     }
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };

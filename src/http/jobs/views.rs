@@ -24,6 +24,8 @@ pub struct JobView {
     pub cancel_requested: bool,
     /// Training is over and the job is publishing its version: it can no longer be cancelled.
     pub publishing: bool,
+    /// The replica that took the job (`--replica-name`; host name and process id by default).
+    pub replica: Option<String>,
     /// Why a failed job failed.
     pub error: Option<String>,
     /// The version a succeeded job wrote.
@@ -87,6 +89,7 @@ impl JobView {
             progress,
             cancel_requested: row.cancel_requested,
             publishing: row.publishing,
+            replica: row.owner.clone(),
             error: row.error,
             model_version: row.model_version,
             result,

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod files;
+pub mod postgres;
 pub mod process;
 pub mod real;
 
@@ -255,8 +256,8 @@ impl Setup {
         let token = self.jobs.as_ref().and_then(|(_, token, _)| token.clone());
         let jobs = self.jobs.map(|(data_root, token, upload_limit)| JobsConfig {
             data_root,
-            database: data_dir.join(DB_FILE),
-            workers: 1,
+            database: data_dir.join(DB_FILE).into(),
+            runner: drsn::jobs::RunnerConfig::single(1),
             token,
             upload_limit,
             unpacked_limit: 64 << 20,
