@@ -273,14 +273,15 @@ async fn undecodable_short_and_ill_fitting_uploads_are_refused_with_422() {
         expect_error(app.client.post(app.url("/diagnose")).multipart(form).send().await.unwrap(), 422, "validation")
             .await;
     assert!(message.contains("no file"), "{message}");
+    // A CSV part without a number in it is read as CSV and refused as such.
     let form = Form::new().part("file", Part::bytes(b"a,b".to_vec()).file_name("x.csv").mime_str("text/csv").unwrap());
     let message = expect_error(
         app.client.post(app.url(&format!("/diagnose{q}"))).multipart(form).send().await.unwrap(),
-        415,
-        "unsupported_media_type",
+        422,
+        "validation",
     )
     .await;
-    assert!(message.contains("text/csv"), "{message}");
+    assert!(message.to_lowercase().contains("csv"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,10 +237,20 @@ async fn unknown_models_and_versions_answer_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_content_types_answer_415() {
     let app = spawn_app().await;
-    let response =
-        app.client.post(app.url("/diagnose")).header("content-type", "text/csv").body("1,2,3").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/diagnose"))
+        .header("content-type", "application/xml")
+        .body("<a/>")
+        .send()
+        .await
+        .unwrap();
     let message = expect_error(response, 415, "unsupported_media_type").await;
-    assert!(message.contains("text/csv") && message.contains("application/json"), "{message}");
+    // The answer names what came and every type that is read (CSV among them).
+    assert!(
+        message.contains("application/xml") && message.contains("application/json") && message.contains("text/csv"),
+        "{message}"
+    );
     let response = app.client.post(app.url("/diagnose")).body("[1]").send().await.unwrap();
     expect_error(response, 415, "unsupported_media_type").await;
 }
