@@ -37,9 +37,6 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt_install postgresql
 fi
 cargo test --locked "$@"
-# Throw-away PostgreSQL servers stop when their test binary exits; one whose binary was
-# killed would linger.
-pkill -f "postgres -D /tmp/drsn-pg-" 2>/dev/null || true
 # The API description against the handlers: schemathesis on a real server (its own binary,
 # built by the tests above).
 bash scripts/schemathesis.sh

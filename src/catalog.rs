@@ -80,15 +80,20 @@ impl Catalog {
             }
         }
         let catalog = Catalog { registry, store, changes: tokio::sync::Mutex::new(()) };
+        // A version that cannot be taken now is retried at every poll; it must not keep
+        // the replica from starting.
         if catalog.store.is_shared() {
-            catalog.sync().await?;
+            if let Err(e) = catalog.sync().await {
+                tracing::warn!(error = %e, "could not bring model versions in line with the store at start");
+            }
         }
         Ok(catalog)
     }
 
     /// Brings this replica's registry in line with the shared store: versions it lacks are
     /// written from their stored files and added; each name's active version is put into
-    /// service. Returns how many versions were added or activated.
+    /// service. A version that fails is logged and skipped (the next sync tries again).
+    /// Returns how many versions were added or activated.
     pub async fn sync(&self) -> Result<usize, CatalogError> {
         let _changing = self.changes.lock().await;
         let mut changed = 0;
@@ -102,15 +107,23 @@ impl Catalog {
                 tracing::warn!(model = %row.name, version, "a replica has a version this one cannot serve (no stored files; shipped elsewhere?)");
                 continue;
             };
-            self.materialise(&row.name, version, &files).await?;
-            changed += 1;
+            match self.materialise(&row.name, version, &files).await {
+                Ok(()) => changed += 1,
+                Err(e) => {
+                    tracing::warn!(model = %row.name, version, error = %e, "could not take a version from the store")
+                }
+            }
         }
         for row in rows.iter().filter(|r| r.active) {
             let Ok(version) = u32::try_from(row.version) else { continue };
             let serving = self.registry.active(&row.name).ok().map(|e| e.card.version);
             if serving != Some(version) && self.registry.version(&row.name, version).is_ok() {
-                self.registry.activate(&row.name, version).await?;
-                changed += 1;
+                match self.registry.activate(&row.name, version).await {
+                    Ok(_) => changed += 1,
+                    Err(e) => {
+                        tracing::warn!(model = %row.name, version, error = %e, "could not put the store's active version into service")
+                    }
+                }
             }
         }
         Ok(changed)

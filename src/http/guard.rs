@@ -26,6 +26,11 @@ pub async fn deadline(State(limit): State<Duration>, request: Request, next: Nex
 
 /// 429 while `permits` requests are already being handled.
 pub async fn concurrency(State(permits): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    // Health probes are never refused: a busy replica is alive, and restarting it for being
+    // busy would only lose its work.
+    if request.uri().path().starts_with("/health/") {
+        return next.run(request).await;
+    }
     let Ok(_permit) = permits.clone().try_acquire_owned() else {
         return ApiError::Overloaded("too many requests at once (--max-concurrent-requests); try again shortly".into())
             .into_response();

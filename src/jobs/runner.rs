@@ -5,7 +5,7 @@
 //! The queue is the `jobs` table, so any replica sharing the database may take a job
 //! ([`Store::claim_next`]). A claim holds a lease that the runner's heartbeat renews; the
 //! same beat learns of cancels asked through other replicas and settles jobs whose replica
-//! died ([`Store::settle_expired`]). With PostgreSQL, notifications wake idle workers at
+//! died ([`Store::settle`]). With PostgreSQL, notifications wake idle workers at
 //! once, stop cancelled jobs at once and carry job events to every replica's streams; the
 //! heartbeat and a poll make up for any notification lost.
 
@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::events::JobEvent;
 use super::execute::{execute, ExecuteError, JobContext};
 use super::wake::Wake;
-use crate::store::{CancelOutcome, Channel, JobOutcome, JobRow, Lease, Notifications, Store, StoreError};
+use crate::store::{CancelOutcome, Channel, JobOutcome, JobRow, Lease, Notifications, Orphans, Store, StoreError};
 use crate::telemetry;
 use crate::train::CancelToken;
 
@@ -89,8 +89,9 @@ pub(super) struct Shared {
     wake: Wake,
     running: Mutex<HashMap<String, Running>>,
     events: broadcast::Sender<JobEvent>,
-    /// Events for other replicas, sent in order by one task (PostgreSQL only).
-    outgoing: Option<mpsc::UnboundedSender<JobEvent>>,
+    /// Events for other replicas, sent in order by one task (PostgreSQL only); taken at the
+    /// end of a shutdown, which ends the task once it has sent the last of them.
+    outgoing: Mutex<Option<mpsc::UnboundedSender<JobEvent>>>,
     shutting_down: AtomicBool,
     /// Turns true when the runner shuts down, so that event streams and the heartbeat end.
     closed: watch::Sender<bool>,
@@ -100,11 +101,16 @@ impl Runner {
     /// Settles jobs a crash left running (only process on the database) and starts the
     /// workers, the heartbeat and (PostgreSQL) the listener. Call within the tokio runtime.
     pub async fn start(store: Store, ctx: JobContext, config: RunnerConfig) -> Result<Self, StoreError> {
-        if !store.is_shared() {
-            let settled = store.settle_interrupted().await?;
-            if !settled.is_empty() {
-                tracing::warn!(jobs = ?settled, "settled jobs left running by an earlier process");
-            }
+        // Whatever an earlier process left running: on its own database every running job;
+        // among replicas, the jobs of an earlier process with this replica's name (others'
+        // are settled when their lease expires).
+        let orphans = match store.is_shared() {
+            false => Orphans::All,
+            true => Orphans::OwnedBy(&config.replica),
+        };
+        let settled: Vec<String> = store.settle(orphans).await?.into_iter().map(|row| row.id).collect();
+        if !settled.is_empty() {
+            tracing::warn!(jobs = ?settled, "settled jobs left running by an earlier process");
         }
         let notifications = store.listen().await?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
@@ -124,7 +130,7 @@ impl Runner {
             wake: Wake::default(),
             running: Mutex::new(HashMap::new()),
             events,
-            outgoing,
+            outgoing: Mutex::new(outgoing),
             shutting_down: AtomicBool::new(false),
             closed: watch::channel(false).0,
         });
@@ -219,6 +225,8 @@ impl Runner {
                 let _ = h.join();
             }
         }
+        // The workers' last events (their jobs' ends) are queued: the sender ends after them.
+        lock(&self.inner.outgoing).take();
     }
 }
 
@@ -234,15 +242,12 @@ impl Shared {
 
     /// To every event stream: here directly, or through the database to every replica.
     pub(super) fn publish(&self, event: JobEvent) {
-        match &self.outgoing {
-            Some(outgoing) => {
-                if let Err(mpsc::error::SendError(event)) = outgoing.send(event) {
-                    let _ = self.events.send(event);
-                }
-            }
-            None => {
-                let _ = self.events.send(event);
-            }
+        let unsent = match lock(&self.outgoing).as_ref() {
+            Some(outgoing) => outgoing.send(event).err().map(|mpsc::error::SendError(event)| event),
+            None => Some(event),
+        };
+        if let Some(event) = unsent {
+            let _ = self.events.send(event);
         }
     }
 
@@ -275,7 +280,14 @@ fn worker(inner: &Arc<Shared>) {
         let wait = match inner.rt.block_on(inner.store.claim_next(&inner.lease)) {
             Ok(Some(row)) => {
                 let token = CancelToken::new();
-                lock(&inner.running).insert(row.id.clone(), Running { token: token.clone(), claimed: Instant::now() });
+                {
+                    let mut running = lock(&inner.running);
+                    running.insert(row.id.clone(), Running { token: token.clone(), claimed: Instant::now() });
+                    // Claimed while the shutdown cancelled the others: it stops at once too.
+                    if inner.shutting_down.load(Ordering::SeqCst) {
+                        token.cancel();
+                    }
+                }
                 metrics::gauge!(telemetry::JOBS_RUNNING).increment(1.0);
                 run_one(inner, row, &token);
                 metrics::gauge!(telemetry::JOBS_RUNNING).decrement(1.0);
@@ -358,7 +370,7 @@ fn finish(inner: &Shared, id: &str, outcome: &JobOutcome) {
             tracing::warn!(job = id, "the job was settled elsewhere (its lease expired); its outcome is dropped")
         }
         Err(e) => {
-            tracing::error!(job = id, error = %e, "could not record the job's end; its lease expires and another beat settles it")
+            tracing::error!(job = id, error = %e, "could not record the job's end; once its lease expires (or at the next start) it is settled")
         }
     }
 }
@@ -375,7 +387,8 @@ async fn heartbeat(inner: Arc<Shared>) {
             () = async { drop(closed.wait_for(|c| *c).await) } => return,
         }
         let started = Instant::now();
-        match inner.store.renew_leases(&inner.lease).await {
+        let ids: Vec<String> = lock(&inner.running).keys().cloned().collect();
+        match inner.store.renew_leases(&inner.lease, &ids).await {
             Ok(held) => {
                 let held: HashMap<String, bool> = held.into_iter().collect();
                 for (id, running) in lock(&inner.running).iter() {
@@ -393,7 +406,7 @@ async fn heartbeat(inner: Arc<Shared>) {
             }
             Err(e) => tracing::warn!(error = %e, "could not renew job leases"),
         }
-        match inner.store.settle_expired().await {
+        match inner.store.settle(Orphans::Expired).await {
             Ok(settled) => {
                 for row in settled {
                     tracing::warn!(job = %row.id, owner = ?row.owner, status = row.status.as_str(), "settled a job whose replica stopped renewing its lease");
@@ -410,15 +423,7 @@ async fn heartbeat(inner: Arc<Shared>) {
 
 /// Sends this replica's job events to every replica, in order (PostgreSQL only).
 async fn send_events(inner: Arc<Shared>, mut outbox: mpsc::UnboundedReceiver<JobEvent>) {
-    let mut closed = inner.closed.subscribe();
-    loop {
-        // The events of jobs stopped by the shutdown are sent before the task ends.
-        let event = tokio::select! {
-            biased;
-            event = outbox.recv() => event,
-            () = async { drop(closed.wait_for(|c| *c).await) } => outbox.try_recv().ok(),
-        };
-        let Some(event) = event else { return };
+    while let Some(event) = outbox.recv().await {
         let sent = match serde_json::to_string(&event) {
             Ok(json) => inner.store.notify(Channel::JobEvent, &json).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

@@ -118,6 +118,18 @@ pub struct JobRow {
     pub lease_until: Option<DateTime<Utc>>,
 }
 
+/// Which running jobs [`Store::settle`] ends.
+#[derive(Clone, Copy, Debug)]
+pub enum Orphans<'a> {
+    /// Every running job: at the start of the only process on a database (SQLite), whatever
+    /// was running was left by a crash or kill.
+    All,
+    /// Jobs whose lease has expired: their replica died (any replica settles them).
+    Expired,
+    /// Jobs of an earlier process with this replica's name (a restarted container).
+    OwnedBy(&'a str),
+}
+
 /// A replica's hold on the jobs it runs.
 #[derive(Clone, Debug)]
 pub struct Lease {
@@ -274,35 +286,56 @@ impl Store {
         .await?))
     }
 
-    /// Extends the lease on every job `lease`'s owner is running; returns each job still
-    /// held with whether a cancel was asked for. A job missing from the answer is no longer
-    /// this owner's (it ended, or its lease expired and another replica settled it).
-    pub async fn renew_leases(&self, lease: &Lease) -> Result<Vec<(String, bool)>, StoreError> {
-        Ok(on_pool!(self, pool, _d => sqlx::query_as(
-            "UPDATE jobs SET lease_until = $1 WHERE owner = $2 AND status = 'running'
-             RETURNING id, cancel_requested",
-        )
-        .bind(lease.until())
-        .bind(&lease.owner)
-        .fetch_all(pool)
-        .await?))
+    /// Extends the lease on the jobs `lease`'s owner runs (`ids`: those this process holds,
+    /// so that a restarted replica with the same name never keeps its dead predecessor's
+    /// jobs alive); returns each job still held with whether a cancel was asked for. A job
+    /// missing from the answer is no longer this owner's (it ended, or its lease expired and
+    /// another replica settled it).
+    pub async fn renew_leases(&self, lease: &Lease, ids: &[String]) -> Result<Vec<(String, bool)>, StoreError> {
+        let until = lease.until();
+        let mut held = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row: Option<(bool,)> = on_pool!(self, pool, _d => sqlx::query_as(
+                "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND owner = $3 AND status = 'running'
+                 RETURNING cancel_requested",
+            )
+            .bind(until)
+            .bind(id)
+            .bind(&lease.owner)
+            .fetch_optional(pool)
+            .await?);
+            if let Some((cancel,)) = row {
+                held.push((id.clone(), cancel));
+            }
+        }
+        Ok(held)
     }
 
-    /// Settles running jobs whose lease has expired (their replica died): cancelled when a
-    /// cancel had been asked for, failed with [`LEASE_EXPIRED`] otherwise.
-    pub async fn settle_expired(&self) -> Result<Vec<JobRow>, StoreError> {
-        Ok(on_pool!(self, pool, _d => sqlx::query_as(
+    /// Settles running jobs nobody runs any more: cancelled when a cancel had been asked
+    /// for, failed otherwise (with [`LEASE_EXPIRED`] for [`Orphans::Expired`], [`INTERRUPTED`]
+    /// for the others).
+    pub async fn settle(&self, which: Orphans<'_>) -> Result<Vec<JobRow>, StoreError> {
+        let (condition, error) = match which {
+            Orphans::All => ("TRUE", INTERRUPTED),
+            Orphans::Expired => ("lease_until < $1", LEASE_EXPIRED),
+            Orphans::OwnedBy(_) => ("owner = $3", INTERRUPTED),
+        };
+        let sql = format!(
             "UPDATE jobs SET
                  status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,
                  error = CASE WHEN cancel_requested THEN NULL ELSE $2 END,
                  finished_at = $1, eta_seconds = NULL, lease_until = NULL
-             WHERE status = 'running' AND lease_until < $1
-             RETURNING *",
-        )
-        .bind(now())
-        .bind(LEASE_EXPIRED)
-        .fetch_all(pool)
-        .await?))
+             WHERE status = 'running' AND {condition}
+             RETURNING *"
+        );
+        Ok(on_pool!(self, pool, _d => {
+            let query = sqlx::query_as(&sql).bind(now()).bind(error);
+            let query = match which {
+                Orphans::OwnedBy(owner) => query.bind(owner),
+                Orphans::All | Orphans::Expired => query,
+            };
+            query.fetch_all(pool).await?
+        }))
     }
 
     /// Records the progress of a running job (ignored once it has ended or left `owner`).
@@ -429,35 +462,5 @@ impl Store {
         .fetch_optional(pool)
         .await?);
         Ok(row.is_some())
-    }
-
-    /// At start-up of the only process on a database (SQLite): jobs left `running` by a
-    /// crash or kill are settled: cancelled when a cancel had been asked for, failed with
-    /// [`INTERRUPTED`] otherwise. Queued jobs stay queued and run again. Returns the ids
-    /// settled. (Replicas sharing a database settle by lease instead: [`Store::settle_expired`].)
-    pub async fn settle_interrupted(&self) -> Result<Vec<String>, StoreError> {
-        on_pool!(self, pool, d => {
-            let mut tx = pool.begin_with(d.begin).await?;
-            let t = now();
-            let mut ids: Vec<(String,)> = sqlx::query_as(
-                "UPDATE jobs SET status = 'cancelled', finished_at = $1, eta_seconds = NULL, lease_until = NULL
-                 WHERE status = 'running' AND cancel_requested RETURNING id",
-            )
-            .bind(t)
-            .fetch_all(&mut *tx)
-            .await?;
-            ids.extend(
-                sqlx::query_as::<_, (String,)>(
-                    "UPDATE jobs SET status = 'failed', finished_at = $1, error = $2, eta_seconds = NULL, lease_until = NULL
-                     WHERE status = 'running' RETURNING id",
-                )
-                .bind(t)
-                .bind(INTERRUPTED)
-                .fetch_all(&mut *tx)
-                .await?,
-            );
-            tx.commit().await?;
-            Ok(ids.into_iter().map(|(id,)| id).collect())
-        })
     }
 }

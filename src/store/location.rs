@@ -45,14 +45,37 @@ impl From<PathBuf> for Location {
     }
 }
 
-/// `scheme://user:secret@host/db` -> `scheme://user:***@host/db`.
+/// `scheme://user:secret@host/db?password=secret` -> `scheme://user:***@host/db?password=***`
+/// (the user info ends at the last `@` before the path, so an unencoded `@` in a password
+/// does not leave its end showing).
 pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+                    None => base.to_string(),
+                },
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    let Some(query) = query else { return base };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -72,5 +95,11 @@ mod tests {
         let err = Location::parse("mysql://root:hunter2@db/x").unwrap_err();
         assert!(err.contains("mysql://root:***@db/x") && !err.contains("hunter2"), "{err}");
         assert!(Location::parse("sqlite://").is_err());
+        assert_eq!(redact_url("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
+        assert_eq!(
+            redact_url("postgres://db/x?sslmode=require&password=s3"),
+            "postgres://db/x?sslmode=require&password=***"
+        );
+        assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
     }
 }

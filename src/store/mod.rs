@@ -30,7 +30,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use datasets::{ClassCount, DatasetFileRow, DatasetSummary, NewDatasetFile};
 pub use jobs::{
-    CancelOutcome, EpochRow, JobOutcome, JobProgress, JobRow, JobStatus, Lease, NewJob, INTERRUPTED, LEASE_EXPIRED,
+    CancelOutcome, EpochRow, JobOutcome, JobProgress, JobRow, JobStatus, Lease, NewJob, Orphans, INTERRUPTED,
+    LEASE_EXPIRED,
 };
 pub use location::Location;
 pub use models::{ModelFiles, ModelVersionRow, NewModelVersion};
@@ -124,7 +125,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(err)?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        migrator(sqlx::migrate!("./migrations/sqlite")).run(&pool).await?;
         Ok(Self { pool: Pool::Sqlite(pool) })
     }
 
@@ -139,7 +140,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(err)?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        migrator(sqlx::migrate!("./migrations/postgres")).run(&pool).await?;
         Ok(Self { pool: Pool::Postgres(pool) })
     }
 
@@ -176,6 +177,14 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, pool, _d => pool.close().await)
     }
+}
+
+/// Migrations only add, so an older binary runs on a database a newer one has migrated (a
+/// roll-back, or replicas of two versions during a rolling update): migrations it does not
+/// know are not an error.
+fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
 }
 
 fn now() -> chrono::DateTime<chrono::Utc> {

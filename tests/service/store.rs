@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use drsn::store::{
     CancelOutcome, ClassCount, EpochRow, JobOutcome, JobProgress, JobStatus, Lease, Location, ModelFiles,
-    NewDatasetFile, NewJob, NewModelVersion, Store, StoreError, DB_FILE, INTERRUPTED, LEASE_EXPIRED,
+    NewDatasetFile, NewJob, NewModelVersion, Orphans, Store, StoreError, DB_FILE, INTERRUPTED, LEASE_EXPIRED,
 };
 
 use crate::common::postgres;
@@ -160,7 +160,7 @@ on_both!(cancel_ends_a_queued_job_and_flags_a_running_one, |db| {
         other => panic!("running job: {other:?}"),
     }
     // The owner's heartbeat learns of it.
-    assert_eq!(store.renew_leases(&lease("r1")).await.unwrap(), vec![("r".to_string(), true)]);
+    assert_eq!(store.renew_leases(&lease("r1"), &["r".to_string()]).await.unwrap(), vec![("r".to_string(), true)]);
     store.finish_job("r", "r1", &JobOutcome::Cancelled).await.unwrap().unwrap();
     assert!(matches!(store.cancel_job("r").await.unwrap(), CancelOutcome::AlreadyFinished(_)));
     assert!(matches!(store.cancel_job("nope").await, Err(StoreError::NotFound(_))));
@@ -175,7 +175,7 @@ on_both!(restart_settles_running_jobs_and_keeps_queued_ones, |db| {
         store.close().await;
     }
     let store = db.open().await;
-    let mut settled = store.settle_interrupted().await.unwrap();
+    let mut settled: Vec<String> = store.settle(Orphans::All).await.unwrap().into_iter().map(|r| r.id).collect();
     settled.sort();
     assert_eq!(settled, vec!["run".to_string(), "run-cancel".to_string()]);
     let run = store.job("run").await.unwrap().unwrap();
@@ -235,29 +235,43 @@ on_both!(replicas_claiming_at_once_each_get_a_different_job_and_every_job_runs_o
 on_both!(a_dead_replicas_jobs_are_settled_when_its_lease_expires_and_a_live_one_keeps_its_own, |db| {
     let (live, dead) = (db.open().await, db.open().await);
     jobs(&live, &["held", "orphan", "orphan-cancel"], 0).await;
-    let short = |owner: &str| Lease { owner: owner.into(), duration: Duration::from_millis(300) };
-    assert_eq!(live.claim_next(&short("live")).await.unwrap().unwrap().id, "held");
+    let (steady, short) = (Lease { owner: "live".into(), duration: Duration::from_secs(30) }, |owner: &str| Lease {
+        owner: owner.into(),
+        duration: Duration::from_millis(1500),
+    });
+    assert_eq!(live.claim_next(&steady).await.unwrap().unwrap().id, "held");
     assert_eq!(dead.claim_next(&short("dead")).await.unwrap().unwrap().id, "orphan");
     assert_eq!(dead.claim_next(&short("dead")).await.unwrap().unwrap().id, "orphan-cancel");
     live.cancel_job("orphan-cancel").await.unwrap();
-    assert!(live.settle_expired().await.unwrap().is_empty(), "no lease has expired yet");
+    assert!(live.settle(Orphans::Expired).await.unwrap().is_empty(), "no lease has expired yet");
     // The live replica beats; the dead one does not.
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(live.renew_leases(&short("live")).await.unwrap(), vec![("held".to_string(), false)]);
+    let held = vec!["held".to_string()];
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(live.renew_leases(&steady, &held).await.unwrap(), vec![("held".to_string(), false)]);
     }
-    let mut settled = live.settle_expired().await.unwrap();
+    // A replica renews only the jobs it holds, whatever else its name is on.
+    assert!(live.renew_leases(&short("dead"), &[]).await.unwrap().is_empty());
+    let mut settled = live.settle(Orphans::Expired).await.unwrap();
     settled.sort_by(|a, b| a.id.cmp(&b.id));
     let got: Vec<_> = settled.iter().map(|r| (r.id.as_str(), r.status, r.error.as_deref())).collect();
     assert_eq!(
         got,
         vec![("orphan", JobStatus::Failed, Some(LEASE_EXPIRED)), ("orphan-cancel", JobStatus::Cancelled, None)]
     );
-    assert!(live.settle_expired().await.unwrap().is_empty(), "settled once");
+    assert!(live.settle(Orphans::Expired).await.unwrap().is_empty(), "settled once");
     assert_eq!(live.job("held").await.unwrap().unwrap().status, JobStatus::Running);
     // The dead replica, back, holds nothing: its outcome is dropped.
-    assert!(dead.renew_leases(&short("dead")).await.unwrap().is_empty());
+    let orphans = vec!["orphan".to_string(), "orphan-cancel".to_string()];
+    assert!(dead.renew_leases(&short("dead"), &orphans).await.unwrap().is_empty());
     assert!(dead.finish_job("orphan", "dead", &JobOutcome::Cancelled).await.unwrap().is_none());
+    // A restarted process with the live replica's name settles what its predecessor held.
+    let restarted = db.open().await;
+    let ended = restarted.settle(Orphans::OwnedBy("live")).await.unwrap();
+    assert_eq!(
+        ended.iter().map(|r| (r.id.as_str(), r.error.as_deref())).collect::<Vec<_>>(),
+        vec![("held", Some(INTERRUPTED))]
+    );
 });
 
 fn version(name: &str, v: i64) -> NewModelVersion {

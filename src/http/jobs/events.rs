@@ -32,15 +32,21 @@ pub async fn stream(
     let row = state.runner.store().job(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
     let first = status_event(&row);
     let store = state.runner.store().clone();
-    let stream =
-        futures::stream::unfold(Some(Follow { id, first: Some(first), events, closed, store }), |follow| async move {
+    let stream = futures::stream::unfold(
+        Some(Follow { id, recheck: recheck(), first: Some(first), events, closed, store }),
+        |follow| async move {
             let mut follow = follow?;
             let event = follow.next().await?;
             let done = event.is_final();
             let sse = Event::default().event(event.name()).json_data(&event).unwrap_or_default();
             Some((Ok(sse), (!done).then_some(follow)))
-        });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn recheck() -> tokio::time::Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK)
 }
 
 fn status_event(row: &JobRow) -> JobEvent {
@@ -52,8 +58,13 @@ fn status_event(row: &JobRow) -> JobEvent {
     }
 }
 
+/// How often a stream reads its job's state: an event from another replica can be lost
+/// (a notification missed), and the job's end must still end the stream.
+const RECHECK: Duration = Duration::from_secs(5);
+
 struct Follow {
     id: String,
+    recheck: tokio::time::Interval,
     first: Option<JobEvent>,
     events: broadcast::Receiver<JobEvent>,
     closed: watch::Receiver<bool>,
@@ -81,6 +92,13 @@ impl Follow {
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
+                _ = self.recheck.tick() => {
+                    if let Ok(Some(row)) = self.store.job(&self.id).await {
+                        if row.status.is_terminal() {
+                            return Some(status_event(&row));
+                        }
+                    }
+                }
                 // The guard `wait_for` returns is not Send: drop it inside.
                 () = async { drop(self.closed.wait_for(|closed| *closed).await) } => return None,
             }
