@@ -2,6 +2,7 @@
 //! the networks' shapes and their parity with the PyTorch twin, and training runs. One test
 //! binary: each links libtorch.
 
+mod cuda;
 mod data;
 mod nn;
 mod ood;
