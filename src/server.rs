@@ -177,6 +177,7 @@ impl Jobs {
         };
         let uploads = crate::datasets::Uploads::new(&root, limits, config.file_limits);
         let store = crate::store::Store::connect(&config.database).await?;
+        tracing::info!(database = %config.database.describe(), "database open");
         let catalog = Arc::new(crate::catalog::Catalog::open(server.state.registry.clone(), store.clone()).await?);
         let ctx = crate::jobs::JobContext::new(root, catalog, config.device)
             .with_limits(config.file_limits, config.job_limits);

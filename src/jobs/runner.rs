@@ -164,11 +164,6 @@ impl Runner {
         &self.inner.ctx
     }
 
-    /// This replica's name in the jobs it claims.
-    pub fn replica(&self) -> &str {
-        &self.inner.lease.owner
-    }
-
     /// A job was recorded as `queued`: wakes the workers here and on other replicas.
     pub async fn submit(&self, row: &JobRow) {
         self.inner.wake.notify();
@@ -437,7 +432,7 @@ async fn send_events(inner: Arc<Shared>, mut outbox: mpsc::UnboundedReceiver<Job
 }
 
 /// Acts on other replicas' notifications, and every poll interval compares versions with
-/// the store and wakes the workers, in case a notification was lost.
+/// the store in case a notification was lost (idle workers poll for jobs on their own).
 async fn listen(inner: Arc<Shared>, mut notifications: Notifications) {
     let mut poll = tokio::time::interval(inner.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -445,10 +440,7 @@ async fn listen(inner: Arc<Shared>, mut notifications: Notifications) {
     loop {
         tokio::select! {
             () = async { drop(closed.wait_for(|c| *c).await) } => return,
-            _ = poll.tick() => {
-                inner.wake.notify();
-                sync_versions(&inner).await;
-            }
+            _ = poll.tick() => sync_versions(&inner).await,
             heard = notifications.next() => match heard {
                 Ok((Channel::JobQueued, _)) => inner.wake.notify(),
                 Ok((Channel::JobCancel, id)) => { inner.cancel_local(&id); }

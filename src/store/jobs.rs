@@ -141,7 +141,11 @@ pub struct Lease {
 
 impl Lease {
     fn until(&self) -> DateTime<Utc> {
-        now() + chrono::Duration::from_std(self.duration).unwrap_or(chrono::Duration::MAX)
+        // Saturates instead of overflowing (the CLI bounds leases to an hour anyway).
+        chrono::Duration::from_std(self.duration)
+            .ok()
+            .and_then(|d| now().checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 
