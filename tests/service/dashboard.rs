@@ -87,6 +87,20 @@ async fn select(browser: &Browser, selector: &str, value: &str) {
     browser.css(selector).await.select_by_value(value).await.unwrap_or_else(|e| panic!("{selector} = {value}: {e}"));
 }
 
+/// "Try an example" with one of the shipped recordings; waits for the verdict it must show
+/// and for every chart.
+async fn try_example(browser: &Browser, example: &str, verdict: &str) {
+    select(browser, "#example", example).await;
+    browser.css("#try-example").await.click().await.unwrap();
+    browser
+        .wait_for(
+            &format!("document.querySelector('#verdict .label')?.textContent === '{verdict}'"),
+            Duration::from_secs(30),
+        )
+        .await;
+    expect_charts_drawn(browser, &CHARTS).await;
+}
+
 /// Opens the job page the form went to and returns the job's id.
 async fn job_page(browser: &Browser) -> String {
     let hash = browser
@@ -148,12 +162,7 @@ async fn the_dashboard_shows_diagnoses_models_and_jobs_in_a_real_browser() {
     no_console_errors(&browser, "a diagnosis").await;
 
     // The example control: the outer-race snippet shipped in examples/.
-    select(&browser, "#example", "/examples/outer-race-OR007.wav").await;
-    browser.css("#try-example").await.click().await.unwrap();
-    browser
-        .wait_for("document.querySelector('#verdict .label')?.textContent === 'OR007@6'", Duration::from_secs(30))
-        .await;
-    expect_charts_drawn(&browser, &CHARTS).await;
+    try_example(&browser, "/examples/outer-race-OR007.wav", "OR007@6").await;
     assert!(browser.eval("document.getElementById('physics').textContent").await.as_str().unwrap().contains("Physics"));
     no_console_errors(&browser, "an example").await;
 
@@ -260,12 +269,7 @@ async fn the_dashboard_shows_diagnoses_models_and_jobs_in_a_real_browser() {
     // Tablet width: nothing wider than the screen, charts redrawn to fit.
     browser.client.set_window_size(820, 1180).await.unwrap();
     browser.open(&app.url("/#/diagnose")).await;
-    select(&browser, "#example", "/examples/inner-race-IR007.wav").await;
-    browser.css("#try-example").await.click().await.unwrap();
-    browser
-        .wait_for("document.querySelector('#verdict .label')?.textContent === 'IR007'", Duration::from_secs(30))
-        .await;
-    expect_charts_drawn(&browser, &CHARTS).await;
+    try_example(&browser, "/examples/inner-race-IR007.wav", "IR007").await;
     let fits: Value = browser.eval("document.documentElement.scrollWidth <= window.innerWidth").await;
     assert_eq!(fits, true, "the diagnose page is wider than a tablet");
     no_console_errors(&browser, "the tablet width").await;
