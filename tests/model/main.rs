@@ -6,6 +6,7 @@ mod cuda;
 mod data;
 mod nn;
 mod ood;
+mod onnx;
 mod parity;
 mod physics;
 mod train;

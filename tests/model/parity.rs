@@ -16,7 +16,7 @@ const BATCH: i64 = 4;
 /// The presets of both dimensions, and two specs that no preset covers: odd lengths and
 /// sizes, several input channels, wider kernels, stride 3, and odd channel growth (so
 /// that the identity's zero channels split unevenly).
-fn specs() -> Vec<(String, ModelSpec)> {
+pub(crate) fn specs() -> Vec<(String, ModelSpec)> {
     let mut specs = Vec::new();
     for arch in [Arch::Resnet, Arch::DrsnCs, Arch::DrsnCw] {
         for preset in ["paper-1d", "seed-2d"] {

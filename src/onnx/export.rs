@@ -1,0 +1,219 @@
+//! A model's eval-mode network written as an ONNX graph, from its spec and its weights:
+//! the same operations as `nn::Network::forward_t(train = false)`, in the same order, so
+//! that an ONNX runtime gives the same values (checked by the parity tests). Batch norm
+//! stays a node: the runtime folds it into the preceding convolution where it can.
+
+use std::collections::HashMap;
+
+use prost::Message;
+use tch::{Kind, Tensor};
+
+use super::graph::{float, int, ints, Graph};
+use super::proto::{ModelProto, OperatorSetIdProto};
+use super::OnnxError;
+use crate::nn::{Arch, Model, BN_EPS};
+
+/// Opset 17: `ReduceMean` still takes its axes as an attribute; every runtime since 2022.
+const OPSET: i64 = 17;
+const IR_VERSION: i64 = 8;
+pub const INPUT: &str = "windows";
+
+/// The names of the graph's outputs, in order. Diagnostics are per unit: see [`unit_output`].
+pub const LOGITS: &str = "logits";
+pub const FEATURES: &str = "features";
+pub const STAGE_FEATURES: &str = "stage_features";
+pub const UNIT_OUTPUTS: [&str; 4] = ["thresholds", "scales", "mean_abs", "zeroed_fraction"];
+
+pub fn unit_output(unit: usize, what: &str) -> String {
+    format!("units.{unit}.{what}")
+}
+
+/// A shrinkage unit of the network: its index among all units and its stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShrinkUnit {
+    pub index: usize,
+    pub stage: usize,
+}
+
+/// The serialised graph (`.onnx` bytes), with every unit's diagnostics as outputs when
+/// `diagnostics`, and the shrinkage units whose diagnostics those are.
+pub fn export(model: &Model, diagnostics: bool) -> Result<(Vec<u8>, Vec<ShrinkUnit>), OnnxError> {
+    let weights = Weights(model.var_store().variables());
+    let spec = model.spec();
+    let mut b = Builder { g: Graph::default(), w: &weights, spatial: spec.dim.spatial() };
+    let mut outputs = vec![LOGITS.to_string(), FEATURES.to_string(), STAGE_FEATURES.to_string()];
+    let mut units = Vec::new();
+
+    let mut h = b.conv(INPUT, "stem.conv", spec.stem.stride, spec.stem.kernel)?;
+    let mut width = spec.stem.channels;
+    let mut stage_pools = Vec::new();
+    let mut index = 0;
+    for (stage, s) in spec.stages.iter().enumerate() {
+        for u in 0..s.units {
+            let p = format!("units.{index}");
+            let stride = if u == 0 { s.stride } else { 1 };
+            let a = b.bn_relu(&h, &format!("{p}.bn1"))?;
+            let r = b.conv(&a, &format!("{p}.conv1"), stride, spec.kernel)?;
+            let r = b.bn_relu(&r, &format!("{p}.bn2"))?;
+            let mut r = b.conv(&r, &format!("{p}.conv2"), 1, spec.kernel)?;
+            if spec.arch != Arch::Resnet {
+                r = b.shrink(&r, &p, spec.arch == Arch::DrsnCs, diagnostics.then_some(index))?;
+                units.push(ShrinkUnit { index, stage });
+                if diagnostics {
+                    outputs.extend(UNIT_OUTPUTS.iter().map(|what| unit_output(index, what)));
+                }
+            }
+            let id = b.identity(&h, stride, width, s.channels);
+            h = b.g.node("Add", &[&r, &id], vec![]);
+            width = s.channels;
+            index += 1;
+        }
+        if s.units > 0 {
+            let abs = b.g.node("Abs", &[&h], vec![]);
+            stage_pools.push(b.global_average(&abs));
+        }
+    }
+    let head = b.bn_relu(&h, "head.bn")?;
+    let features = b.global_average(&head);
+    let logits = b.dense(&features, "head.fc")?;
+    let refs: Vec<&str> = stage_pools.iter().map(String::as_str).collect();
+    let stage_features = b.g.node("Concat", &refs, vec![int("axis", 1)]);
+    b.g.rename(&logits, LOGITS);
+    b.g.rename(&features, FEATURES);
+    b.g.rename(&stage_features, STAGE_FEATURES);
+
+    let mut shape = vec![None, Some(spec.in_channels)];
+    shape.extend(spec.input_size.iter().map(|&n| Some(n)));
+    let model = ModelProto {
+        ir_version: IR_VERSION,
+        producer_name: "drsn".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(b.g.finish(INPUT, &shape, &outputs)),
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+    };
+    Ok((model.encode_to_vec(), units))
+}
+
+struct Weights(HashMap<String, Tensor>);
+
+impl Weights {
+    fn get(&self, name: &str) -> Result<(Vec<i64>, Vec<f32>), OnnxError> {
+        let t = self.0.get(name).ok_or_else(|| OnnxError::Export(format!("the model has no variable {name}")))?;
+        let values = Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().flatten(0, -1))
+            .map_err(|e| OnnxError::Export(format!("{name}: {e}")))?;
+        Ok((t.size(), values))
+    }
+}
+
+struct Builder<'w> {
+    g: Graph,
+    w: &'w Weights,
+    spatial: usize,
+}
+
+impl Builder<'_> {
+    fn param(&mut self, name: &str) -> Result<String, OnnxError> {
+        let (dims, values) = self.w.get(name)?;
+        Ok(self.g.constant(name, &dims, &values))
+    }
+
+    /// `nn::layers::Conv`: "same" padding of `kernel / 2` on every side.
+    fn conv(&mut self, x: &str, p: &str, stride: i64, kernel: i64) -> Result<String, OnnxError> {
+        let (w, bias) = (self.param(&format!("{p}.weight"))?, self.param(&format!("{p}.bias"))?);
+        let attrs = vec![
+            ints("kernel_shape", &vec![kernel; self.spatial]),
+            ints("strides", &vec![stride; self.spatial]),
+            ints("pads", &vec![kernel / 2; 2 * self.spatial]),
+        ];
+        Ok(self.g.node("Conv", &[x, &w, &bias], attrs))
+    }
+
+    /// `nn::layers::Norm` in eval mode (running statistics), then ReLU.
+    fn bn_relu(&mut self, x: &str, p: &str) -> Result<String, OnnxError> {
+        let names = ["weight", "bias", "running_mean", "running_var"].map(|v| format!("{p}.{v}"));
+        let mut inputs = vec![x.to_string()];
+        for name in &names {
+            inputs.push(self.param(name)?);
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let bn = self.g.node("BatchNormalization", &refs, vec![float("epsilon", BN_EPS as f32)]);
+        Ok(self.g.node("Relu", &[&bn], vec![]))
+    }
+
+    /// `nn::layers::Dense`: `x W^T + b`.
+    fn dense(&mut self, x: &str, p: &str) -> Result<String, OnnxError> {
+        let (w, bias) = (self.param(&format!("{p}.weight"))?, self.param(&format!("{p}.bias"))?);
+        Ok(self.g.node("Gemm", &[x, &w, &bias], vec![int("transB", 1)]))
+    }
+
+    fn spatial_axes(&self) -> Vec<i64> {
+        (2..2 + self.spatial as i64).collect()
+    }
+
+    /// `nn::layers::global_average`: `N x C x ...` to `N x C`.
+    fn global_average(&mut self, x: &str) -> String {
+        let axes = self.spatial_axes();
+        self.g.node("ReduceMean", &[x], vec![ints("axes", &axes), int("keepdims", 0)])
+    }
+
+    /// `nn::shrink::Shrinkage` at inference: `x - clamp(x, -tau, tau)`, with
+    /// `tau = sigmoid(FC(ReLU(BN(FC(GAP|x|))))) * GAP|x|` (averaged over channels when
+    /// `shared`). With `diagnostics: Some(unit)`, its values become graph outputs.
+    fn shrink(&mut self, x: &str, p: &str, shared: bool, diagnostics: Option<usize>) -> Result<String, OnnxError> {
+        let abs = self.g.node("Abs", &[x], vec![]);
+        let mean_abs = self.global_average(&abs);
+        let z = self.dense(&mean_abs, &format!("{p}.shrink.fc1"))?;
+        let z = self.bn_relu(&z, &format!("{p}.shrink.bn"))?;
+        let z = self.dense(&z, &format!("{p}.shrink.fc2"))?;
+        let scales = self.g.node("Sigmoid", &[&z], vec![]);
+        let level = if shared {
+            self.g.node("ReduceMean", &[&mean_abs], vec![ints("axes", &[1]), int("keepdims", 1)])
+        } else {
+            mean_abs.clone()
+        };
+        let thresholds = self.g.node("Mul", &[&scales, &level], vec![]);
+        let axes = self.g.ints(&self.spatial_axes());
+        let tau = self.g.node("Unsqueeze", &[&thresholds, &axes], vec![]);
+        let below = self.g.node("Min", &[x, &tau], vec![]);
+        let neg_tau = self.g.node("Neg", &[&tau], vec![]);
+        let inside = self.g.node("Max", &[&below, &neg_tau], vec![]);
+        let out = self.g.node("Sub", &[x, &inside], vec![]);
+        if let Some(unit) = diagnostics {
+            let zero = self.g.constant(&format!("{p}.zero"), &[], &[0.0]);
+            let zeros = self.g.node("Equal", &[&out, &zero], vec![]);
+            let zeros = self.g.node("Cast", &[&zeros], vec![int("to", super::proto::FLOAT as i64)]);
+            let mut axes = vec![1];
+            axes.extend(self.spatial_axes());
+            let zeroed = self.g.node("ReduceMean", &[&zeros], vec![ints("axes", &axes), int("keepdims", 0)]);
+            for (what, value) in UNIT_OUTPUTS.iter().zip([&thresholds, &scales, &mean_abs, &zeroed]) {
+                self.g.rename(value, &unit_output(unit, what));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `nn::unit::ResidualUnit::add_identity`'s shortcut: every `stride`-th sample, with
+    /// zero channels around it when the unit widens from `c_in` to `c_out`.
+    fn identity(&mut self, x: &str, stride: i64, c_in: i64, c_out: i64) -> String {
+        let mut id = x.to_string();
+        if stride > 1 {
+            let n = self.spatial;
+            let starts = self.g.ints(&vec![0; n]);
+            let ends = self.g.ints(&vec![i64::MAX; n]);
+            let axes = self.g.ints(&self.spatial_axes());
+            let steps = self.g.ints(&vec![stride; n]);
+            id = self.g.node("Slice", &[&id, &starts, &ends, &axes, &steps], vec![]);
+        }
+        if c_out != c_in {
+            let before = (c_out - c_in) / 2;
+            let after = c_out - c_in - before;
+            // Begins of every axis, then ends: only the channel axis is padded.
+            let mut pads = vec![0; 2 * (2 + self.spatial)];
+            pads[1] = before;
+            pads[2 + self.spatial + 1] = after;
+            let pads = self.g.ints(&pads);
+            id = self.g.node("Pad", &[&id, &pads], vec![]);
+        }
+        id
+    }
+}

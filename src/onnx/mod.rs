@@ -1,0 +1,22 @@
+//! Inference through ONNX Runtime: a model's eval-mode network exported as an ONNX graph
+//! from its spec and weights (`export`), and run by the runtime's shared library, loaded at
+//! start-up (`runtime`). libtorch stays the engine for training and the reference: the
+//! parity tests hold this path to its values.
+
+mod export;
+mod graph;
+mod proto;
+mod runtime;
+
+pub use export::export;
+pub use runtime::{init, OnnxModel};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error("cannot export the network: {0}")]
+    Export(String),
+    #[error("onnxruntime: {0}")]
+    Runtime(String),
+    #[error("invalid input: {0}")]
+    Input(String),
+}
