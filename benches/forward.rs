@@ -1,12 +1,14 @@
-//! Forward-pass throughput of `paper-1d` DRSN-CW (10 classes) at batch 1 and 64: Rust
-//! against the PyTorch twin (`python/drsn_twin.py`), in one run, with the same weights,
-//! inputs and intra-op thread count, eval mode and no gradients on both sides.
+//! Forward-pass throughput of `paper-1d` DRSN-CW (10 classes) at batch 1 and 64, in one run,
+//! with the same weights, inputs and intra-op thread count, eval mode and no gradients:
+//! drsn on libtorch and drsn on ONNX Runtime (its own export, `src/onnx`), against the
+//! PyTorch twin (`python/drsn_twin.py`) eager and exported with `torch.onnx.export` to
+//! onnxruntime's Python API.
 //!
 //!     cargo bench --bench forward [-- --threads 2 --rounds 15 --seconds 0.2]
 //!
-//! The twin runs in a child process that times forward passes on request, so the two
-//! sides take turns (alternating which goes first) and share whatever noise the machine
-//! has. Both report probabilities and every unit's diagnostics.
+//! The twin runs in a child process that times forward passes on request, so the four
+//! sides take turns (rotating which goes first) and share whatever noise the machine has.
+//! All report probabilities and every unit's diagnostics.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -16,6 +18,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Parser;
 use drsn::nn::{Arch, Model, ModelSpec};
+use drsn::onnx::OnnxModel;
 use tch::{Device, Kind, Tensor};
 
 const BATCHES: [i64; 2] = [1, 64];
@@ -74,9 +77,10 @@ impl Twin {
         serde_json::from_str(&line).with_context(|| format!("the twin answered {line:?}"))
     }
 
-    /// Seconds that `iterations` forward passes at `batch` took in the twin.
-    fn time(&mut self, batch: i64, iterations: usize) -> anyhow::Result<f64> {
-        writeln!(self.stdin, "{batch} {iterations}")?;
+    /// Seconds that `iterations` forward passes at `batch` took in the twin, eager
+    /// (`torch`) or exported (`onnxruntime`).
+    fn time(&mut self, batch: i64, iterations: usize, side: &str) -> anyhow::Result<f64> {
+        writeln!(self.stdin, "{batch} {iterations} {side}")?;
         self.stdin.flush()?;
         let reply = self.reply()?;
         reply["seconds"].as_f64().with_context(|| format!("no seconds in {reply}"))
@@ -87,8 +91,9 @@ fn path(dir: &Path, name: &str) -> String {
     dir.join(name).to_string_lossy().into_owned()
 }
 
-/// Seconds that `iterations` forward passes (probabilities and diagnostics) took in Rust.
-fn time_rust(model: &Model, xs: &Tensor, iterations: usize) -> anyhow::Result<f64> {
+/// Seconds that `iterations` forward passes (probabilities and diagnostics) took in drsn on
+/// libtorch.
+fn time_libtorch(model: &Model, xs: &Tensor, iterations: usize) -> anyhow::Result<f64> {
     let start = Instant::now();
     for _ in 0..iterations {
         let out = model.infer(xs, true)?;
@@ -96,6 +101,18 @@ fn time_rust(model: &Model, xs: &Tensor, iterations: usize) -> anyhow::Result<f6
     }
     Ok(start.elapsed().as_secs_f64())
 }
+
+/// The same in drsn on ONNX Runtime, from the flat input the engine hands it.
+fn time_onnx(model: &mut OnnxModel, xs: &[f32], n: usize, iterations: usize) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for _ in 0..iterations {
+        drop(std::hint::black_box(model.infer(xs, n, true)?.probabilities));
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The four sides, in the order of the table's columns.
+const SIDES: [&str; 4] = ["drsn libtorch", "drsn onnxruntime", "PyTorch eager", "Python onnxruntime"];
 
 fn best(xs: &[f64]) -> f64 {
     xs.iter().copied().fold(0.0, f64::max)
@@ -132,49 +149,67 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let dir = tempfile::tempdir()?;
     export(&model, &inputs, dir.path())?;
+    let library = std::env::var_os("DRSN_ONNXRUNTIME_LIB")
+        .context("DRSN_ONNXRUNTIME_LIB names libonnxruntime.so: eval \"$(bash scripts/libtorch.sh)\"")?;
+    drsn::onnx::init(Path::new(&library), args.threads as usize)?;
+    let mut onnx = OnnxModel::new(&model)?;
     let mut twin = Twin::start(dir.path(), args.threads)?;
 
     println!(
         "paper-1d DRSN-CW, 10 classes, CPU, {} threads, {} interleaved rounds of about {} s",
         args.threads, args.rounds, args.seconds
     );
-    println!("samples/s of the best round (and the median round)");
-    println!("{:>6} {:>22} {:>22} {:>14}", "batch", "Rust", "PyTorch", "Rust/PyTorch");
-    let mut ratios = Vec::new();
+    println!("windows/s of the best round (and the median round)");
+    print!("{:>6}", "batch");
+    SIDES.iter().for_each(|side| print!(" {side:>20}"));
+    println!();
+    let mut results = Vec::new();
     for (batch, (_, xs)) in BATCHES.iter().zip(&inputs) {
-        // Warm both up, then size a round to take about `seconds` in Rust.
-        let probe = time_rust(&model, xs, 5)?;
-        twin.time(*batch, 5)?;
-        let iterations = ((args.seconds * 5.0 / probe).ceil() as usize).max(1);
+        let n = *batch as usize;
+        let flat = Vec::<f32>::try_from(xs.flatten(0, -1))?;
+        let mut time = |side: usize, iterations: usize| -> anyhow::Result<f64> {
+            match side {
+                0 => time_libtorch(&model, xs, iterations),
+                1 => time_onnx(&mut onnx, &flat, n, iterations),
+                2 => twin.time(*batch, iterations, "torch"),
+                _ => twin.time(*batch, iterations, "onnxruntime"),
+            }
+        };
+        // Warm every side up, then size a round to take about `seconds` on the slowest.
+        let mut slowest = 0f64;
+        for side in 0..SIDES.len() {
+            slowest = slowest.max(time(side, 5)?);
+        }
+        let iterations = ((args.seconds * 5.0 / slowest).ceil() as usize).max(1);
         let per_second = |s: f64| (*batch as f64 * iterations as f64) / s;
-        let (mut rust, mut torch) = (Vec::new(), Vec::new());
+        let mut rounds = vec![Vec::new(); SIDES.len()];
         for round in 0..args.rounds {
-            if round % 2 == 0 {
-                rust.push(per_second(time_rust(&model, xs, iterations)?));
-                torch.push(per_second(twin.time(*batch, iterations)?));
-            } else {
-                torch.push(per_second(twin.time(*batch, iterations)?));
-                rust.push(per_second(time_rust(&model, xs, iterations)?));
+            for k in 0..SIDES.len() {
+                let side = (round + k) % SIDES.len();
+                rounds[side].push(per_second(time(side, iterations)?));
             }
         }
         // Other processes can only slow a round down: the best round is the closest to
         // the undisturbed speed (as with Python's timeit), the median the typical one.
-        let (rust_best, torch_best) = (best(&rust), best(&torch));
-        let (rust_median, torch_median) = (median(rust), median(torch));
-        println!(
-            "{batch:>6} {:>22} {:>22} {:>14}",
-            format!("{rust_best:.1} ({rust_median:.1})"),
-            format!("{torch_best:.1} ({torch_median:.1})"),
-            format!("{:.2} ({:.2})", rust_best / torch_best, rust_median / torch_median),
-        );
-        ratios.push((*batch, rust_best / torch_best));
+        let best: Vec<f64> = rounds.iter().map(|r| best(r)).collect();
+        print!("{batch:>6}");
+        for (b, r) in best.iter().zip(rounds) {
+            print!(" {:>20}", format!("{b:.1} ({:.1})", median(r)));
+        }
+        println!();
+        results.push((*batch, best));
     }
     drop(twin.stdin);
     twin.child.wait()?;
-    for (batch, ratio) in ratios {
-        let target = if batch == 1 { 2.0 } else { 1.0 };
-        let verdict = if ratio >= target { "meets" } else { "MISSES" };
-        println!("batch {batch}: Rust/PyTorch {ratio:.2} (best rounds) {verdict} the target of {target:.1}");
+    println!("ratios of the best rounds:");
+    for (batch, best) in results {
+        let [libtorch, onnx, eager, python_onnx] = [best[0], best[1], best[2], best[3]];
+        println!(
+            "batch {batch:>2}: drsn onnxruntime / Python onnxruntime {:.2}, / PyTorch eager {:.2}; drsn libtorch / PyTorch eager {:.2}",
+            onnx / python_onnx,
+            onnx / eager,
+            libtorch / eager
+        );
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! Serving benchmark (not a test): `drsn serve` with batching on and off, and the usual
-//! alternative, a FastAPI + PyTorch server (`bench/fastapi_server.py`) on the same model,
-//! measured in one run by the same client.
+//! Serving benchmark (not a test): `drsn serve` on ONNX Runtime with batching on and off and
+//! on libtorch with batching on, and the usual alternative, a FastAPI + PyTorch server
+//! (`bench/fastapi_server.py`) on the same model, measured in one run by the same client.
 //!
 //!     eval "$(bash scripts/libtorch.sh)"
 //!     cargo bench --bench serve -- [--seconds 10] [--clients 64] [--model models/cwru-bearing]
@@ -155,9 +155,20 @@ fn main() -> anyhow::Result<()> {
             .spawn()?)
     };
     let mut rows: Vec<(String, Measured, Measured)> = Vec::new();
+    let batching_on = ["--max-batch-size", "64", "--max-wait-ms", "2"];
     let mut setups: Vec<(&str, Box<Starter<'_>>)> = vec![
-        ("drsn, batching on (max 64, 2 ms)", Box::new(|p| drsn(&["--max-batch-size", "64", "--max-wait-ms", "2"], p))),
-        ("drsn, batching off (max 1)", Box::new(|p| drsn(&["--max-batch-size", "1", "--max-wait-ms", "0"], p))),
+        (
+            "drsn onnxruntime, batching on (max 64, 2 ms)",
+            Box::new(|p| drsn(&[&batching_on[..], &["--backend", "onnxruntime"]].concat(), p)),
+        ),
+        (
+            "drsn libtorch, batching on (max 64, 2 ms)",
+            Box::new(|p| drsn(&[&batching_on[..], &["--backend", "libtorch"]].concat(), p)),
+        ),
+        (
+            "drsn onnxruntime, batching off (max 1)",
+            Box::new(|p| drsn(&["--max-batch-size", "1", "--max-wait-ms", "0", "--backend", "onnxruntime"], p)),
+        ),
     ];
     if args.python {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/fastapi_server.py");
@@ -229,10 +240,17 @@ fn main() -> anyhow::Result<()> {
             a.errors + l.errors
         );
     }
-    if let (Some(ours), Some(theirs)) = (rows.first(), rows.iter().find(|r| r.0.starts_with("FastAPI"))) {
-        let tp = |m: &Measured| m.requests as f64 / m.seconds;
+    let tp = |m: &Measured| m.requests as f64 / m.seconds;
+    if let (Some(ort), Some(torch)) = (rows.first(), rows.get(1)) {
         println!(
-            "\ndrsn (batching on) vs FastAPI: throughput x{:.1} (target >= 10), p99 {:.2} of theirs (target <= 0.2)",
+            "\ndrsn onnxruntime vs libtorch (batching on): throughput x{:.2}, p99 {:.2} of libtorch's",
+            tp(&ort.2) / tp(&torch.2),
+            ort.2.p99_ms / torch.2.p99_ms
+        );
+    }
+    if let (Some(ours), Some(theirs)) = (rows.first(), rows.iter().find(|r| r.0.starts_with("FastAPI"))) {
+        println!(
+            "drsn onnxruntime (batching on) vs FastAPI: throughput x{:.1} (target >= 10), p99 {:.2} of theirs (target <= 0.2)",
             tp(&ours.2) / tp(&theirs.2),
             ours.2.p99_ms / theirs.2.p99_ms
         );

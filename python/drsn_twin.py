@@ -235,22 +235,74 @@ def parity(root):
     print()
 
 
+class Flat(nn.Module):
+    """The network with its outputs as a flat tuple (probabilities, then every unit's
+    diagnostics in order), which is what an ONNX export takes."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        probabilities, blocks = self.model(x)
+        return (probabilities, *[v for diagnostics in blocks.values() for v in diagnostics.values()])
+
+
+def onnx_session(model, x, threads, path):
+    """The twin exported with `torch.onnx.export` (opset 17, free batch axis) and opened in
+    onnxruntime with `threads` intra-op threads, after checking that its outputs are the
+    twin's within 5e-6."""
+    import numpy as np
+    import onnxruntime
+
+    flat = Flat(model).eval()
+    with torch.inference_mode():
+        expected = flat(x)
+    names = ["probabilities"] + [f"out{i}" for i in range(1, len(expected))]
+    torch.onnx.export(
+        flat, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"], output_names=names,
+        dynamic_axes={name: {0: "batch"} for name in ["x", *names]},
+    )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x.numpy()})
+    worst = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
+    if worst > 5e-6:
+        raise ValueError(f"the onnxruntime export differs from the twin by {worst}")
+    return session, worst
+
+
 def bench(args):
-    """Serves timing requests on stdin, one `BATCH ITERATIONS` per line, answering each with
-    a JSON line holding the seconds that many forward passes took, so that a caller can
-    interleave them with its own timings."""
+    """Serves timing requests on stdin, one `BATCH ITERATIONS SIDE` per line (SIDE: `torch`,
+    the eager twin, or `onnxruntime`, its ONNX export), answering each with a JSON line
+    holding the seconds that many forward passes took, so that a caller can interleave them
+    with its own timings."""
+    import tempfile
+
     torch.set_num_threads(args.threads)
     model = load_model(args.spec, args.weights)
     inputs = load_file(str(args.inputs))
-    print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        session, worst = onnx_session(model, next(iter(inputs.values())), args.threads, Path(tmp) / "twin.onnx")
+    arrays = {name: x.numpy() for name, x in inputs.items()}
+    ready = {"ready": True, "threads": torch.get_num_threads(), "onnxruntime_max_diff": worst}
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
-        batch, iterations = (int(v) for v in line.split())
-        x = inputs[f"batch{batch}"]
-        with torch.inference_mode():
-            start = time.perf_counter()
+        batch, iterations, side = line.split()
+        batch, iterations = int(batch), int(iterations)
+        start = time.perf_counter()
+        if side == "onnxruntime":
+            feed = {"x": arrays[f"batch{batch}"]}
             for _ in range(iterations):
-                model(x)
-            seconds = time.perf_counter() - start
+                session.run(None, feed)
+        else:
+            x = inputs[f"batch{batch}"]
+            with torch.inference_mode():
+                for _ in range(iterations):
+                    model(x)
+        seconds = time.perf_counter() - start
         print(json.dumps({"batch": batch, "iterations": iterations, "seconds": seconds}), flush=True)
 
 

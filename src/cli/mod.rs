@@ -6,6 +6,7 @@ mod calibrate;
 mod compare;
 mod data_args;
 mod evaluate;
+mod export;
 mod healthcheck;
 mod limit_args;
 mod machine_args;
@@ -62,6 +63,9 @@ pub enum Command {
     /// The physics evidence on a recording (shaft speed, envelope spectrum, defect
     /// frequencies) or on every recording of a manifest against its labels.
     Analyze(Box<analyze::AnalyzeArgs>),
+    /// Write a model folder's network, with its weights, as an ONNX graph (the one the
+    /// service runs on ONNX Runtime), to run or inspect with any ONNX tool.
+    ExportOnnx(export::ExportArgs),
 }
 
 impl Command {
@@ -76,6 +80,7 @@ impl Command {
             Command::Calibrate(args) => calibrate::run(*args),
             Command::Adapt(args) => adapt::run(*args),
             Command::Compare(args) => compare::run(*args),
+            Command::ExportOnnx(args) => export::run(args),
         }
     }
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::limit_args::LimitArgs;
-use crate::engine::EngineConfig;
+use crate::engine::{Backend, EngineConfig};
 use crate::http::HttpConfig;
 use crate::ood::DriftSettings;
 use crate::server::{shutdown_signal, AppConfig, Application, JobsConfig, ServerConfig};
@@ -37,14 +37,25 @@ pub struct ServeArgs {
     /// Most windows queued or running at once; beyond it requests answer 429.
     #[arg(long, env = "DRSN_QUEUE_CAPACITY", default_value_t = 4096)]
     pub queue_capacity: usize,
-    /// Inference threads, each with its own copy of every model.
-    #[arg(long, env = "DRSN_WORKERS", default_value_t = 1)]
+    /// Inference threads, each with its own copy of every model; 0: one per core on ONNX
+    /// Runtime, one on libtorch (the fastest of each, measured: see the README).
+    #[arg(long, env = "DRSN_WORKERS", default_value_t = 0)]
     pub workers: usize,
-    /// libtorch intra-op threads per forward pass; 0 leaves libtorch's choice (one per
-    /// core). One is fastest for these small networks, and does not fight the HTTP
-    /// threads for cores; scale with --workers instead.
+    /// Intra-op threads per forward pass (libtorch's, and ONNX Runtime's pool); 0 leaves
+    /// the choice to the library (one per core). One is fastest for these small networks,
+    /// and does not fight the HTTP threads for cores; scale with --workers instead.
     #[arg(long, env = "DRSN_TORCH_THREADS", default_value_t = 1)]
     pub torch_threads: usize,
+    /// What runs forward passes: onnxruntime (the network exported from the same weights,
+    /// CPU only, checked against libtorch when a model loads), libtorch, or auto
+    /// (onnxruntime when on the CPU and its library loads, else libtorch). Training always
+    /// runs on libtorch.
+    #[arg(long, env = "DRSN_BACKEND", value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// ONNX Runtime's shared library (libonnxruntime.so, e.g. from PyPI's onnxruntime
+    /// wheel); default: the first lib/libonnxruntime.so* beside the executable.
+    #[arg(long, env = "DRSN_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<PathBuf>,
     /// Largest request body in bytes; larger ones answer 413.
     #[arg(long, env = "DRSN_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
     pub body_limit: usize,
@@ -100,7 +111,42 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Auto,
+    Libtorch,
+    Onnxruntime,
+}
+
 impl ServeArgs {
+    /// The backend to serve with, loading ONNX Runtime when it is the one.
+    fn backend(&self, device: tch::Device) -> anyhow::Result<Backend> {
+        if self.backend == BackendChoice::Libtorch {
+            return Ok(Backend::Libtorch);
+        }
+        let explicit = self.backend == BackendChoice::Onnxruntime;
+        let loaded = if device != tch::Device::Cpu {
+            Err(anyhow::anyhow!("it runs on the CPU only, and --device chose {device:?}"))
+        } else {
+            let library = self.onnxruntime_lib.clone().or_else(beside_executable).context(
+                "no ONNX Runtime library: set --onnxruntime-lib (DRSN_ONNXRUNTIME_LIB) to libonnxruntime.so",
+            );
+            let threads = match self.torch_threads {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            };
+            library.and_then(|lib| crate::onnx::init(&lib, threads).map_err(anyhow::Error::from))
+        };
+        match loaded {
+            Ok(()) => Ok(Backend::Onnxruntime),
+            Err(e) if explicit => Err(e.context("--backend onnxruntime")),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "serving with libtorch: ONNX Runtime is not available");
+                Ok(Backend::Libtorch)
+            }
+        }
+    }
+
     pub fn config(&self) -> anyhow::Result<ServerConfig> {
         anyhow::ensure!(
             self.max_wait_ms.is_finite() && self.max_wait_ms >= 0.0,
@@ -116,6 +162,13 @@ impl ServeArgs {
             self.drift_windows >= 1 && (0.0..=1.0).contains(&self.drift_warn),
             "--drift-windows must be at least 1 and --drift-warn lie in [0, 1]"
         );
+        let device = crate::device::parse(&self.device)?;
+        let backend = self.backend(device)?;
+        let workers = match (self.workers, backend) {
+            (0, Backend::Onnxruntime) => std::thread::available_parallelism().map_or(1, usize::from),
+            (0, Backend::Libtorch) => 1,
+            (n, _) => n,
+        };
         Ok(ServerConfig {
             models_dir: self.models.clone(),
             data_dir: self.data_dir.clone(),
@@ -123,9 +176,10 @@ impl ServeArgs {
                 max_batch_size: self.max_batch_size,
                 max_wait: Duration::from_secs_f64(self.max_wait_ms / 1e3),
                 queue_capacity: self.queue_capacity,
-                workers: self.workers,
+                workers,
                 torch_threads: (self.torch_threads > 0).then_some(self.torch_threads),
-                device: crate::device::parse(&self.device)?,
+                device,
+                backend,
             },
             http: HttpConfig {
                 body_limit: self.body_limit,
@@ -211,6 +265,19 @@ impl ServeArgs {
         }
         Ok(())
     }
+}
+
+/// The first `lib/libonnxruntime.so*` beside the running executable (where the image and
+/// `docker/collect-runtime.sh` put it).
+fn beside_executable() -> Option<PathBuf> {
+    let lib = std::env::current_exe().ok()?.parent()?.join("lib");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {

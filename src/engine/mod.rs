@@ -39,6 +39,27 @@ pub struct EngineConfig {
     /// libtorch intra-op threads (process-wide); `None` keeps libtorch's default.
     pub torch_threads: Option<usize>,
     pub device: Device,
+    /// What runs the forward passes.
+    pub backend: Backend,
+}
+
+/// What runs a model's forward passes. libtorch is the reference (and trains every model);
+/// ONNX Runtime runs the same network exported from the same weights, on the CPU, and a
+/// model whose export disagrees with libtorch at load stays on libtorch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Libtorch,
+    /// Needs `onnx::init` first.
+    Onnxruntime,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Libtorch => "libtorch",
+            Backend::Onnxruntime => "onnxruntime",
+        })
+    }
 }
 
 impl Default for EngineConfig {
@@ -50,6 +71,7 @@ impl Default for EngineConfig {
             workers: 1,
             torch_threads: None,
             device: Device::Cpu,
+            backend: Backend::Libtorch,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One engine thread: owns its copy of every loaded model (a `Tensor` may move between
 //! threads but not be shared), takes batches off the queue and runs them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -12,10 +13,11 @@ use tch::{Device, Kind, Tensor};
 
 use super::queue;
 use super::{
-    BlockValues, Control, EngineConfig, EngineError, LoadSpec, ModelKey, Occupancy, Prediction, Queued,
+    Backend, BlockValues, Control, EngineConfig, EngineError, LoadSpec, ModelKey, Occupancy, Prediction, Queued,
     WindowPrediction,
 };
 use crate::nn::{Forward, Model};
+use crate::onnx::{OnnxModel, OnnxOutputs};
 use crate::ood::Scorer;
 use crate::telemetry;
 
@@ -29,8 +31,15 @@ pub(super) struct Worker {
 
 /// A model on this thread, with its out-of-distribution scorer when calibrated.
 struct Loaded {
-    model: Model,
+    network: Network,
+    sample_shape: Vec<i64>,
     scorer: Option<Scorer>,
+}
+
+/// The model as the configured backend runs it.
+enum Network {
+    Libtorch(Model),
+    Onnxruntime(OnnxModel),
 }
 
 impl Worker {
@@ -68,7 +77,7 @@ impl Worker {
         match control {
             Control::Load(load, reply) => {
                 let key = load.key.clone();
-                let result = load_and_warm_up(&load, self.config.device).map(|model| {
+                let result = load_and_warm_up(&load, &self.config).map(|model| {
                     self.models.insert(key.clone(), model);
                 });
                 if let Err(e) = &result {
@@ -104,15 +113,15 @@ impl Worker {
 
     /// Runs every window of one model's requests in forward passes of at most
     /// `max_batch_size`, then hands each request its own windows back.
-    fn run_group(&self, key: &ModelKey, jobs: Vec<Queued>) {
+    fn run_group(&mut self, key: &ModelKey, jobs: Vec<Queued>) {
         let started = Instant::now();
-        let Some(loaded) = self.models.get(key) else {
+        let Some(loaded) = self.models.get_mut(key) else {
             for job in jobs {
                 let _ = job.reply.send(Err(EngineError::NotLoaded(key.clone())));
             }
             return;
         };
-        let sample_len = loaded.model.spec().sample_len();
+        let sample_len = loaded.sample_shape.iter().product::<i64>() as usize;
         let (jobs, wrong): (Vec<Queued>, Vec<Queued>) =
             jobs.into_iter().partition(|j| j.request.inputs.len() == j.request.windows * sample_len);
         for job in wrong {
@@ -181,17 +190,19 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .to_string()
 }
 
-fn load_and_warm_up(load: &LoadSpec, device: Device) -> Result<Loaded, EngineError> {
+fn load_and_warm_up(load: &LoadSpec, config: &EngineConfig) -> Result<Loaded, EngineError> {
     let fail = |message: String| EngineError::Load { key: load.key.clone(), message };
+    let device = config.device;
     let model = Model::load(&load.spec, &load.weights, device).map_err(|e| fail(e.to_string()))?;
     let scorer = load.ood.as_ref().map(|ood| Scorer::new(ood, device)).transpose().map_err(|e| fail(e.to_string()))?;
-    let mut shape = vec![1];
-    shape.extend(load.spec.sample_shape());
+    let sample_shape = load.spec.sample_shape();
+    let mut shape = vec![WARM_UP_WINDOWS as i64];
+    shape.extend(&sample_shape);
     let started = Instant::now();
-    let out = model
-        .infer(&Tensor::zeros(shape.as_slice(), (Kind::Float, device)), true)
-        .map_err(|e| fail(format!("warm-up forward pass: {e}")))?;
-    let sum = f64::try_from(out.probabilities().sum(Kind::Float)).map_err(|e| fail(e.to_string()))?;
+    // Not zeros: a window that every unit shrinks to nothing would compare little.
+    let xs = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)).to_device(device);
+    let out = model.infer(&xs, true).map_err(|e| fail(format!("warm-up forward pass: {e}")))?;
+    let sum = f64::try_from(out.probabilities().sum(Kind::Float)).map_err(|e| fail(e.to_string()))? / WARM_UP_WINDOWS;
     if (sum - 1.0).abs() > 1e-3 {
         return Err(fail(format!("warm-up probabilities sum to {sum}, not 1")));
     }
@@ -200,31 +211,86 @@ fn load_and_warm_up(load: &LoadSpec, device: Device) -> Result<Loaded, EngineErr
         // not on the first request.
         let _ = scorer.score(&out).map_err(|e| fail(format!("out-of-distribution score: {e}")))?;
     }
-    tracing::info!(model = %load.key, warm_up_ms = started.elapsed().as_secs_f64() * 1e3, "model loaded");
-    Ok(Loaded { model, scorer })
+    let network = match config.backend {
+        Backend::Libtorch => Network::Libtorch(model),
+        Backend::Onnxruntime => match onnx_twin(&model, &xs, &out) {
+            Ok(onnx) => Network::Onnxruntime(onnx),
+            Err(e) => {
+                tracing::error!(model = %load.key, error = %e, "kept on libtorch: its ONNX Runtime export failed the load check");
+                Network::Libtorch(model)
+            }
+        },
+    };
+    let backend = match network {
+        Network::Libtorch(_) => Backend::Libtorch,
+        Network::Onnxruntime(_) => Backend::Onnxruntime,
+    };
+    let warm_up_ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(model = %load.key, %backend, warm_up_ms, "model loaded");
+    Ok(Loaded { network, sample_shape, scorer })
+}
+
+/// Windows of the warm-up pass, which also compares the two backends.
+const WARM_UP_WINDOWS: f64 = 4.0;
+
+/// The model in ONNX Runtime, if its export gives libtorch's probabilities and thresholds
+/// (within 1e-4) on the warm-up windows `xs`, whose libtorch pass was `reference`.
+fn onnx_twin(model: &Model, xs: &Tensor, reference: &Forward) -> Result<OnnxModel, String> {
+    let mut onnx = OnnxModel::new(model).map_err(|e| e.to_string())?;
+    let n = xs.size().first().copied().unwrap_or(0) as usize;
+    let flat = to_vec(xs).map_err(|e| e.to_string())?;
+    let ours = onnx.infer(&flat, n, true).map_err(|e| e.to_string())?.to_forward();
+    let diff = |a: &Tensor, b: &Tensor| -> Result<f64, String> {
+        let a = a.to_device(Device::Cpu);
+        f64::try_from((a - b).abs().max()).map_err(|e| e.to_string())
+    };
+    let mut worst = diff(&reference.probabilities(), &ours.probabilities())?;
+    for (r, o) in reference.blocks.iter().zip(&ours.blocks) {
+        worst = worst.max(diff(&r.diagnostics.thresholds, &o.diagnostics.thresholds)?);
+    }
+    if reference.blocks.len() != ours.blocks.len() || !(worst <= 1e-4) {
+        return Err(format!("its outputs differ from libtorch's by {worst}"));
+    }
+    Ok(onnx)
 }
 
 /// Stacks every request's windows and runs them in chunks of `max_batch`.
 fn run_windows(
-    loaded: &Loaded,
+    loaded: &mut Loaded,
     jobs: &[Queued],
     total: usize,
     diagnostics: bool,
     max_batch: usize,
     model_label: &str,
 ) -> Result<Vec<WindowPrediction>, String> {
-    let model = &loaded.model;
-    let mut shape = vec![total as i64];
-    shape.extend(model.spec().sample_shape());
-    let parts: Vec<Tensor> = jobs.iter().map(|j| Tensor::from_slice(&j.request.inputs)).collect();
-    let xs = Tensor::cat(&parts, 0).view(shape.as_slice());
+    let inputs: Cow<'_, [f32]> = match jobs {
+        [one] => Cow::Borrowed(&one.request.inputs),
+        _ => Cow::Owned(jobs.iter().flat_map(|j| j.request.inputs.iter().copied()).collect()),
+    };
+    let per_window = loaded.sample_shape.iter().product::<i64>() as usize;
     let mut windows = Vec::with_capacity(total);
-    for start in (0..total).step_by(max_batch) {
-        let len = max_batch.min(total - start);
+    for chunk in inputs.chunks(max_batch * per_window) {
+        let len = chunk.len() / per_window;
         let t0 = Instant::now();
-        let out = model.infer(&xs.narrow(0, start as i64, len as i64), diagnostics).map_err(|e| e.to_string())?;
-        let scores = loaded.scorer.as_ref().map(|s| s.score(&out)).transpose().map_err(|e| e.to_string())?;
-        windows.extend(read_back(&out, scores.as_ref(), len).map_err(|e| e.to_string())?);
+        let values = match &mut loaded.network {
+            Network::Libtorch(model) => {
+                let mut shape = vec![len as i64];
+                shape.extend(&loaded.sample_shape);
+                let xs = Tensor::from_slice(chunk).view(shape.as_slice());
+                let out = model.infer(&xs, diagnostics).map_err(|e| e.to_string())?;
+                let scores = loaded.scorer.as_ref().map(|s| s.score(&out)).transpose().map_err(|e| e.to_string())?;
+                Values::from_forward(&out, scores.as_ref()).map_err(|e| e.to_string())?
+            }
+            Network::Onnxruntime(model) => {
+                let out = model.infer(chunk, len, diagnostics).map_err(|e| e.to_string())?;
+                let scores = match &loaded.scorer {
+                    Some(s) => Some(to_vec(&s.score(&out.to_forward()).map_err(|e| e.to_string())?)),
+                    None => None,
+                };
+                Values::from_onnx(out, scores.transpose().map_err(|e| e.to_string())?)
+            }
+        };
+        windows.extend(values.into_windows(len));
         let elapsed: Duration = t0.elapsed();
         metrics::histogram!(telemetry::BATCH_SIZE, "model" => model_label.to_string()).record(len as f64);
         metrics::histogram!(telemetry::INFERENCE_DURATION, "model" => model_label.to_string())
@@ -233,40 +299,66 @@ fn run_windows(
     Ok(windows)
 }
 
-/// Copies one forward pass's results off the device into per-window values.
-fn read_back(out: &Forward, scores: Option<&Tensor>, n: usize) -> Result<Vec<WindowPrediction>, tch::TchError> {
-    let probabilities = to_vec(&out.probabilities())?;
-    let scores = scores.map(to_vec).transpose()?;
-    let classes = probabilities.len() / n;
-    let mut windows: Vec<WindowPrediction> = probabilities
-        .chunks(classes)
-        .enumerate()
-        .map(|(i, p)| WindowPrediction {
-            probabilities: p.to_vec(),
-            blocks: Vec::new(),
-            ood_score: scores.as_ref().and_then(|s| s.get(i).copied()),
-        })
-        .collect();
-    for block in &out.blocks {
-        let d = &block.diagnostics;
-        let name: Arc<str> = Arc::from(block.name.as_str());
-        let thresholds = to_vec(&d.thresholds)?;
-        let scales = to_vec(&d.scales)?;
-        let mean_abs = to_vec(&d.mean_abs)?;
-        let zeroed = to_vec(&d.zeroed_fraction)?;
-        let (t, c) = (thresholds.len() / n, mean_abs.len() / n);
-        for (i, w) in windows.iter_mut().enumerate() {
-            w.blocks.push(BlockValues {
-                name: name.clone(),
-                stage: block.stage,
-                thresholds: thresholds.get(i * t..(i + 1) * t).unwrap_or_default().to_vec(),
-                scales: scales.get(i * t..(i + 1) * t).unwrap_or_default().to_vec(),
-                mean_abs: mean_abs.get(i * c..(i + 1) * c).unwrap_or_default().to_vec(),
-                zeroed_fraction: zeroed.get(i).copied().unwrap_or_default(),
-            });
+/// One forward pass's results as plain values, from either backend.
+struct Values {
+    probabilities: Vec<f32>,
+    scores: Option<Vec<f32>>,
+    /// Per shrinkage unit: name, stage, thresholds, scales, mean |x|, zeroed shares.
+    units: Vec<(Arc<str>, usize, [Vec<f32>; 4])>,
+}
+
+impl Values {
+    /// Copies a libtorch forward pass off its device.
+    fn from_forward(out: &Forward, scores: Option<&Tensor>) -> Result<Self, tch::TchError> {
+        let mut units = Vec::with_capacity(out.blocks.len());
+        for block in &out.blocks {
+            let d = &block.diagnostics;
+            let values = [to_vec(&d.thresholds)?, to_vec(&d.scales)?, to_vec(&d.mean_abs)?, to_vec(&d.zeroed_fraction)?];
+            units.push((Arc::from(block.name.as_str()), block.stage, values));
         }
+        Ok(Values { probabilities: to_vec(&out.probabilities())?, scores: scores.map(to_vec).transpose()?, units })
     }
-    Ok(windows)
+
+    fn from_onnx(out: OnnxOutputs, scores: Option<Vec<f32>>) -> Self {
+        let units = out
+            .units
+            .into_iter()
+            .map(|u| {
+                let name: Arc<str> = Arc::from(format!("units.{}", u.unit.index));
+                (name, u.unit.stage, [u.thresholds, u.scales, u.mean_abs, u.zeroed_fraction])
+            })
+            .collect();
+        Values { probabilities: out.probabilities, scores, units }
+    }
+
+    /// Splits the batch's values into its `n` windows.
+    fn into_windows(self, n: usize) -> Vec<WindowPrediction> {
+        let classes = self.probabilities.len() / n.max(1);
+        let mut windows: Vec<WindowPrediction> = self
+            .probabilities
+            .chunks(classes.max(1))
+            .enumerate()
+            .map(|(i, p)| WindowPrediction {
+                probabilities: p.to_vec(),
+                blocks: Vec::with_capacity(self.units.len()),
+                ood_score: self.scores.as_ref().and_then(|s| s.get(i).copied()),
+            })
+            .collect();
+        for (name, stage, [thresholds, scales, mean_abs, zeroed]) in &self.units {
+            let (t, c) = (thresholds.len() / n.max(1), mean_abs.len() / n.max(1));
+            for (i, w) in windows.iter_mut().enumerate() {
+                w.blocks.push(BlockValues {
+                    name: name.clone(),
+                    stage: *stage,
+                    thresholds: thresholds.get(i * t..(i + 1) * t).unwrap_or_default().to_vec(),
+                    scales: scales.get(i * t..(i + 1) * t).unwrap_or_default().to_vec(),
+                    mean_abs: mean_abs.get(i * c..(i + 1) * c).unwrap_or_default().to_vec(),
+                    zeroed_fraction: zeroed.get(i).copied().unwrap_or_default(),
+                });
+            }
+        }
+        windows
+    }
 }
 
 fn to_vec(t: &Tensor) -> Result<Vec<f32>, tch::TchError> {

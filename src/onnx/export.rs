@@ -20,6 +20,7 @@ pub const INPUT: &str = "windows";
 
 /// The names of the graph's outputs, in order. Diagnostics are per unit: see [`unit_output`].
 pub const LOGITS: &str = "logits";
+pub const PROBABILITIES: &str = "probabilities";
 pub const FEATURES: &str = "features";
 pub const STAGE_FEATURES: &str = "stage_features";
 pub const UNIT_OUTPUTS: [&str; 4] = ["thresholds", "scales", "mean_abs", "zeroed_fraction"];
@@ -41,7 +42,7 @@ pub fn export(model: &Model, diagnostics: bool) -> Result<(Vec<u8>, Vec<ShrinkUn
     let weights = Weights(model.var_store().variables());
     let spec = model.spec();
     let mut b = Builder { g: Graph::default(), w: &weights, spatial: spec.dim.spatial() };
-    let mut outputs = vec![LOGITS.to_string(), FEATURES.to_string(), STAGE_FEATURES.to_string()];
+    let mut outputs = [PROBABILITIES, LOGITS, FEATURES, STAGE_FEATURES].map(String::from).to_vec();
     let mut units = Vec::new();
 
     let mut h = b.conv(INPUT, "stem.conv", spec.stem.stride, spec.stem.kernel)?;
@@ -78,6 +79,9 @@ pub fn export(model: &Model, diagnostics: bool) -> Result<(Vec<u8>, Vec<ShrinkUn
     let logits = b.dense(&features, "head.fc")?;
     let refs: Vec<&str> = stage_pools.iter().map(String::as_str).collect();
     let stage_features = b.g.node("Concat", &refs, vec![int("axis", 1)]);
+    // In the graph, so that a caller needs no tensor maths of its own.
+    let probabilities = b.g.node("Softmax", &[&logits], vec![int("axis", -1)]);
+    b.g.rename(&probabilities, PROBABILITIES);
     b.g.rename(&logits, LOGITS);
     b.g.rename(&features, FEATURES);
     b.g.rename(&stage_features, STAGE_FEATURES);

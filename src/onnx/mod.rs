@@ -9,7 +9,8 @@ mod proto;
 mod runtime;
 
 pub use export::export;
-pub use runtime::{init, OnnxModel};
+pub use export::ShrinkUnit;
+pub use runtime::{init, OnnxModel, OnnxOutputs, UnitOutputs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {

@@ -331,8 +331,15 @@ async fn the_staged_runtime_serves_a_real_diagnosis_without_the_build_environmen
     assert!(health.status.success(), "HEALTHCHECK failed: {}", String::from_utf8_lossy(&health.stderr));
     assert!(String::from_utf8_lossy(&health.stdout).contains("\"ready\""));
 
-    // Everything the process loaded comes from the staged folder or the base system.
-    for lib in mapped_libraries(service.child.id()) {
+    // Everything the process loaded comes from the staged folder or the base system, and
+    // forward passes run on the staged ONNX Runtime (found beside the binary).
+    let libraries = mapped_libraries(service.child.id());
+    assert!(
+        libraries.iter().any(|lib| lib.starts_with(install.join("lib"))
+            && lib.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))),
+        "ONNX Runtime is not loaded from the staged folder: {libraries:?}"
+    );
+    for lib in libraries {
         assert!(
             lib.starts_with(install.join("lib")) || lib.starts_with("/lib") || lib.starts_with("/usr/lib"),
             "{} is loaded from outside the staged folder and the system",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use drsn::engine::{Engine, EngineConfig, EngineError, ModelKey, Request};
+use drsn::engine::{Backend, Engine, EngineConfig, EngineError, ModelKey, Prediction, Request};
 use drsn::registry::{ModelCard, WEIGHTS_FILE};
 
 fn key(name: &str) -> ModelKey {
@@ -107,4 +107,62 @@ async fn every_worker_serves_a_model_loaded_live_until_it_is_unloaded() {
     engine.shutdown();
     assert!(matches!(engine.infer(request(BEARING, window, 1)).await, Err(EngineError::Stopped)));
     tokio::task::spawn_blocking(move || engine.join()).await.unwrap();
+}
+
+/// Every window's answer from both backends for the same requests: probabilities, every
+/// unit's values and the out-of-distribution score.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnxruntime_and_libtorch_engines_give_the_same_answers_diagnostics_and_scores() {
+    async fn answers(backend: Backend) -> Vec<Prediction> {
+        let config = EngineConfig { backend, max_wait: Duration::from_millis(50), ..engine_config() };
+        let engine = Engine::start(config).unwrap();
+        let mut out = Vec::new();
+        // The shipped models: calibrated, so every window also has a score.
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        for (name, len, seeds) in [("cwru-bearing", 2048, [1u32, 2, 3]), ("mnist", 784, [4, 5, 6])] {
+            let dir = shipped.join(name);
+            let card = ModelCard::read(&dir).unwrap();
+            assert!(card.ood.is_some(), "{name} is calibrated");
+            engine.load(key(name), card.spec.clone(), dir.join(WEIGHTS_FILE), card.ood.clone()).await.unwrap();
+            let requests = seeds.map(|seed| {
+                let inputs: Vec<f32> = (0..seed).flat_map(|i| signal(len, seed * 10 + i)).collect();
+                Request { model: key(name), inputs, windows: seed as usize, diagnostics: seed % 3 != 2 }
+            });
+            let announced = engine.incoming();
+            let [a, b, c] = requests;
+            let (a, b, c) = tokio::join!(engine.infer(a), engine.infer(b), engine.infer(c));
+            drop(announced);
+            out.extend([a.unwrap(), b.unwrap(), c.unwrap()]);
+        }
+        out
+    }
+    init_onnxruntime();
+    let (torch, ort) = (answers(Backend::Libtorch).await, answers(Backend::Onnxruntime).await);
+    let close = |a: &[f32], b: &[f32], tolerance: f32| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tolerance)
+    };
+    let mut windows = 0;
+    for (t, o) in torch.iter().zip(&ort) {
+        assert_eq!(t.windows.len(), o.windows.len());
+        for (t, o) in t.windows.iter().zip(&o.windows) {
+            assert!(close(&t.probabilities, &o.probabilities, 1e-5), "{:?} vs {:?}", t.probabilities, o.probabilities);
+            match (t.ood_score, o.ood_score) {
+                (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "scores {a} and {b}"),
+                (a, b) => panic!("scores {a:?} and {b:?}"),
+            }
+            assert_eq!(t.blocks.len(), o.blocks.len());
+            for (tb, ob) in t.blocks.iter().zip(&o.blocks) {
+                assert_eq!((&tb.name, tb.stage), (&ob.name, ob.stage));
+                assert!(close(&tb.thresholds, &ob.thresholds, 1e-5), "{}: thresholds", tb.name);
+                assert!(close(&tb.scales, &ob.scales, 1e-5), "{}: scales", tb.name);
+                assert!(close(&tb.mean_abs, &ob.mean_abs, 1e-5), "{}: mean |x|", tb.name);
+                assert!((tb.zeroed_fraction - ob.zeroed_fraction).abs() < 1e-3, "{}: zeroed share", tb.name);
+            }
+            windows += 1;
+        }
+    }
+    assert_eq!(windows, 2 * (1 + 2 + 3) + (4 + 5 + 6) - 6);
+    // Diagnostics only where asked for: the second request of each model asked for none.
+    assert!(ort[1].windows.iter().all(|w| w.blocks.is_empty()));
+    assert!(ort[0].windows.iter().all(|w| !w.blocks.is_empty()));
 }

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use drsn::data::Normalization;
-use drsn::engine::EngineConfig;
+use drsn::engine::{Backend, EngineConfig};
 use drsn::http::{AppState, HttpConfig};
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
@@ -213,8 +213,18 @@ impl TestApp {
     }
 }
 
+/// The engine as `drsn serve` runs it by default: forward passes on ONNX Runtime.
 pub fn engine_config() -> EngineConfig {
-    EngineConfig { max_wait: Duration::from_millis(2), ..EngineConfig::default() }
+    init_onnxruntime();
+    EngineConfig { max_wait: Duration::from_millis(2), backend: Backend::Onnxruntime, ..EngineConfig::default() }
+}
+
+/// ONNX Runtime from the library that `scripts/libtorch.sh` installs and names.
+pub fn init_onnxruntime() {
+    let library = std::env::var_os("DRSN_ONNXRUNTIME_LIB").map(PathBuf::from).expect(
+        "DRSN_ONNXRUNTIME_LIB is not set: it names libonnxruntime.so (eval \"$(bash scripts/libtorch.sh)\" sets it)",
+    );
+    drsn::onnx::init(&library, 1).expect("ONNX Runtime loads");
 }
 
 /// How a test wants its service: the fixture models and defaults unless it says otherwise.
