@@ -128,9 +128,10 @@ impl ServeArgs {
         let loaded = if device != tch::Device::Cpu {
             Err(anyhow::anyhow!("it runs on the CPU only, and --device chose {device:?}"))
         } else {
-            let library = self.onnxruntime_lib.clone().or_else(beside_executable).context(
-                "no ONNX Runtime library: set --onnxruntime-lib (DRSN_ONNXRUNTIME_LIB) to libonnxruntime.so",
-            );
+            let library =
+                self.onnxruntime_lib.clone().or_else(beside_executable).context(
+                    "no ONNX Runtime library: set --onnxruntime-lib (DRSN_ONNXRUNTIME_LIB) to libonnxruntime.so",
+                );
             let threads = match self.torch_threads {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
                 n => n,

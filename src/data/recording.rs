@@ -33,7 +33,7 @@ pub fn decode_recording(bytes: &[u8], name: &str, options: &ReadOptions) -> Resu
 
 /// Little-endian `f32` values, as sent raw over HTTP.
 pub fn decode_f32_le(bytes: &[u8], limits: &Limits) -> Result<Vec<f32>, DataError> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(DataError::malformed(
             "input",
             format!("{} bytes is not a whole number of 4-byte float32 values", bytes.len()),

@@ -5,8 +5,8 @@
 mod cuda;
 mod data;
 mod nn;
-mod ood;
 mod onnx;
+mod ood;
 mod parity;
 mod physics;
 mod train;

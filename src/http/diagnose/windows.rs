@@ -372,7 +372,7 @@ pub fn from_raw(
     match card.spec.dim {
         Dim::One => {
             let n = card.spec.in_channels as usize;
-            if values.len() % n != 0 {
+            if !values.len().is_multiple_of(n) {
                 return Err(ApiError::Validation(format!(
                     "{} values are not whole frames of the {n} interleaved channels model {} takes",
                     values.len(),
@@ -391,7 +391,7 @@ pub fn from_raw(
                 )));
             }
             let per_image = card.spec.sample_len();
-            if values.len() % per_image != 0 {
+            if !values.len().is_multiple_of(per_image) {
                 return Err(ApiError::Validation(format!(
                     "{} values are not a whole number of images of {per_image} values; {}",
                     values.len(),
