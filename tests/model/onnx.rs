@@ -1,8 +1,9 @@
 //! The ONNX Runtime path against libtorch, the reference: for every architecture in both
 //! dimensions (the parity test's specs) and for the shipped models, the exported graph run
 //! by ONNX Runtime gives libtorch's probabilities, pooled features and every unit's
-//! thresholds, scales and mean |x| within 1e-5, and its share of zeroed values within one
-//! value's worth (a value within rounding of its threshold may fall either side).
+//! thresholds, scales and mean |x| within 1e-5 (relative above 1), and its share of zeroed
+//! values within 1e-3 (a value within rounding of its threshold may fall either side: in a
+//! unit of 4 channels of 512 values one such value is 4.9e-4).
 
 use std::path::{Path, PathBuf};
 
@@ -22,11 +23,13 @@ pub(crate) fn init_onnxruntime() {
     onnx::init(&library, 2).unwrap();
 }
 
+/// The largest difference, relative where `a`'s values exceed 1 (pooled features reach tens:
+/// float rounding alone moves them by more than 1e-5 there).
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     if a.size() != b.size() {
         return f64::INFINITY;
     }
-    (a - b).abs().max().double_value(&[])
+    ((a - b).abs() / a.abs().clamp_min(1.0)).max().double_value(&[])
 }
 
 /// Asserts that the two forward passes agree, and returns the largest difference seen.
