@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
                 .spawn()?;
             let mut server = Server(child);
             let base = format!("http://127.0.0.1:{port}");
-            runtime.block_on(wait_ready(&client, &base, &mut server))?;
+            runtime.block_on(wait_ready(&client, &format!("{base}/health/ready"), &mut server))?;
             servers.push(server);
             bases.push(base);
         }

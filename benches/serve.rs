@@ -1,16 +1,21 @@
-//! Serving benchmark (not a test): `drsn serve` on ONNX Runtime with batching on and off and
-//! on libtorch with batching on, and the usual alternative, a FastAPI + PyTorch server
-//! (`bench/fastapi_server.py`) on the same model, measured in one run by the same client.
+//! Serving benchmark (not a test): `drsn serve` on ONNX Runtime with batching on and off
+//! (JSON windows, and raw f32 windows), on libtorch with batching on, and two Python peers
+//! on the same model: mosec with dynamic batching running the twin's ONNX export on
+//! onnxruntime (`bench/mosec_server.py`), and the usual FastAPI + PyTorch server
+//! (`bench/fastapi_server.py`); all measured in one run by the same client.
 //!
 //!     eval "$(bash scripts/libtorch.sh)"
 //!     cargo bench --bench serve -- [--seconds 10] [--clients 64] [--model models/cwru-bearing]
 //!                                  [--serve-args "--torch-threads 1"] [--no-python]
+//!                                  [--curve] [--only LABEL-PREFIX] [--mosec-args "--decoders 2"]
 //!
 //! For each server: single-window latency p50/p99 with one client (unloaded), then
 //! throughput and latency p50/p99 with `--clients` clients in a closed loop. Every request
-//! is one 2048-sample window as JSON with `"diagnostics": "none"` (the Python server returns
-//! probabilities only). Without `--model`, `models/cwru-bearing` is used when present, else a
-//! freshly initialised paper-1d DRSN-CW (speed does not depend on the weights' values).
+//! is one 2048-sample window with `"diagnostics": "none"` (the Python servers return
+//! probabilities only). `--curve` adds drsn on ONNX Runtime at 1, 8, 64 and 256 clients with
+//! at most 1, 8 and 64 windows a batch. Without `--model`, `models/cwru-bearing` is used when
+//! present, else a freshly initialised paper-1d DRSN-CW (speed does not depend on the
+//! weights' values).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,11 +26,10 @@ mod support;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
 use drsn::data::Normalization;
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
-use load::{load, one, percentile, windows, Measured};
+use load::{load, one, percentile, raw_windows, windows, Bodies, Measured};
 use support::{free_port, resident_kb, wait_ready, Server};
 
 /// Starts a server on the given port.
@@ -36,12 +40,26 @@ struct Args {
     clients: usize,
     model: Option<PathBuf>,
     python: bool,
+    curve: bool,
+    /// Only the set-ups whose label starts with this.
+    only: Option<String>,
+    /// mosec_server.py's own flags (e.g. "--decoders 2").
+    mosec_args: Vec<String>,
     /// Further `drsn serve` flags for both drsn set-ups (e.g. "--torch-threads 2").
     serve_args: Vec<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut args = Args { seconds: 10.0, clients: 64, model: None, python: true, serve_args: Vec::new() };
+    let mut args = Args {
+        seconds: 10.0,
+        clients: 64,
+        model: None,
+        python: true,
+        curve: false,
+        only: None,
+        mosec_args: Vec::new(),
+        serve_args: Vec::new(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -49,6 +67,12 @@ fn args() -> anyhow::Result<Args> {
             "--clients" => args.clients = it.next().context("--clients N")?.parse()?,
             "--model" => args.model = Some(it.next().context("--model DIR")?.into()),
             "--no-python" => args.python = false,
+            "--curve" => args.curve = true,
+            "--only" => args.only = Some(it.next().context("--only LABEL-PREFIX")?),
+            "--mosec-args" => {
+                args.mosec_args =
+                    it.next().context("--mosec-args \"FLAGS\"")?.split_whitespace().map(String::from).collect()
+            }
             "--serve-args" => {
                 args.serve_args =
                     it.next().context("--serve-args \"FLAGS\"")?.split_whitespace().map(String::from).collect()
@@ -93,16 +117,17 @@ fn model_dir(args: &Args, tmp: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn unloaded(client: &reqwest::Client, url: &str, bodies: &[Bytes]) -> Measured {
+async fn unloaded(client: &reqwest::Client, url: &str, bodies: &Bodies) -> Measured {
+    let (content_type, bodies) = (bodies.content_type, &bodies.bodies);
     for b in bodies.iter().take(50) {
-        one(client, url, b).await;
+        one(client, url, content_type, b).await;
     }
     let started = Instant::now();
     let mut latencies = Vec::new();
     let mut errors = 0;
     for i in 0..500 {
         let t0 = Instant::now();
-        errors += usize::from(!one(client, url, &bodies[i % bodies.len()]).await);
+        errors += usize::from(!one(client, url, content_type, &bodies[i % bodies.len()]).await);
         latencies.push(t0.elapsed());
     }
     latencies.sort();
@@ -115,20 +140,77 @@ async fn unloaded(client: &reqwest::Client, url: &str, bodies: &[Bytes]) -> Meas
     }
 }
 
-/// Mean windows and milliseconds per forward pass, from a drsn server's /metrics.
-async fn batching(client: &reqwest::Client, base: &str) -> Option<String> {
+/// Sums and counts of the stage histograms of a drsn server's /metrics.
+#[derive(Default, Clone, Copy)]
+struct Stages {
+    /// `(sum, count)` of: request (the `/diagnose` route), decode, queue, forward pass, encode.
+    request: (f64, f64),
+    decode: (f64, f64),
+    queue: (f64, f64),
+    forward: (f64, f64),
+    encode: (f64, f64),
+    /// Windows over all forward passes.
+    windows: f64,
+}
+
+async fn stages(client: &reqwest::Client, base: &str) -> Option<Stages> {
     let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
-    let value = |prefix: &str| -> Option<f64> {
-        text.lines().find(|l| l.starts_with(prefix))?.rsplit(' ').next()?.parse().ok()
+    // Summed over every label set whose line contains `filter`.
+    let value = |name: &str, filter: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     };
-    let passes = value("drsn_batch_size_count")?;
-    let windows = value("drsn_batch_size_sum")?;
-    let seconds = value("drsn_inference_duration_seconds_sum")?;
-    Some(format!(
-        "{passes:.0} forward passes, {:.1} windows and {:.2} ms each on average",
-        windows / passes,
-        seconds * 1e3 / passes
-    ))
+    let pair =
+        |name: &str, filter: &str| (value(&format!("{name}_sum"), filter), value(&format!("{name}_count"), filter));
+    let stages = Stages {
+        request: pair("drsn_http_request_duration_seconds", "route=\"/diagnose\""),
+        decode: pair("drsn_decode_duration_seconds", ""),
+        queue: pair("drsn_queue_duration_seconds", ""),
+        forward: pair("drsn_inference_duration_seconds", ""),
+        encode: pair("drsn_encode_duration_seconds", ""),
+        windows: value("drsn_batch_size_sum", ""),
+    };
+    (stages.request.1 > 0.0).then_some(stages)
+}
+
+impl Stages {
+    /// Where a request's time went between two snapshots: mean ms per request of each stage
+    /// (a forward pass is shared by the windows of its batch), and the rest of the server's
+    /// time (HTTP, routing, handing over to the engine and back).
+    fn between(&self, later: &Stages) -> String {
+        let mean = |a: (f64, f64), b: (f64, f64)| (b.0 - a.0) * 1e3 / (b.1 - a.1).max(1.0);
+        let passes = later.forward.1 - self.forward.1;
+        let batch = (later.windows - self.windows) / passes.max(1.0);
+        let [total, decode, queue, forward, encode] = [
+            mean(self.request, later.request),
+            mean(self.decode, later.decode),
+            mean(self.queue, later.queue),
+            mean(self.forward, later.forward),
+            mean(self.encode, later.encode),
+        ];
+        let rest = total - decode - queue - forward - encode;
+        format!(
+            "request {total:.3} ms = decode {decode:.3} + queue {queue:.3} + forward pass {forward:.3} ({batch:.1} windows) + encode {encode:.3} + rest {rest:.3}"
+        )
+    }
+}
+
+/// One server set-up: how to start it, where it says it is ready, what to send where.
+struct Setup<'a> {
+    label: String,
+    start: Box<Starter<'a>>,
+    ready: &'static str,
+    path: &'static str,
+    bodies: &'a Bodies,
+}
+
+/// What one set-up measured.
+struct Row {
+    label: String,
+    alone: Measured,
+    loaded: Measured,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -137,84 +219,83 @@ fn main() -> anyhow::Result<()> {
     let model = model_dir(&args, tmp.path())?;
     let models = model.parent().context("model folder has a parent")?.to_path_buf();
     let python = std::env::var("DRSN_PYTHON").unwrap_or_else(|_| "python3".into());
-    let bodies = windows();
+    let (json, raw) = (windows(), raw_windows());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256 * 2).build()?;
 
-    let drsn = |extra: &[&str], port: u16| -> anyhow::Result<Child> {
-        Ok(Command::new(env!("CARGO_BIN_EXE_drsn"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .arg("--models")
-            .arg(&models)
-            .arg("--data-dir")
-            .arg(tmp.path().join("data"))
-            .args(extra)
-            .args(&args.serve_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?)
+    let drsn = |extra: Vec<String>| -> Box<Starter<'_>> {
+        let (models, data) = (models.clone(), tmp.path().join("data"));
+        let serve_args = args.serve_args.clone();
+        Box::new(move |port| {
+            Ok(Command::new(env!("CARGO_BIN_EXE_drsn"))
+                .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+                .arg("--models")
+                .arg(&models)
+                .arg("--data-dir")
+                .arg(&data)
+                .args(&extra)
+                .args(&serve_args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?)
+        })
     };
-    let mut rows: Vec<(String, Measured, Measured)> = Vec::new();
-    let batching_on = ["--max-batch-size", "64", "--max-wait-ms", "2"];
-    let mut setups: Vec<(&str, Box<Starter<'_>>)> = vec![
-        (
-            "drsn onnxruntime, batching on (max 64, 2 ms)",
-            Box::new(|p| drsn(&[&batching_on[..], &["--backend", "onnxruntime"]].concat(), p)),
-        ),
-        (
-            "drsn libtorch, batching on (max 64, 2 ms)",
-            Box::new(|p| drsn(&[&batching_on[..], &["--backend", "libtorch"]].concat(), p)),
-        ),
-        (
-            "drsn onnxruntime, batching off (max 1)",
-            Box::new(|p| drsn(&["--max-batch-size", "1", "--max-wait-ms", "0", "--backend", "onnxruntime"], p)),
-        ),
+    let flags = |backend: &str, batch: usize| -> Vec<String> {
+        let wait = if batch > 1 { "2" } else { "0" };
+        ["--backend", backend, "--max-batch-size", &batch.to_string(), "--max-wait-ms", wait].map(String::from).to_vec()
+    };
+    let setup = |label: &str, start, bodies| Setup {
+        label: label.to_string(),
+        start,
+        ready: "/health/ready",
+        path: "/diagnose",
+        bodies,
+    };
+    let mut setups = vec![
+        setup("drsn onnxruntime, batching on (max 64, 2 ms)", drsn(flags("onnxruntime", 64)), &json),
+        setup("drsn libtorch, batching on (max 64, 2 ms)", drsn(flags("libtorch", 64)), &json),
+        setup("drsn onnxruntime, batching off (max 1)", drsn(flags("onnxruntime", 1)), &json),
+        Setup {
+            // A recording to the service: no physics, as for JSON windows.
+            path: "/diagnose?model=cwru-bearing&diagnostics=none&evidence=false",
+            ..setup("drsn onnxruntime, batching on, raw f32 body", drsn(flags("onnxruntime", 64)), &raw)
+        },
     ];
     if args.python {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/fastapi_server.py");
-        let (python, model) = (python.clone(), model.clone());
-        setups.push((
-            "FastAPI + PyTorch (uvicorn, 1 worker)",
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let peer = |script: &'static str, extra: Vec<String>| -> Box<Starter<'_>> {
+            let (python, model, script) = (python.clone(), model.clone(), here.join(script));
             Box::new(move |p| {
                 Ok(Command::new(&python)
                     .arg(&script)
                     .arg("--model")
                     .arg(&model)
                     .args(["--port", &p.to_string()])
+                    .args(&extra)
                     .stdout(Stdio::null())
-                    .stderr(Stdio::inherit())
+                    .stderr(Stdio::null())
                     .spawn()?)
-            }),
-        ));
+            })
+        };
+        setups.push(Setup {
+            ready: "/",
+            ..setup(
+                &format!("mosec + onnxruntime (batching max 64, 2 ms) {}", args.mosec_args.join(" ")),
+                peer(
+                    "bench/mosec_server.py",
+                    [&["--address".to_string(), "127.0.0.1".into()][..], &args.mosec_args].concat(),
+                ),
+                &json,
+            )
+        });
+        setups.push(setup("FastAPI + PyTorch (uvicorn, 1 worker)", peer("bench/fastapi_server.py", Vec::new()), &json));
     }
-    for (label, start) in &setups {
-        let port = free_port()?;
-        let mut server = Server(start(port)?);
-        let base = format!("http://127.0.0.1:{port}");
-        let url = format!("{base}/diagnose");
-        let (alone, loaded) = runtime.block_on(async {
-            wait_ready(&client, &base, &mut server).await?;
-            let alone = unloaded(&client, &url, &bodies).await;
-            let loaded = load(&client, std::slice::from_ref(&url), &bodies, args.clients, args.seconds).await;
-            if let Some(batching) = batching(&client, &base).await {
-                eprintln!("{label}: {batching}");
-            }
-            if let Ok((_, peak)) = resident_kb(server.0.id()) {
-                eprintln!("{label}: peak resident memory {} MiB", peak / 1024);
-            }
-            anyhow::Ok((alone, loaded))
-        })?;
-        eprintln!(
-            "{label}: unloaded p50 {:.2} ms p99 {:.2} ms; {} clients: {:.0} windows/s p50 {:.1} ms p99 {:.1} ms ({} errors)",
-            alone.p50_ms,
-            alone.p99_ms,
-            args.clients,
-            loaded.requests as f64 / loaded.seconds,
-            loaded.p50_ms,
-            loaded.p99_ms,
-            loaded.errors + alone.errors
-        );
-        rows.push((label.to_string(), alone, loaded));
+    if let Some(only) = &args.only {
+        setups.retain(|s| s.label.starts_with(only.as_str()));
+    }
+    let mut rows = Vec::new();
+    for s in &setups {
+        rows.push(measure(&runtime, &client, s, args.clients, args.seconds)?);
     }
 
     println!(
@@ -229,31 +310,89 @@ fn main() -> anyhow::Result<()> {
         args.clients
     );
     println!("|---|---|---|---|---|---|---|");
-    for (label, a, l) in &rows {
+    for Row { label, alone: a, loaded: l } in &rows {
         println!(
             "| {label} | {:.2} | {:.2} | {:.0} | {:.1} | {:.1} | {} |",
             a.p50_ms,
             a.p99_ms,
-            l.requests as f64 / l.seconds,
+            tp(l),
             l.p50_ms,
             l.p99_ms,
             a.errors + l.errors
         );
     }
-    let tp = |m: &Measured| m.requests as f64 / m.seconds;
-    if let (Some(ort), Some(torch)) = (rows.first(), rows.get(1)) {
-        println!(
-            "\ndrsn onnxruntime vs libtorch (batching on): throughput x{:.2}, p99 {:.2} of libtorch's",
-            tp(&ort.2) / tp(&torch.2),
-            ort.2.p99_ms / torch.2.p99_ms
-        );
+    let find = |prefix: &str| rows.iter().find(|r| r.label.starts_with(prefix));
+    if let Some(ours) = rows.first() {
+        for (peer, name) in [("drsn libtorch", "drsn on libtorch"), ("mosec", "mosec"), ("FastAPI", "FastAPI")] {
+            if let Some(theirs) = find(peer) {
+                println!(
+                    "drsn onnxruntime (batching on) vs {name}: throughput x{:.2}, p99 {:.2} of theirs",
+                    tp(&ours.loaded) / tp(&theirs.loaded),
+                    ours.loaded.p99_ms / theirs.loaded.p99_ms
+                );
+            }
+        }
     }
-    if let (Some(ours), Some(theirs)) = (rows.first(), rows.iter().find(|r| r.0.starts_with("FastAPI"))) {
-        println!(
-            "drsn onnxruntime (batching on) vs FastAPI: throughput x{:.1} (target >= 10), p99 {:.2} of theirs (target <= 0.2)",
-            tp(&ours.2) / tp(&theirs.2),
-            ours.2.p99_ms / theirs.2.p99_ms
-        );
+
+    if args.curve {
+        println!("\ndrsn onnxruntime: windows/s and p99 ms by clients (columns) and largest batch (rows)");
+        let clients = [1, 8, 64, 256];
+        println!("| max batch | {} |", clients.map(|c| format!("{c} clients")).join(" | "));
+        println!("|---|{}", "---|".repeat(clients.len()));
+        for batch in [1, 8, 64] {
+            let mut cells = Vec::new();
+            for c in clients {
+                let s =
+                    setup(&format!("curve: max batch {batch}, {c} clients"), drsn(flags("onnxruntime", batch)), &json);
+                let row = measure(&runtime, &client, &s, c, args.seconds)?;
+                cells.push(format!("{:.0} / {:.1}", tp(&row.loaded), row.loaded.p99_ms));
+            }
+            println!("| {batch} | {} |", cells.join(" | "));
+        }
     }
     Ok(())
+}
+
+fn tp(m: &Measured) -> f64 {
+    m.requests as f64 / m.seconds
+}
+
+/// Starts a set-up's server, measures it unloaded and with `clients`, stops it.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    s: &Setup<'_>,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<Row> {
+    let port = free_port()?;
+    let mut server = Server((s.start)(port)?);
+    let base = format!("http://127.0.0.1:{port}");
+    let url = format!("{base}{}", s.path);
+    let (alone, loaded) = runtime.block_on(async {
+        wait_ready(client, &format!("{base}{}", s.ready), &mut server).await?;
+        let start = stages(client, &base).await.unwrap_or_default();
+        let alone = unloaded(client, &url, s.bodies).await;
+        let between = stages(client, &base).await;
+        let loaded = load(client, std::slice::from_ref(&url), s.bodies, clients, seconds).await;
+        if let (Some(between), Some(end)) = (between, stages(client, &base).await) {
+            eprintln!("{}: 1 client: {}", s.label, start.between(&between));
+            eprintln!("{}: {clients} clients: {}", s.label, between.between(&end));
+        }
+        if let Ok((_, peak)) = resident_kb(server.0.id()) {
+            eprintln!("{}: peak resident memory {} MiB (main process)", s.label, peak / 1024);
+        }
+        anyhow::Ok((alone, loaded))
+    })?;
+    eprintln!(
+        "{}: unloaded p50 {:.2} ms p99 {:.2} ms; {clients} clients: {:.0} windows/s p50 {:.1} ms p99 {:.1} ms ({} errors)",
+        s.label,
+        alone.p50_ms,
+        alone.p99_ms,
+        tp(&loaded),
+        loaded.p50_ms,
+        loaded.p99_ms,
+        loaded.errors + alone.errors
+    );
+    Ok(Row { label: s.label.clone(), alone, loaded })
 }

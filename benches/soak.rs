@@ -288,7 +288,7 @@ fn main() -> anyhow::Result<()> {
         Arc::new(kinds.iter().enumerate().flat_map(|(k, (w, _))| std::iter::repeat_n(k, *w as usize)).collect());
     let tally: Tally = Arc::default();
     let (series, end, seconds, slow_timeouts) = runtime.block_on(async {
-        wait_ready(&client, &base, &mut server).await?;
+        wait_ready(&client, &format!("{base}/health/ready"), &mut server).await?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let slow_timeouts = Arc::new(AtomicUsize::new(0));
         let slow: Vec<_> = (0..args.slow)

@@ -19,6 +19,10 @@ pub const BATCH_SIZE: &str = "drsn_batch_size";
 pub const QUEUE_DURATION: &str = "drsn_queue_duration_seconds";
 /// Time of one forward pass (including reading its results back), labelled `model`.
 pub const INFERENCE_DURATION: &str = "drsn_inference_duration_seconds";
+/// Reading, checking and cutting a diagnosis request's body into normalised windows.
+pub const DECODE_DURATION: &str = "drsn_decode_duration_seconds";
+/// Writing a diagnosis's JSON answer.
+pub const ENCODE_DURATION: &str = "drsn_encode_duration_seconds";
 /// Windows diagnosed, labelled `model`.
 pub const WINDOWS: &str = "drsn_windows_total";
 /// Requests dropped from the queue because their client had gone.
@@ -66,6 +70,8 @@ fn describe() {
     describe_histogram!(BATCH_SIZE, "Windows per forward pass");
     describe_histogram!(QUEUE_DURATION, Unit::Seconds, "Time from enqueue to the start of its batch");
     describe_histogram!(INFERENCE_DURATION, Unit::Seconds, "Duration of one forward pass");
+    describe_histogram!(DECODE_DURATION, Unit::Seconds, "Reading a diagnosis request into normalised windows");
+    describe_histogram!(ENCODE_DURATION, Unit::Seconds, "Writing a diagnosis's JSON answer");
     describe_counter!(WINDOWS, "Windows diagnosed");
     describe_counter!(ABANDONED_REQUESTS, "Requests dropped from the queue because their client had gone");
     describe_counter!(OOD_WINDOWS, "Windows flagged out of distribution");

@@ -22,8 +22,15 @@ pub struct Measured {
     pub p99_ms: f64,
 }
 
-pub async fn one(client: &reqwest::Client, url: &str, body: &Bytes) -> bool {
-    match client.post(url).header("content-type", "application/json").body(body.clone()).send().await {
+/// Request bodies of one media type.
+#[derive(Clone)]
+pub struct Bodies {
+    pub content_type: &'static str,
+    pub bodies: Vec<Bytes>,
+}
+
+pub async fn one(client: &reqwest::Client, url: &str, content_type: &str, body: &Bytes) -> bool {
+    match client.post(url).header("content-type", content_type).body(body.clone()).send().await {
         Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
         Err(_) => false,
     }
@@ -34,7 +41,7 @@ pub async fn one(client: &reqwest::Client, url: &str, body: &Bytes) -> bool {
 pub async fn load(
     client: &reqwest::Client,
     urls: &[String],
-    bodies: &[Bytes],
+    bodies: &Bodies,
     clients: usize,
     seconds: f64,
 ) -> Measured {
@@ -43,7 +50,7 @@ pub async fn load(
     let end = start + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (client, url, bodies) = (client.clone(), urls[c % urls.len()].clone(), bodies.to_vec());
+            let (client, url, bodies) = (client.clone(), urls[c % urls.len()].clone(), bodies.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0;
@@ -53,7 +60,8 @@ pub async fn load(
                     if t0 >= end {
                         break;
                     }
-                    let ok = one(&client, &url, &bodies[i % bodies.len()]).await;
+                    let body = &bodies.bodies[i % bodies.bodies.len()];
+                    let ok = one(&client, &url, bodies.content_type, body).await;
                     i += 1;
                     if t0 >= start {
                         latencies.push(t0.elapsed());
@@ -76,20 +84,40 @@ pub async fn load(
     Measured { requests: all.len(), errors, seconds, p50_ms: percentile(&all, 0.5), p99_ms: percentile(&all, 0.99) }
 }
 
-/// 64 distinct 2048-sample windows as `/diagnose` JSON bodies for `cwru-bearing`,
-/// probabilities only (`"diagnostics": "none"`).
-pub fn windows() -> Vec<Bytes> {
+/// 64 distinct 2048-sample windows (tones with a little deterministic noise).
+fn signals() -> Vec<Vec<f32>> {
     (0..64u32)
         .map(|k| {
-            let signal: Vec<f32> = (0..2048)
+            (0..2048)
                 .map(|i| {
                     let t = i as f32 / 12_000.0;
                     (2.0 * std::f32::consts::PI * (90.0 + 7.0 * k as f32) * t).sin()
                         + 0.1 * ((i * 7919 + k as usize * 104_729) % 1000) as f32 / 1000.0
                 })
-                .collect();
+                .collect()
+        })
+        .collect()
+}
+
+/// The windows as `/diagnose` JSON bodies for `cwru-bearing`, probabilities only
+/// (`"diagnostics": "none"`).
+pub fn windows() -> Bodies {
+    let bodies = signals()
+        .into_iter()
+        .map(|signal| {
             let body = serde_json::json!({"model": "cwru-bearing", "signal": signal, "diagnostics": "none"});
             Bytes::from(serde_json::to_vec(&body).expect("JSON"))
         })
-        .collect()
+        .collect();
+    Bodies { content_type: "application/json", bodies }
+}
+
+/// The same windows as raw little-endian f32 bodies (the model and `diagnostics=none` go in
+/// the query).
+pub fn raw_windows() -> Bodies {
+    let bodies = signals()
+        .into_iter()
+        .map(|s| Bytes::from(s.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()))
+        .collect();
+    Bodies { content_type: "application/octet-stream", bodies }
 }

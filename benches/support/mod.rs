@@ -11,30 +11,42 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A server process, killed when dropped.
+/// A server process, stopped when dropped: SIGTERM, so that one with worker processes of
+/// its own (mosec) stops them too, then SIGKILL after 10 s.
 pub struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-pub async fn wait_ready(client: &reqwest::Client, base: &str, server: &mut Server) -> anyhow::Result<()> {
+/// Waits until `GET url` (drsn: `{base}/health/ready`) answers 200, or the server exits, or
+/// 120 s pass.
+pub async fn wait_ready(client: &reqwest::Client, url: &str, server: &mut Server) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if let Some(status) = server.0.try_wait()? {
             bail!("server exited early with {status}");
         }
-        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
+        if let Ok(r) = client.get(url).send().await {
             if r.status().is_success() {
                 return Ok(());
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("server at {base} not ready within 120 s")
+    bail!("{url} did not answer 200 within 120 s")
 }
 
 /// `VmRSS` (now) and `VmHWM` (peak) of a process, in kB, from `/proc/<pid>/status`.

@@ -44,15 +44,16 @@ impl Graph {
         output
     }
 
-    /// Gives the value `value` the graph-output name `name`.
+    /// Renames the value `value` (a node's output) to the graph-output name `name`, where it
+    /// is made and wherever it is read: an `Identity` node would cost a copy per run.
     pub fn rename(&mut self, value: &str, name: &str) {
-        self.nodes.push(NodeProto {
-            input: vec![value.to_string()],
-            output: vec![name.to_string()],
-            name: name.to_string(),
-            op_type: "Identity".to_string(),
-            attribute: Vec::new(),
-        });
+        for node in &mut self.nodes {
+            for v in node.input.iter_mut().chain(node.output.iter_mut()) {
+                if v == value {
+                    *v = name.to_string();
+                }
+            }
+        }
     }
 
     fn fresh(&mut self, what: &str) -> String {

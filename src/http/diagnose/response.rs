@@ -1,12 +1,15 @@
 //! What `POST /diagnose` answers: per window a label, probabilities by class name and
 //! (as asked) what every shrinkage unit did; for recordings a verdict over all windows.
 
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::engine::{BlockValues, Prediction, WindowPrediction};
 use crate::ood::{OodCalibration, OodMethod};
+use crate::telemetry;
 
 /// How much of each shrinkage unit's work to report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -243,4 +246,17 @@ pub fn verdict(classes: &[String], prediction: &Prediction) -> (String, ClassPro
     }
     let label = label_of(classes, &mean);
     (label, ClassProbabilities::new(classes, &mean), ClassProbabilities::new(classes, &shares))
+}
+
+/// A JSON response, serialised straight into the body (no intermediate tree), its time
+/// recorded as the encoding stage of a diagnosis (`drsn_encode_duration_seconds`).
+pub struct Encoded<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Encoded<T> {
+    fn into_response(self) -> Response {
+        let started = std::time::Instant::now();
+        let response = Json(self.0).into_response();
+        metrics::histogram!(telemetry::ENCODE_DURATION).record(started.elapsed().as_secs_f64());
+        response
+    }
 }
