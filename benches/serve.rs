@@ -26,10 +26,11 @@ mod support;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use drsn::data::Normalization;
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
-use load::{load, one, percentile, raw_windows, windows, Bodies, Measured};
+use load::{load, one, percentile, signals, windows, Bodies, Measured};
 use support::{free_port, resident_kb, wait_ready, Server};
 
 /// Starts a server on the given port.
@@ -195,6 +196,13 @@ impl Stages {
             "request {total:.3} ms = decode {decode:.3} + queue {queue:.3} + forward pass {forward:.3} ({batch:.1} windows) + encode {encode:.3} + rest {rest:.3}"
         )
     }
+}
+
+/// The benchmark's windows as raw little-endian f32 bodies (the model and `diagnostics=none`
+/// go in the query).
+fn raw_windows() -> Bodies {
+    let body = |s: Vec<f32>| Bytes::from(s.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+    Bodies { content_type: "application/octet-stream", bodies: signals().into_iter().map(body).collect() }
 }
 
 /// One server set-up: how to start it, where it says it is ready, what to send where.

@@ -85,7 +85,7 @@ pub async fn load(
 }
 
 /// 64 distinct 2048-sample windows (tones with a little deterministic noise).
-fn signals() -> Vec<Vec<f32>> {
+pub fn signals() -> Vec<Vec<f32>> {
     (0..64u32)
         .map(|k| {
             (0..2048)
@@ -110,14 +110,4 @@ pub fn windows() -> Bodies {
         })
         .collect();
     Bodies { content_type: "application/json", bodies }
-}
-
-/// The same windows as raw little-endian f32 bodies (the model and `diagnostics=none` go in
-/// the query).
-pub fn raw_windows() -> Bodies {
-    let bodies = signals()
-        .into_iter()
-        .map(|s| Bytes::from(s.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()))
-        .collect();
-    Bodies { content_type: "application/octet-stream", bodies }
 }
