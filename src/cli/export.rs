@@ -26,11 +26,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let model = Model::load(&card.spec, &args.model.join(WEIGHTS_FILE), Device::Cpu)?;
     let (bytes, _) = crate::onnx::export(&model, args.diagnostics)?;
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
-    println!(
-        "{}: {} bytes, input `windows` of shape [batch, {:?}]",
-        args.out.display(),
-        bytes.len(),
-        card.spec.sample_shape()
-    );
+    let shape: Vec<String> = card.spec.sample_shape().iter().map(i64::to_string).collect();
+    println!("{}: {} bytes, input `windows` of shape [batch, {}]", args.out.display(), bytes.len(), shape.join(", "));
     Ok(())
 }

@@ -47,9 +47,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DRSN_TORCH_THREADS", default_value_t = 1)]
     pub torch_threads: usize,
     /// What runs forward passes: onnxruntime (the network exported from the same weights,
-    /// CPU only, checked against libtorch when a model loads), libtorch, or auto
-    /// (onnxruntime when on the CPU and its library loads, else libtorch). Training always
-    /// runs on libtorch.
+    /// CPU only, checked against libtorch when a model loads: a model that fails the check
+    /// stays on libtorch, logged), libtorch, or auto (onnxruntime when on the CPU and its
+    /// library loads, else libtorch with a warning; a library named by --onnxruntime-lib
+    /// must load). Training always runs on libtorch.
     #[arg(long, env = "DRSN_BACKEND", value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// ONNX Runtime's shared library (libonnxruntime.so, e.g. from PyPI's onnxruntime
@@ -124,10 +125,18 @@ impl ServeArgs {
         if self.backend == BackendChoice::Libtorch {
             return Ok(Backend::Libtorch);
         }
-        let explicit = self.backend == BackendChoice::Onnxruntime;
-        let loaded = if device != tch::Device::Cpu {
-            Err(anyhow::anyhow!("it runs on the CPU only, and --device chose {device:?}"))
-        } else {
+        // Asked for by name, or its library named: a failure to load is an error, not a
+        // quiet fall-back to the slower libtorch.
+        let explicit = self.backend == BackendChoice::Onnxruntime || self.onnxruntime_lib.is_some();
+        if device != tch::Device::Cpu {
+            anyhow::ensure!(
+                self.backend != BackendChoice::Onnxruntime,
+                "--backend onnxruntime runs on the CPU only, and --device chose {device:?}"
+            );
+            tracing::info!(?device, "serving with libtorch: ONNX Runtime serves on the CPU only");
+            return Ok(Backend::Libtorch);
+        }
+        let loaded = {
             let library =
                 self.onnxruntime_lib.clone().or_else(beside_executable).context(
                     "no ONNX Runtime library: set --onnxruntime-lib (DRSN_ONNXRUNTIME_LIB) to libonnxruntime.so",
@@ -140,7 +149,7 @@ impl ServeArgs {
         };
         match loaded {
             Ok(()) => Ok(Backend::Onnxruntime),
-            Err(e) if explicit => Err(e.context("--backend onnxruntime")),
+            Err(e) if explicit => Err(e.context("ONNX Runtime (--backend onnxruntime or --onnxruntime-lib)")),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "serving with libtorch: ONNX Runtime is not available");
                 Ok(Backend::Libtorch)

@@ -164,7 +164,7 @@ struct LoadSpec {
 
 enum Control {
     // Boxed: the calibration makes a load much larger than an unload.
-    Load(Box<LoadSpec>, oneshot::Sender<Result<(), EngineError>>),
+    Load(Box<LoadSpec>, oneshot::Sender<Result<Backend, EngineError>>),
     Unload(ModelKey, oneshot::Sender<()>),
 }
 
@@ -280,20 +280,23 @@ impl Engine {
 
     /// Loads a model on every worker (with its out-of-distribution score, if calibrated)
     /// and runs a warm-up forward pass with it. Loading a key that is already loaded
-    /// replaces it.
+    /// replaces it. Says which backend serves it: on ONNX Runtime, a model whose export
+    /// fails the load check stays on libtorch.
     pub async fn load(
         &self,
         key: ModelKey,
         spec: ModelSpec,
         weights: PathBuf,
         ood: Option<OodCalibration>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Backend, EngineError> {
         let load = LoadSpec { key, spec, weights, ood };
         let replies = self.broadcast(|reply| Control::Load(Box::new(load.clone()), reply))?;
+        // Every worker runs the same check on the same windows: they agree.
+        let mut backend = self.inner.config.backend;
         for reply in replies {
-            reply.await.map_err(|_| EngineError::Stopped)??;
+            backend = reply.await.map_err(|_| EngineError::Stopped)??;
         }
-        Ok(())
+        Ok(backend)
     }
 
     /// Drops a model from every worker; requests for it then fail with `NotLoaded`.

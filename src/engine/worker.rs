@@ -77,8 +77,16 @@ impl Worker {
         match control {
             Control::Load(load, reply) => {
                 let key = load.key.clone();
-                let result = load_and_warm_up(&load, &self.config).map(|model| {
+                // A panic inside libtorch or the export must not take this worker (and every
+                // model it holds) down: it fails this load only.
+                let loaded =
+                    catch_unwind(AssertUnwindSafe(|| load_and_warm_up(&load, &self.config))).unwrap_or_else(|panic| {
+                        Err(EngineError::Load { key: key.clone(), message: panic_message(&panic) })
+                    });
+                let result = loaded.map(|model| {
+                    let backend = model.backend();
                     self.models.insert(key.clone(), model);
+                    backend
                 });
                 if let Err(e) = &result {
                     tracing::error!(model = %key, error = %e, "model not loaded");
@@ -224,35 +232,62 @@ fn load_and_warm_up(load: &LoadSpec, config: &EngineConfig) -> Result<Loaded, En
             }
         },
     };
-    let backend = match network {
-        Network::Libtorch(_) => Backend::Libtorch,
-        Network::Onnxruntime(_) => Backend::Onnxruntime,
-    };
+    let loaded = Loaded { network, sample_shape, scorer };
     let warm_up_ms = started.elapsed().as_secs_f64() * 1e3;
-    tracing::info!(model = %load.key, %backend, warm_up_ms, "model loaded");
-    Ok(Loaded { network, sample_shape, scorer })
+    tracing::info!(model = %load.key, backend = %loaded.backend(), warm_up_ms, "model loaded");
+    Ok(loaded)
+}
+
+impl Loaded {
+    fn backend(&self) -> Backend {
+        match self.network {
+            Network::Libtorch(_) => Backend::Libtorch,
+            Network::Onnxruntime(_) => Backend::Onnxruntime,
+        }
+    }
 }
 
 /// Windows of the warm-up pass, which also compares the two backends.
 const WARM_UP_WINDOWS: f64 = 4.0;
 
-/// The model in ONNX Runtime, if its export gives libtorch's probabilities and thresholds
-/// (within 1e-4, relative above 1) on the warm-up windows `xs`, whose libtorch pass was
-/// `reference`.
+/// The model in ONNX Runtime, if both its sessions give libtorch's values on the warm-up
+/// windows `xs` (whose libtorch pass was `reference`) within 1e-4, relative above 1:
+/// probabilities, logits, pooled features and stage features (which the out-of-distribution
+/// scores read) from each, and every unit's thresholds from the one with diagnostics.
 fn onnx_twin(model: &Model, xs: &Tensor, reference: &Forward) -> Result<OnnxModel, String> {
     let mut onnx = OnnxModel::new(model).map_err(|e| e.to_string())?;
     let n = xs.size().first().copied().unwrap_or(0) as usize;
     let flat = to_vec(xs).map_err(|e| e.to_string())?;
-    let ours = onnx.infer(&flat, n, true).map_err(|e| e.to_string())?.to_forward();
-    let diff = |a: &Tensor, b: &Tensor| -> Result<f64, String> {
-        let a = a.to_device(Device::Cpu);
-        f64::try_from(((&a - b).abs() / a.abs().clamp_min(1.0)).max()).map_err(|e| e.to_string())
+    let mut worst = 0f64;
+    let mut compare = |what: &str, a: &Tensor, ours: &[f32]| -> Result<(), String> {
+        let a = to_vec(a).map_err(|e| e.to_string())?;
+        if a.len() != ours.len() {
+            return Err(format!("{what}: {} values where libtorch gives {}", ours.len(), a.len()));
+        }
+        let d = a.iter().zip(ours).map(|(x, y)| f64::from((x - y).abs() / x.abs().max(1.0))).fold(0.0, f64::max);
+        worst = if d.is_nan() { f64::INFINITY } else { worst.max(d) };
+        Ok(())
     };
-    let mut worst = diff(&reference.probabilities(), &ours.probabilities())?;
-    for (r, o) in reference.blocks.iter().zip(&ours.blocks) {
-        worst = worst.max(diff(&r.diagnostics.thresholds, &o.diagnostics.thresholds)?);
+    for diagnostics in [false, true] {
+        let out = onnx.infer(&flat, n, diagnostics).map_err(|e| e.to_string())?;
+        compare("probabilities", &reference.probabilities(), &out.probabilities)?;
+        compare("logits", &reference.logits, &out.logits)?;
+        compare("features", &reference.features, &out.features)?;
+        compare("stage features", &reference.stage_features, &out.stage_features)?;
+        if diagnostics {
+            if out.units.len() != reference.blocks.len() {
+                return Err(format!(
+                    "{} units with diagnostics, libtorch has {}",
+                    out.units.len(),
+                    reference.blocks.len()
+                ));
+            }
+            for (r, o) in reference.blocks.iter().zip(&out.units) {
+                compare("thresholds", &r.diagnostics.thresholds, &o.thresholds)?;
+            }
+        }
     }
-    if reference.blocks.len() != ours.blocks.len() || worst.is_nan() || worst > 1e-4 {
+    if worst > 1e-4 {
         return Err(format!("its outputs differ from libtorch's by {worst}"));
     }
     Ok(onnx)
@@ -286,12 +321,19 @@ fn run_windows(
                 Values::from_forward(&out, scores.as_ref()).map_err(|e| e.to_string())?
             }
             Network::Onnxruntime(model) => {
-                let out = model.infer(chunk, len, diagnostics).map_err(|e| e.to_string())?;
+                let out = model.infer(chunk, len, diagnostics).map_err(|e| {
+                    // ONNX Runtime's messages may name its source files: logged, not answered.
+                    tracing::error!(model = model_label, error = %e, "ONNX Runtime forward pass failed");
+                    "the forward pass failed (see the service log)".to_string()
+                })?;
                 let scores = match &loaded.scorer {
-                    Some(s) => Some(to_vec(&s.score(&out.to_forward()).map_err(|e| e.to_string())?)),
+                    Some(s) => {
+                        let pooled = out.pooled().map_err(|e| e.to_string())?;
+                        Some(to_vec(&s.score(&pooled).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?)
+                    }
                     None => None,
                 };
-                Values::from_onnx(out, scores.transpose().map_err(|e| e.to_string())?)
+                Values::from_onnx(out, scores)
             }
         };
         windows.extend(values.into_windows(len));

@@ -69,10 +69,9 @@ pub fn export(model: &Model, diagnostics: bool) -> Result<(Vec<u8>, Vec<ShrinkUn
             width = s.channels;
             index += 1;
         }
-        if s.units > 0 {
-            let abs = b.g.node("Abs", &[&h], vec![]);
-            stage_pools.push(b.global_average(&abs));
-        }
+        // After the stage's last unit (a spec has at least one unit a stage).
+        let abs = b.g.node("Abs", &[&h], vec![]);
+        stage_pools.push(b.global_average(&abs));
     }
     let head = b.bn_relu(&h, "head.bn")?;
     let features = b.global_average(&head);
@@ -81,10 +80,10 @@ pub fn export(model: &Model, diagnostics: bool) -> Result<(Vec<u8>, Vec<ShrinkUn
     let stage_features = b.g.node("Concat", &refs, vec![int("axis", 1)]);
     // In the graph, so that a caller needs no tensor maths of its own.
     let probabilities = b.g.node("Softmax", &[&logits], vec![int("axis", -1)]);
-    b.g.rename(&probabilities, PROBABILITIES);
-    b.g.rename(&logits, LOGITS);
-    b.g.rename(&features, FEATURES);
-    b.g.rename(&stage_features, STAGE_FEATURES);
+    b.g.rename(&probabilities, PROBABILITIES)?;
+    b.g.rename(&logits, LOGITS)?;
+    b.g.rename(&features, FEATURES)?;
+    b.g.rename(&stage_features, STAGE_FEATURES)?;
 
     let mut shape = vec![None, Some(spec.in_channels)];
     shape.extend(spec.input_size.iter().map(|&n| Some(n)));
@@ -190,7 +189,7 @@ impl Builder<'_> {
             axes.extend(self.spatial_axes());
             let zeroed = self.g.node("ReduceMean", &[&zeros], vec![ints("axes", &axes), int("keepdims", 0)]);
             for (what, value) in UNIT_OUTPUTS.iter().zip([&thresholds, &scales, &mean_abs, &zeroed]) {
-                self.g.rename(value, &unit_output(unit, what));
+                self.g.rename(value, &unit_output(unit, what))?;
             }
         }
         Ok(out)
@@ -211,10 +210,15 @@ impl Builder<'_> {
         if c_out != c_in {
             let before = (c_out - c_in) / 2;
             let after = c_out - c_in - before;
-            // Begins of every axis, then ends: only the channel axis is padded.
-            let mut pads = vec![0; 2 * (2 + self.spatial)];
-            pads[1] = before;
-            pads[2 + self.spatial + 1] = after;
+            // Begins of every axis (N, C, spatial...), then ends: only the channel axis is padded.
+            let rank = 2 + self.spatial;
+            let pads: Vec<i64> = (0..2 * rank)
+                .map(|i| match i {
+                    1 => before,
+                    i if i == rank + 1 => after,
+                    _ => 0,
+                })
+                .collect();
             let pads = self.g.ints(&pads);
             id = self.g.node("Pad", &[&id, &pads], vec![]);
         }

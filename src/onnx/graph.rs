@@ -6,6 +6,7 @@ use super::proto::{
     AttributeProto, Dimension, GraphProto, NodeProto, TensorProto, TensorShapeProto, TensorTypeProto, TypeProto,
     ValueInfoProto, ATTR_FLOAT, ATTR_INT, ATTR_INTS, FLOAT, INT64,
 };
+use super::OnnxError;
 
 #[derive(Default)]
 pub struct Graph {
@@ -44,9 +45,14 @@ impl Graph {
         output
     }
 
-    /// Renames the value `value` (a node's output) to the graph-output name `name`, where it
-    /// is made and wherever it is read: an `Identity` node would cost a copy per run.
-    pub fn rename(&mut self, value: &str, name: &str) {
+    /// Renames the value `value`, which exactly one node makes, to the graph-output name
+    /// `name`, where it is made and wherever it is read (an `Identity` node would cost a copy
+    /// a run). `value` must not be used after.
+    pub fn rename(&mut self, value: &str, name: &str) -> Result<(), OnnxError> {
+        let makers = self.nodes.iter().filter(|n| n.output.iter().any(|o| o == value)).count();
+        if makers != 1 {
+            return Err(OnnxError::Export(format!("{value} is made by {makers} nodes, not one")));
+        }
         for node in &mut self.nodes {
             for v in node.input.iter_mut().chain(node.output.iter_mut()) {
                 if v == value {
@@ -54,6 +60,7 @@ impl Graph {
                 }
             }
         }
+        Ok(())
     }
 
     fn fresh(&mut self, what: &str) -> String {

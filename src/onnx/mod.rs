@@ -3,6 +3,9 @@
 //! start-up (`runtime`). libtorch stays the engine for training and the reference: the
 //! parity tests hold this path to its values.
 
+// On the path of every model load and request: no panicking shortcuts outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 mod export;
 mod graph;
 mod proto;

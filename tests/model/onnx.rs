@@ -71,16 +71,26 @@ fn check_model(what: &str, model: &Model) -> f64 {
         let flat = Vec::<f32>::try_from(xs.flatten(0, -1)).unwrap();
         let torch = model.infer(&xs, true).unwrap();
         let outputs = ort.infer(&flat, n as usize, true).unwrap();
-        let with = outputs.to_forward();
+        let with = outputs.to_forward().unwrap();
         worst = worst.max(compare(&format!("{what}, batch {n}"), &torch, &with));
         // The graph's own softmax, which the engine reads.
         let probabilities = Tensor::from_slice(&outputs.probabilities).view([n, -1]);
         let d = max_diff(&torch.probabilities(), &probabilities);
         assert!(d < TOLERANCE, "{what}: the graph's probabilities differ by {d}");
+        // The session without diagnostics, which serves most requests.
         let without = ort.infer(&flat, n as usize, false).unwrap();
         assert!(without.units.is_empty(), "{what}: diagnostics that were not asked for");
         let d = max_diff(&probabilities, &Tensor::from_slice(&without.probabilities).view([n, -1]));
         assert!(d < TOLERANCE, "{what}: probabilities without diagnostics differ by {d}");
+        let pooled = without.pooled().unwrap();
+        for (name, a, b) in [
+            ("logits", &torch.logits, &pooled.logits),
+            ("features", &torch.features, &pooled.features),
+            ("stage features", &torch.stage_features, &pooled.stage_features),
+        ] {
+            let d = max_diff(a, b);
+            assert!(d < TOLERANCE, "{what}: {name} without diagnostics differ by {d}");
+        }
     }
     worst
 }

@@ -123,7 +123,8 @@ async fn onnxruntime_and_libtorch_engines_give_the_same_answers_diagnostics_and_
             let dir = shipped.join(name);
             let card = ModelCard::read(&dir).unwrap();
             assert!(card.ood.is_some(), "{name} is calibrated");
-            engine.load(key(name), card.spec.clone(), dir.join(WEIGHTS_FILE), card.ood.clone()).await.unwrap();
+            let served = engine.load(key(name), card.spec.clone(), dir.join(WEIGHTS_FILE), card.ood.clone()).await;
+            assert_eq!(served.unwrap(), backend, "{name} is served on {backend}, as asked");
             let requests = seeds.map(|seed| {
                 let inputs: Vec<f32> = (0..seed).flat_map(|i| signal(len, seed * 10 + i)).collect();
                 Request { model: key(name), inputs, windows: seed as usize, diagnostics: seed % 3 != 2 }
@@ -133,6 +134,9 @@ async fn onnxruntime_and_libtorch_engines_give_the_same_answers_diagnostics_and_
             let (a, b, c) = tokio::join!(engine.infer(a), engine.infer(b), engine.infer(c));
             drop(announced);
             out.extend([a.unwrap(), b.unwrap(), c.unwrap()]);
+            // Alone, without diagnostics: the session that serves most requests.
+            let inputs = signal(len, seeds[0] + 100);
+            out.push(engine.infer(Request { model: key(name), inputs, windows: 1, diagnostics: false }).await.unwrap());
         }
         out
     }
@@ -161,8 +165,10 @@ async fn onnxruntime_and_libtorch_engines_give_the_same_answers_diagnostics_and_
             windows += 1;
         }
     }
-    assert_eq!(windows, 2 * (1 + 2 + 3) + (4 + 5 + 6) - 6);
-    // Diagnostics only where asked for: the second request of each model asked for none.
+    assert_eq!(windows, (1 + 2 + 3) + (4 + 5 + 6) + 2);
+    // Diagnostics only where asked for: the second request of each model asked for none, and
+    // so did the fourth (alone in its batch).
     assert!(ort[1].windows.iter().all(|w| w.blocks.is_empty()));
     assert!(ort[0].windows.iter().all(|w| !w.blocks.is_empty()));
+    assert!(ort[3].windows.iter().all(|w| w.blocks.is_empty() && w.ood_score.is_some()));
 }

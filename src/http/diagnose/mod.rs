@@ -154,7 +154,7 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
         let body = read_body(&state, request).await?;
         // A window or a few parse in microseconds; a body of thousands would hold up an
         // async thread for milliseconds, so large ones go to the blocking pool.
-        let large = body.len() > BLOCKING_JSON_BYTES;
+        let large = body.len() > BLOCKING_BODY_BYTES;
         let body = blocking_if(&state, large, move || parse_json(&body)).await?;
         let level = body.diagnostics.or(query.diagnostics).unwrap_or_default();
         let entry = state.registry.for_inference(&body.model, body.version).await?;
@@ -198,18 +198,19 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
     };
     let wants = Wants { level, physics: ask, trace: query.trace.unwrap_or(false) };
     // Decoding, resampling and cutting a long recording is real work: off the async threads.
-    // A small raw f32 body at the model's rate is a copy and a normalisation: right here,
-    // as a small JSON body is (through the blocking pool it took 10 ms a request at 64
-    // clients, waiting for a decoding permit).
+    // A small raw f32 body at the model's rate, cut at the default stride (no overlap to
+    // multiply it), is a copy and a normalisation: right here, as a small JSON body is
+    // (through the blocking pool it took 10 ms a request at 64 clients, waiting for a permit).
     let quick = query.sample_rate.is_none()
+        && query.stride.is_none()
         && files.iter().all(|f| f.media == Media::Raw)
-        && files.iter().map(|f| f.bytes.len()).sum::<usize>() <= BLOCKING_JSON_BYTES;
+        && files.iter().map(|f| f.bytes.len()).sum::<usize>() <= BLOCKING_BODY_BYTES;
     let prepared = blocking_if(&state, !quick, move || prepare_uploads(&card, files, &query, &bounds)).await?;
     respond(&state, &entry, prepared, wants, started, incoming).await
 }
 
 /// JSON and raw f32 bodies larger than this are decoded off the async threads.
-const BLOCKING_JSON_BYTES: usize = 256 * 1024;
+const BLOCKING_BODY_BYTES: usize = 256 * 1024;
 
 /// Runs `work` on the blocking pool (within the decoding permits) when `heavy`, else right here.
 async fn blocking_if<T: Send + 'static>(

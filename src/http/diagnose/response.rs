@@ -248,7 +248,7 @@ pub fn verdict(classes: &[String], prediction: &Prediction) -> (String, ClassPro
     (label, ClassProbabilities::new(classes, &mean), ClassProbabilities::new(classes, &shares))
 }
 
-/// A JSON response, serialised straight into the body (no intermediate tree), its time
+/// A JSON response (serialised straight into the body, as axum's `Json` does), its time
 /// recorded as the encoding stage of a diagnosis (`drsn_encode_duration_seconds`).
 pub struct Encoded<T>(pub T);
 
