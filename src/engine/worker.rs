@@ -18,7 +18,7 @@ use super::{
 };
 use crate::nn::{Forward, Model};
 use crate::onnx::{OnnxModel, OnnxOutputs};
-use crate::ood::Scorer;
+use crate::ood::{Pooled, Scorer};
 use crate::telemetry;
 
 pub(super) struct Worker {
@@ -202,7 +202,7 @@ fn load_and_warm_up(load: &LoadSpec, config: &EngineConfig) -> Result<Loaded, En
     let fail = |message: String| EngineError::Load { key: load.key.clone(), message };
     let device = config.device;
     let model = Model::load(&load.spec, &load.weights, device).map_err(|e| fail(e.to_string()))?;
-    let scorer = load.ood.as_ref().map(|ood| Scorer::new(ood, device)).transpose().map_err(|e| fail(e.to_string()))?;
+    let scorer = load.ood.as_ref().map(Scorer::new).transpose().map_err(|e| fail(e.to_string()))?;
     let sample_shape = load.spec.sample_shape();
     let mut shape = vec![WARM_UP_WINDOWS as i64];
     shape.extend(&sample_shape);
@@ -220,7 +220,7 @@ fn load_and_warm_up(load: &LoadSpec, config: &EngineConfig) -> Result<Loaded, En
     if let Some(scorer) = &scorer {
         // A calibration that does not fit the network (features of another width) fails here,
         // not on the first request.
-        let _ = scorer.score(&out).map_err(|e| fail(format!("out-of-distribution score: {e}")))?;
+        let _ = scorer.score_forward(&out).map_err(|e| fail(format!("out-of-distribution score: {e}")))?;
     }
     let network = match config.backend {
         Backend::Libtorch => Network::Libtorch(model),
@@ -317,8 +317,9 @@ fn run_windows(
                 shape.extend(&loaded.sample_shape);
                 let xs = Tensor::from_slice(chunk).view(shape.as_slice());
                 let out = model.infer(&xs, diagnostics).map_err(|e| e.to_string())?;
-                let scores = loaded.scorer.as_ref().map(|s| s.score(&out)).transpose().map_err(|e| e.to_string())?;
-                Values::from_forward(&out, scores.as_ref()).map_err(|e| e.to_string())?
+                let scores =
+                    loaded.scorer.as_ref().map(|s| s.score_forward(&out)).transpose().map_err(|e| e.to_string())?;
+                Values::from_forward(&out, scores).map_err(|e| e.to_string())?
             }
             Network::Onnxruntime(model) => {
                 let out = model.infer(chunk, len, diagnostics).map_err(|e| {
@@ -326,13 +327,13 @@ fn run_windows(
                     tracing::error!(model = model_label, error = %e, "ONNX Runtime forward pass failed");
                     "the forward pass failed (see the service log)".to_string()
                 })?;
-                let scores = match &loaded.scorer {
-                    Some(s) => {
-                        let pooled = out.pooled().map_err(|e| e.to_string())?;
-                        Some(to_vec(&s.score(&pooled).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?)
-                    }
-                    None => None,
+                let pooled = Pooled {
+                    windows: out.windows,
+                    logits: &out.logits,
+                    features: &out.features,
+                    stage_features: &out.stage_features,
                 };
+                let scores = loaded.scorer.as_ref().map(|s| s.score(&pooled)).transpose().map_err(|e| e.to_string())?;
                 Values::from_onnx(out, scores)
             }
         };
@@ -355,7 +356,7 @@ struct Values {
 
 impl Values {
     /// Copies a libtorch forward pass off its device.
-    fn from_forward(out: &Forward, scores: Option<&Tensor>) -> Result<Self, tch::TchError> {
+    fn from_forward(out: &Forward, scores: Option<Vec<f32>>) -> Result<Self, tch::TchError> {
         let mut units = Vec::with_capacity(out.blocks.len());
         for block in &out.blocks {
             let d = &block.diagnostics;
@@ -363,7 +364,7 @@ impl Values {
                 [to_vec(&d.thresholds)?, to_vec(&d.scales)?, to_vec(&d.mean_abs)?, to_vec(&d.zeroed_fraction)?];
             units.push((Arc::from(block.name.as_str()), block.stage, values));
         }
-        Ok(Values { probabilities: to_vec(&out.probabilities())?, scores: scores.map(to_vec).transpose()?, units })
+        Ok(Values { probabilities: to_vec(&out.probabilities())?, scores, units })
     }
 
     fn from_onnx(out: OnnxOutputs, scores: Option<Vec<f32>>) -> Self {

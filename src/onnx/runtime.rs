@@ -5,8 +5,8 @@
 //! Results come back as plain values, not libtorch tensors: any libtorch operation on the
 //! serving path may wake libtorch's own thread pool, whose spinning threads then compete
 //! with ONNX Runtime's for the same cores (measured: 5.2 ms became 8.7 ms at batch 64 when
-//! every output went through libtorch tensors). Only the out-of-distribution score of a
-//! calibrated model still runs on libtorch, from the three pooled outputs.
+//! every output went through libtorch tensors); the out-of-distribution scores read them as
+//! they are (`ood::Pooled`).
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -157,7 +157,7 @@ impl OnnxOutputs {
         Ok(forward)
     }
 
-    /// Logits and pooled features only, as tensors: what the out-of-distribution scores read.
+    /// Logits and pooled features only, as tensors.
     pub fn pooled(&self) -> Result<Forward, OnnxError> {
         Ok(Forward {
             logits: self.matrix(&self.logits)?,

@@ -15,7 +15,7 @@ pub use calibration::{CalibrationSet, GaussianFit, OodCalibration, DEFAULT_FALSE
 pub use drift::{DriftMonitor, DriftSettings, DriftView};
 pub use method::OodMethod;
 pub use metrics::{auroc, exceeding_share, threshold_at};
-pub use scorer::{fit_gaussian, Scorer};
+pub use scorer::{fit_gaussian, Pooled, Scorer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OodError {

@@ -6,20 +6,38 @@ use crate::nn::Forward;
 
 use super::{GaussianFit, OodCalibration, OodError, OodMethod};
 
-/// A calibration made ready for one device: scores a forward pass in a few tensor ops.
+/// A calibration made ready to score: plain arithmetic over a batch's pooled outputs, so
+/// that either inference backend can use it without tensor maths (on the ONNX Runtime path a
+/// libtorch operation would wake libtorch's thread pool beside ONNX Runtime's).
 #[derive(Debug)]
 pub struct Scorer {
     method: OodMethod,
-    /// `W` transposed (`D x D`) and the whitened means (`C x D`).
-    gaussian: Option<(Tensor, Tensor)>,
+    gaussian: Option<Whitened>,
+}
+
+/// The whitening `W` (`D x D`, row-major: `y = W x`) and the whitened class means (`C x D`).
+#[derive(Debug)]
+struct Whitened {
+    width: usize,
+    whitening: Vec<f32>,
+    means: Vec<f32>,
+}
+
+/// What the scores read of a batch of `windows` windows, each row-major (`windows` rows).
+#[derive(Debug, Clone, Copy)]
+pub struct Pooled<'a> {
+    pub windows: usize,
+    pub logits: &'a [f32],
+    pub features: &'a [f32],
+    pub stage_features: &'a [f32],
 }
 
 impl Scorer {
-    pub fn new(calibration: &OodCalibration, device: Device) -> Result<Self, OodError> {
-        Scorer::for_method(calibration.method, calibration.gaussian.as_ref(), device)
+    pub fn new(calibration: &OodCalibration) -> Result<Self, OodError> {
+        Scorer::for_method(calibration.method, calibration.gaussian.as_ref())
     }
 
-    pub fn for_method(method: OodMethod, gaussian: Option<&GaussianFit>, device: Device) -> Result<Self, OodError> {
+    pub fn for_method(method: OodMethod, gaussian: Option<&GaussianFit>) -> Result<Self, OodError> {
         let gaussian = match (method.needs_fit(), gaussian) {
             (false, _) => None,
             (true, None) => return Err(OodError::Mismatch(format!("{method} needs a fitted Gaussian"))),
@@ -34,46 +52,92 @@ impl Scorer {
                 if fit.means.iter().any(|row| row.len() != d) {
                     return Err(OodError::Mismatch("class means and whitening differ in width".into()));
                 }
-                let w = matrix(&fit.whitening, device).tr();
-                Some((w, matrix(&fit.means, device)))
+                let flat = |rows: &[Vec<f32>]| rows.iter().flatten().copied().collect();
+                Some(Whitened { width: d, whitening: flat(&fit.whitening), means: flat(&fit.means) })
             }
         };
         Ok(Scorer { method, gaussian })
     }
 
-    /// One score per window of `forward` (higher: stranger), `N` floats on its device.
-    pub fn score(&self, forward: &Forward) -> Result<Tensor, OodError> {
+    /// One score per window (higher: stranger).
+    pub fn score(&self, pooled: &Pooled<'_>) -> Result<Vec<f32>, OodError> {
+        let logit_rows = (0..pooled.windows).map(|i| row(pooled.logits, pooled.windows, i));
         match (&self.gaussian, self.method) {
-            (Some((w, means)), method) => {
-                let x = method_features(method, forward);
-                let width = w.size()[0];
-                if x.size().get(1) != Some(&width) {
-                    return Err(OodError::Mismatch(format!(
-                        "the network gives {:?} features, the fit has {width}",
-                        x.size().get(1)
-                    )));
+            (Some(g), method) => {
+                let stages = method == OodMethod::MahalanobisStages && !pooled.stage_features.is_empty();
+                let mut x = Vec::with_capacity(g.width);
+                let mut scores = Vec::with_capacity(pooled.windows);
+                for i in 0..pooled.windows {
+                    x.clear();
+                    if stages {
+                        x.extend(row(pooled.stage_features, pooled.windows, i));
+                    }
+                    x.extend(row(pooled.features, pooled.windows, i));
+                    if x.len() != g.width {
+                        return Err(OodError::Mismatch(format!(
+                            "the network gives {} features, the fit has {}",
+                            x.len(),
+                            g.width
+                        )));
+                    }
+                    scores.push(g.distance(&x));
                 }
-                // |y - m|^2 = |y|^2 - 2 y.m + |m|^2: N x C, never N x C x D.
-                let y = x.to_kind(Kind::Float).matmul(w);
-                let sum = |t: &Tensor| t.square().sum_dim_intlist([-1i64].as_slice(), true, Kind::Float);
-                let distances = sum(&y) - y.matmul(&means.tr()) * 2.0 + sum(means).tr();
-                Ok(distances.amin([1i64].as_slice(), false).clamp_min(0.0).sqrt())
+                Ok(scores)
             }
-            (None, method) => Ok(raw_scores(method, forward)),
+            (None, OodMethod::MaxSoftmax) => Ok(logit_rows.map(|l| 1.0 - softmax_max(l)).collect()),
+            (None, OodMethod::Energy) => Ok(logit_rows.map(|l| -log_sum_exp(l)).collect()),
+            (None, OodMethod::Mahalanobis | OodMethod::MahalanobisStages) => Ok(vec![f32::NAN; pooled.windows]),
         }
+    }
+
+    /// [`Scorer::score`] of a libtorch forward pass.
+    pub fn score_forward(&self, forward: &Forward) -> Result<Vec<f32>, OodError> {
+        let values = |t: &Tensor| -> Result<Vec<f32>, OodError> {
+            if t.numel() == 0 {
+                return Ok(Vec::new());
+            }
+            Ok(Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1))?)
+        };
+        let windows = forward.logits.size().first().copied().unwrap_or(0).max(0) as usize;
+        let (logits, features, stage_features) =
+            (values(&forward.logits)?, values(&forward.features)?, values(&forward.stage_features)?);
+        self.score(&Pooled { windows, logits: &logits, features: &features, stage_features: &stage_features })
     }
 }
 
-/// The scores that need no fit (max-softmax and energy); others give NaN.
-fn raw_scores(method: OodMethod, forward: &Forward) -> Tensor {
-    let logits = forward.logits.to_kind(Kind::Float);
-    match method {
-        OodMethod::MaxSoftmax => logits.softmax(-1, Kind::Float).amax([-1i64].as_slice(), false).neg() + 1.0,
-        OodMethod::Energy => logits.logsumexp([-1i64].as_slice(), false).neg(),
-        OodMethod::Mahalanobis | OodMethod::MahalanobisStages => {
-            Tensor::full([logits.size()[0]].as_slice(), f64::NAN, (Kind::Float, logits.device()))
-        }
+/// Row `i` of `n` equal rows of `values` (empty when `values` is).
+fn row(values: &[f32], n: usize, i: usize) -> &[f32] {
+    let width = values.len() / n.max(1);
+    values.get(i * width..(i + 1) * width).unwrap_or_default()
+}
+
+impl Whitened {
+    /// The distance from `W x` to the nearest whitened class mean.
+    fn distance(&self, x: &[f32]) -> f32 {
+        let y: Vec<f64> = self
+            .whitening
+            .chunks(self.width)
+            .map(|w| w.iter().zip(x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum())
+            .collect();
+        let nearest = self
+            .means
+            .chunks(self.width)
+            .map(|m| y.iter().zip(m).map(|(a, b)| (a - f64::from(*b)).powi(2)).sum::<f64>())
+            .fold(f64::INFINITY, f64::min);
+        nearest.sqrt() as f32
     }
+}
+
+fn softmax_max(logits: &[f32]) -> f32 {
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|l| f64::from(l - top).exp()).sum();
+    (1.0 / sum) as f32
+}
+
+fn log_sum_exp(logits: &[f32]) -> f32 {
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|l| f64::from(l - top).exp()).sum();
+    (f64::from(top) + sum.ln()) as f32
 }
 
 /// The features a Gaussian method models.
@@ -84,12 +148,6 @@ fn method_features(method: OodMethod, forward: &Forward) -> Tensor {
         }
         _ => forward.features.shallow_clone(),
     }
-}
-
-fn matrix(rows: &[Vec<f32>], device: Device) -> Tensor {
-    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    let cols = rows.first().map_or(0, Vec::len) as i64;
-    Tensor::from_slice(&flat).view([rows.len() as i64, cols]).to_device(device)
 }
 
 /// Fits class-conditional Gaussians with one shared covariance to the features `method`
@@ -166,9 +224,9 @@ mod tests {
         }
         let fit = fit_gaussian(OodMethod::Mahalanobis, &forward(&rows), &labels).unwrap();
         assert_eq!((fit.whitening.len(), fit.means.len(), fit.windows), (2, 2, 8));
-        let scorer = Scorer::for_method(OodMethod::Mahalanobis, Some(&fit), Device::Cpu).unwrap();
+        let scorer = Scorer::for_method(OodMethod::Mahalanobis, Some(&fit)).unwrap();
         let probe = forward(&[[10.0, 0.0], [5.0, 0.0], [0.0, 1.0]]);
-        let scores = Vec::<f32>::try_from(scorer.score(&probe).unwrap()).unwrap();
+        let scores = scorer.score_forward(&probe).unwrap();
         assert!(scores[0] < 0.1, "at a class mean: {scores:?}");
         // Halfway between the classes is 5 x-deviations away; 1.0 along y is ~10 y-deviations.
         assert!((scores[1] - 5.0).abs() < 0.2, "{scores:?}");
@@ -178,12 +236,12 @@ mod tests {
     #[test]
     fn softmax_and_energy_need_no_fit_and_a_gaussian_method_refuses_to_run_without_one() {
         let probe = forward(&[[0.0, 0.0]]);
-        let msp = Scorer::for_method(OodMethod::MaxSoftmax, None, Device::Cpu).unwrap();
+        let msp = Scorer::for_method(OodMethod::MaxSoftmax, None).unwrap();
         let p0 = 2f32.exp() / (2f32.exp() + 1.0);
-        assert!((msp.score(&probe).unwrap().double_value(&[0]) as f32 - (1.0 - p0)).abs() < 1e-6);
-        let energy = Scorer::for_method(OodMethod::Energy, None, Device::Cpu).unwrap();
+        assert!((msp.score_forward(&probe).unwrap()[0] - (1.0 - p0)).abs() < 1e-6);
+        let energy = Scorer::for_method(OodMethod::Energy, None).unwrap();
         let e = -(2f32.exp() + 1.0).ln();
-        assert!((energy.score(&probe).unwrap().double_value(&[0]) as f32 - e).abs() < 1e-5);
-        assert!(Scorer::for_method(OodMethod::Mahalanobis, None, Device::Cpu).is_err());
+        assert!((energy.score_forward(&probe).unwrap()[0] - e).abs() < 1e-5);
+        assert!(Scorer::for_method(OodMethod::Mahalanobis, None).is_err());
     }
 }

@@ -3,7 +3,6 @@
 //! false-alarm rate.
 
 use serde::{Deserialize, Serialize};
-use tch::Device;
 use utoipa::ToSchema;
 
 use crate::data::{Normalization, Samples};
@@ -67,8 +66,7 @@ pub fn fit_outputs(
 
 /// Scores of every window of `forward` under `scorer`.
 pub fn scores(scorer: &Scorer, forward: &Forward) -> Result<Vec<f32>, TrainError> {
-    let scores = scorer.score(forward).map_err(|e| TrainError::Data(e.to_string()))?;
-    Vec::<f32>::try_from(scores.to_device(Device::Cpu)).map_err(|e| TrainError::Torch(e.to_string()))
+    scorer.score_forward(forward).map_err(|e| TrainError::Data(e.to_string()))
 }
 
 /// The calibrated score of every sample (higher: stranger).
@@ -78,15 +76,8 @@ pub fn score_samples(
     normalization: Normalization,
     calibration: &OodCalibration,
 ) -> Result<Vec<f32>, TrainError> {
-    let scorer = Scorer::new(calibration, model.device()).map_err(|e| TrainError::Data(e.to_string()))?;
-    let forward = forward_all(model, samples, normalization)?;
-    let forward = Forward {
-        logits: forward.logits.to_device(model.device()),
-        blocks: Vec::new(),
-        features: forward.features.to_device(model.device()),
-        stage_features: forward.stage_features.to_device(model.device()),
-    };
-    scores(&scorer, &forward)
+    let scorer = Scorer::new(calibration).map_err(|e| TrainError::Data(e.to_string()))?;
+    scores(&scorer, &forward_all(model, samples, normalization)?)
 }
 
 /// A calibration of `method` from outputs already computed: fitted on `fit` (training
@@ -103,8 +94,7 @@ pub fn calibrate_from(
         .then(|| fit_gaussian(method, &fit.0, &fit.1))
         .transpose()
         .map_err(|e| TrainError::Data(format!("fitting the {method} score: {e}")))?;
-    let scorer =
-        Scorer::for_method(method, gaussian.as_ref(), Device::Cpu).map_err(|e| TrainError::Data(e.to_string()))?;
+    let scorer = Scorer::for_method(method, gaussian.as_ref()).map_err(|e| TrainError::Data(e.to_string()))?;
     if held_out.logits.numel() == 0 {
         return Err(TrainError::Data("no held-out windows to set the out-of-distribution threshold on".into()));
     }

@@ -159,7 +159,7 @@ pub fn evaluate_open_set(
     for method in OodMethod::ALL {
         let set = CalibrationSet { part: "validation".into(), windows: known.validation.len(), dataset: None };
         let (calibration, _) = calibrate_from(method, false_alarm_rate, &fit, &validation, set)?;
-        let scorer = Scorer::new(&calibration, tch::Device::Cpu).map_err(|e| TrainError::Data(e.to_string()))?;
+        let scorer = Scorer::new(&calibration).map_err(|e| TrainError::Data(e.to_string()))?;
         let inside = scores(&scorer, &test)?;
         let outside = scores(&scorer, &unknown)?;
         methods.push(OpenSetRow {
