@@ -150,9 +150,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let dir = tempfile::tempdir()?;
     export(&model, &inputs, dir.path())?;
-    let library = std::env::var_os("DRSN_ONNXRUNTIME_LIB")
-        .context("DRSN_ONNXRUNTIME_LIB names libonnxruntime.so: eval \"$(bash scripts/libtorch.sh)\"")?;
-    drsn::onnx::init(Path::new(&library), args.threads as usize)?;
+    drsn::onnx::init_from_env(args.threads as usize)?;
     let mut onnx = OnnxModel::new(&model)?;
     let mut twin = Twin::start(dir.path(), args.threads)?;
 

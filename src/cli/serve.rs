@@ -142,7 +142,7 @@ impl ServeArgs {
                     "no ONNX Runtime library: set --onnxruntime-lib (DRSN_ONNXRUNTIME_LIB) to libonnxruntime.so",
                 );
             let threads = match self.torch_threads {
-                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                0 => cores(),
                 n => n,
             };
             library.and_then(|lib| crate::onnx::init(&lib, threads).map_err(anyhow::Error::from))
@@ -175,7 +175,7 @@ impl ServeArgs {
         let device = crate::device::parse(&self.device)?;
         let backend = self.backend(device)?;
         let workers = match (self.workers, backend) {
-            (0, Backend::Onnxruntime) => std::thread::available_parallelism().map_or(1, usize::from),
+            (0, Backend::Onnxruntime) => cores(),
             (0, Backend::Libtorch) => 1,
             (n, _) => n,
         };
@@ -275,6 +275,11 @@ impl ServeArgs {
         }
         Ok(())
     }
+}
+
+/// The cores this process may use (its cgroup's CPU limit included).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The first `lib/libonnxruntime.so*` beside the running executable (where the image and

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::queue;
 use super::{
     Backend, BlockValues, Control, EngineConfig, EngineError, LoadSpec, ModelKey, Occupancy, Prediction, Queued,
     WindowPrediction,
 };
-use crate::nn::{Forward, Model};
+use crate::nn::{flat_values, Forward, Model};
 use crate::onnx::{OnnxModel, OnnxOutputs};
 use crate::ood::{Pooled, Scorer};
 use crate::telemetry;
@@ -129,7 +129,7 @@ impl Worker {
             }
             return;
         };
-        let sample_len = loaded.sample_shape.iter().product::<i64>() as usize;
+        let sample_len = loaded.sample_len();
         let (jobs, wrong): (Vec<Queued>, Vec<Queued>) =
             jobs.into_iter().partition(|j| j.request.inputs.len() == j.request.windows * sample_len);
         for job in wrong {
@@ -239,6 +239,11 @@ fn load_and_warm_up(load: &LoadSpec, config: &EngineConfig) -> Result<Loaded, En
 }
 
 impl Loaded {
+    /// Values in one window.
+    fn sample_len(&self) -> usize {
+        self.sample_shape.iter().product::<i64>() as usize
+    }
+
     fn backend(&self) -> Backend {
         match self.network {
             Network::Libtorch(_) => Backend::Libtorch,
@@ -257,10 +262,10 @@ const WARM_UP_WINDOWS: f64 = 4.0;
 fn onnx_twin(model: &Model, xs: &Tensor, reference: &Forward) -> Result<OnnxModel, String> {
     let mut onnx = OnnxModel::new(model).map_err(|e| e.to_string())?;
     let n = xs.size().first().copied().unwrap_or(0) as usize;
-    let flat = to_vec(xs).map_err(|e| e.to_string())?;
+    let flat = flat_values(xs).map_err(|e| e.to_string())?;
     let mut worst = 0f64;
     let mut compare = |what: &str, a: &Tensor, ours: &[f32]| -> Result<(), String> {
-        let a = to_vec(a).map_err(|e| e.to_string())?;
+        let a = flat_values(a).map_err(|e| e.to_string())?;
         if a.len() != ours.len() {
             return Err(format!("{what}: {} values where libtorch gives {}", ours.len(), a.len()));
         }
@@ -306,7 +311,7 @@ fn run_windows(
         [one] => Cow::Borrowed(&one.request.inputs),
         _ => Cow::Owned(jobs.iter().flat_map(|j| j.request.inputs.iter().copied()).collect()),
     };
-    let per_window = loaded.sample_shape.iter().product::<i64>() as usize;
+    let per_window = loaded.sample_len();
     let mut windows = Vec::with_capacity(total);
     for chunk in inputs.chunks(max_batch * per_window) {
         let len = chunk.len() / per_window;
@@ -360,11 +365,15 @@ impl Values {
         let mut units = Vec::with_capacity(out.blocks.len());
         for block in &out.blocks {
             let d = &block.diagnostics;
-            let values =
-                [to_vec(&d.thresholds)?, to_vec(&d.scales)?, to_vec(&d.mean_abs)?, to_vec(&d.zeroed_fraction)?];
+            let values = [
+                flat_values(&d.thresholds)?,
+                flat_values(&d.scales)?,
+                flat_values(&d.mean_abs)?,
+                flat_values(&d.zeroed_fraction)?,
+            ];
             units.push((Arc::from(block.name.as_str()), block.stage, values));
         }
-        Ok(Values { probabilities: to_vec(&out.probabilities())?, scores, units })
+        Ok(Values { probabilities: flat_values(&out.probabilities())?, scores, units })
     }
 
     fn from_onnx(out: OnnxOutputs, scores: Option<Vec<f32>>) -> Self {
@@ -407,8 +416,4 @@ impl Values {
         }
         windows
     }
-}
-
-fn to_vec(t: &Tensor) -> Result<Vec<f32>, tch::TchError> {
-    Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1))
 }

@@ -17,6 +17,15 @@ pub use network::{BlockDiagnostics, Forward, Network};
 pub use shrink::{soft_threshold, ShrinkDiagnostics};
 pub use spec::{Arch, Dim, ModelSpec, StageSpec, StemSpec, PRESETS};
 
+/// A tensor's values as `f32`, row-major, copied to the CPU; none for an undefined or empty
+/// tensor (a forward pass in training mode has no stage features).
+pub fn flat_values(t: &tch::Tensor) -> Result<Vec<f32>, tch::TchError> {
+    if !t.defined() || t.numel() == 0 {
+        return Ok(Vec::new());
+    }
+    Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous().flatten(0, -1))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
     #[error("invalid model spec: {0}")]

@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 
 use prost::Message;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::graph::{float, int, ints, Graph};
 use super::proto::{ModelProto, OperatorSetIdProto};
 use super::OnnxError;
-use crate::nn::{Arch, Model, BN_EPS};
+use crate::nn::{flat_values, Arch, Model, BN_EPS};
 
 /// Opset 17: `ReduceMean` still takes its axes as an attribute; every runtime since 2022.
 const OPSET: i64 = 17;
@@ -102,8 +102,7 @@ struct Weights(HashMap<String, Tensor>);
 impl Weights {
     fn get(&self, name: &str) -> Result<(Vec<i64>, Vec<f32>), OnnxError> {
         let t = self.0.get(name).ok_or_else(|| OnnxError::Export(format!("the model has no variable {name}")))?;
-        let values = Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().flatten(0, -1))
-            .map_err(|e| OnnxError::Export(format!("{name}: {e}")))?;
+        let values = flat_values(t).map_err(|e| OnnxError::Export(format!("{name}: {e}")))?;
         Ok((t.size(), values))
     }
 }

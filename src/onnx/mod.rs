@@ -13,7 +13,7 @@ mod runtime;
 
 pub use export::export;
 pub use export::ShrinkUnit;
-pub use runtime::{init, OnnxModel, OnnxOutputs, UnitOutputs};
+pub use runtime::{init, init_from_env, OnnxModel, OnnxOutputs, UnitOutputs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {

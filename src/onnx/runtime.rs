@@ -41,6 +41,19 @@ pub fn init(library: &Path, threads: usize) -> Result<(), OnnxError> {
     environment.as_ref().map(|_| ()).map_err(|e| OnnxError::Runtime(e.clone()))
 }
 
+/// [`init`] with the library the environment variable `DRSN_ONNXRUNTIME_LIB` names (set by
+/// `scripts/libtorch.sh`; `drsn serve` reads it as `--onnxruntime-lib`), as the tests and
+/// benchmarks load it.
+pub fn init_from_env(threads: usize) -> Result<(), OnnxError> {
+    let library = std::env::var_os("DRSN_ONNXRUNTIME_LIB").ok_or_else(|| {
+        OnnxError::Runtime(
+            "DRSN_ONNXRUNTIME_LIB is not set: it names libonnxruntime.so (eval \"$(bash scripts/libtorch.sh)\" sets it)"
+                .into(),
+        )
+    })?;
+    init(Path::new(&library), threads)
+}
+
 fn environment() -> Result<&'static Environment, OnnxError> {
     match ENVIRONMENT.get() {
         Some(Ok(env)) => Ok(env),

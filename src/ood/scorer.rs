@@ -2,7 +2,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::nn::Forward;
+use crate::nn::{flat_values, Forward};
 
 use super::{GaussianFit, OodCalibration, OodError, OodMethod};
 
@@ -84,23 +84,23 @@ impl Scorer {
                 }
                 Ok(scores)
             }
-            (None, OodMethod::MaxSoftmax) => Ok(logit_rows.map(|l| 1.0 - softmax_max(l)).collect()),
-            (None, OodMethod::Energy) => Ok(logit_rows.map(|l| -log_sum_exp(l)).collect()),
+            // The largest softmax probability is exp(max - logsumexp).
+            (None, OodMethod::MaxSoftmax) => Ok(logit_rows
+                .map(|l| {
+                    let (top, lse) = max_and_log_sum_exp(l);
+                    (1.0 - (top - lse).exp()) as f32
+                })
+                .collect()),
+            (None, OodMethod::Energy) => Ok(logit_rows.map(|l| -max_and_log_sum_exp(l).1 as f32).collect()),
             (None, OodMethod::Mahalanobis | OodMethod::MahalanobisStages) => Ok(vec![f32::NAN; pooled.windows]),
         }
     }
 
     /// [`Scorer::score`] of a libtorch forward pass.
     pub fn score_forward(&self, forward: &Forward) -> Result<Vec<f32>, OodError> {
-        let values = |t: &Tensor| -> Result<Vec<f32>, OodError> {
-            if t.numel() == 0 {
-                return Ok(Vec::new());
-            }
-            Ok(Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1))?)
-        };
         let windows = forward.logits.size().first().copied().unwrap_or(0).max(0) as usize;
         let (logits, features, stage_features) =
-            (values(&forward.logits)?, values(&forward.features)?, values(&forward.stage_features)?);
+            (flat_values(&forward.logits)?, flat_values(&forward.features)?, flat_values(&forward.stage_features)?);
         self.score(&Pooled { windows, logits: &logits, features: &features, stage_features: &stage_features })
     }
 }
@@ -128,16 +128,11 @@ impl Whitened {
     }
 }
 
-fn softmax_max(logits: &[f32]) -> f32 {
+/// The largest logit and `log(sum(exp(logits)))`, computed stably (shifted by the largest).
+fn max_and_log_sum_exp(logits: &[f32]) -> (f64, f64) {
     let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|l| f64::from(l - top).exp()).sum();
-    (1.0 / sum) as f32
-}
-
-fn log_sum_exp(logits: &[f32]) -> f32 {
-    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|l| f64::from(l - top).exp()).sum();
-    (f64::from(top) + sum.ln()) as f32
+    (f64::from(top), f64::from(top) + sum.ln())
 }
 
 /// The features a Gaussian method models.
@@ -193,7 +188,7 @@ pub fn fit_gaussian(method: OodMethod, forward: &Forward, labels: &[i64]) -> Res
 
 fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>, OodError> {
     let cols = t.size().get(1).copied().unwrap_or(0).max(1) as usize;
-    let flat = Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().flatten(0, -1))?;
+    let flat = flat_values(t)?;
     Ok(flat.chunks(cols).map(<[f32]>::to_vec).collect())
 }
 

@@ -5,7 +5,7 @@
 //! values within 1e-3 (a value within rounding of its threshold may fall either side: in a
 //! unit of 4 channels of 512 values one such value is 4.9e-4).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use drsn::nn::{Forward, Model, ModelSpec};
 use drsn::onnx::{self, OnnxModel};
@@ -16,11 +16,8 @@ use super::parity::specs;
 const TOLERANCE: f64 = 1e-5;
 
 /// ONNX Runtime from the library that `scripts/libtorch.sh` installs and names.
-pub(crate) fn init_onnxruntime() {
-    let library = std::env::var_os("DRSN_ONNXRUNTIME_LIB").map(PathBuf::from).expect(
-        "DRSN_ONNXRUNTIME_LIB is not set: it names libonnxruntime.so (eval \"$(bash scripts/libtorch.sh)\" sets it)",
-    );
-    onnx::init(&library, 2).unwrap();
+fn init_onnxruntime() {
+    onnx::init_from_env(2).unwrap();
 }
 
 /// The largest difference, relative where `a`'s values exceed 1 (pooled features reach tens:

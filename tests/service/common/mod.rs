@@ -221,10 +221,7 @@ pub fn engine_config() -> EngineConfig {
 
 /// ONNX Runtime from the library that `scripts/libtorch.sh` installs and names.
 pub fn init_onnxruntime() {
-    let library = std::env::var_os("DRSN_ONNXRUNTIME_LIB").map(PathBuf::from).expect(
-        "DRSN_ONNXRUNTIME_LIB is not set: it names libonnxruntime.so (eval \"$(bash scripts/libtorch.sh)\" sets it)",
-    );
-    drsn::onnx::init(&library, 1).expect("ONNX Runtime loads");
+    drsn::onnx::init_from_env(1).unwrap();
 }
 
 /// How a test wants its service: the fixture models and defaults unless it says otherwise.
