@@ -49,6 +49,10 @@ pub struct RecipeArgs {
     /// Share of training samples that get augmentation noise.
     #[arg(long, default_value_t = 0.5)]
     pub augment_prob: f64,
+    /// Validate and keep an exponential moving average of the weights with this decay
+    /// (e.g. 0.999) instead of the weights themselves [default: none].
+    #[arg(long, env = "DRSN_EMA_DECAY")]
+    pub ema_decay: Option<f64>,
     /// libtorch threads [default: libtorch's choice].
     #[arg(long, env = "DRSN_TORCH_THREADS")]
     pub threads: Option<usize>,
@@ -91,6 +95,7 @@ impl RecipeArgs {
             seed: self.seed,
             augment,
             threads: self.threads,
+            ema_decay: self.ema_decay,
         };
         config.validate()?;
         Ok(config)

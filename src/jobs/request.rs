@@ -261,6 +261,8 @@ pub struct TrainSettings {
     pub batch_size: Option<usize>,
     pub weight_decay: Option<f64>,
     pub seed: Option<u64>,
+    /// Keep an exponential moving average of the weights with this decay, in (0, 1).
+    pub ema_decay: Option<f64>,
 }
 
 /// A request that cannot run, with what is wrong.
@@ -495,6 +497,7 @@ impl JobRequest {
             augment: self.augment.clone(),
             // Set process-wide by the service, not per job.
             threads: None,
+            ema_decay: t.ema_decay,
         };
         if config.epochs > MAX_EPOCHS {
             return Err(invalid("train.epochs", format!("at most {MAX_EPOCHS}")));

@@ -60,6 +60,10 @@ pub struct TrainConfig {
     /// libtorch intra-op threads (process-wide); `None` leaves libtorch's choice.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Validate and keep an exponential moving average of the weights over the steps, with
+    /// this decay (e.g. 0.999: about the last 1000 steps), instead of the weights themselves.
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
 }
 
 fn default_gamma() -> f64 {
@@ -80,6 +84,7 @@ impl TrainConfig {
             seed: 0,
             augment: None,
             threads: None,
+            ema_decay: None,
         }
     }
 
@@ -97,6 +102,7 @@ impl TrainConfig {
             seed: 0,
             augment: None,
             threads: None,
+            ema_decay: None,
         }
     }
 
@@ -129,6 +135,11 @@ impl TrainConfig {
         if let Optimizer::Sgd { momentum } = self.optimizer {
             if !(0.0..1.0).contains(&momentum) {
                 return bad(format!("momentum must be in [0, 1), got {momentum}"));
+            }
+        }
+        if let Some(d) = self.ema_decay {
+            if !(d > 0.0 && d < 1.0) {
+                return bad(format!("the weight average's decay must be in (0, 1), got {d}"));
             }
         }
         if self.threads == Some(0) {
@@ -179,6 +190,7 @@ mod tests {
             (TrainConfig { lr: -1.0, ..ok.clone() }, "learning rate"),
             (TrainConfig { lr_milestones: vec![1.5], ..ok.clone() }, "milestones"),
             (TrainConfig { optimizer: Optimizer::Sgd { momentum: 1.0 }, ..ok.clone() }, "momentum"),
+            (TrainConfig { ema_decay: Some(1.0), ..ok.clone() }, "decay"),
             (
                 TrainConfig {
                     augment: Some(NoiseAugment { kinds: vec![], snr_db: [-5.0, 5.0], probability: 0.5 }),

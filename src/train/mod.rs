@@ -3,6 +3,7 @@
 //! held-out metrics. No terminal and no HTTP here.
 
 mod adapt;
+mod average;
 mod batch;
 mod calibrate;
 mod checkpoint;

@@ -220,3 +220,22 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
         snr_sweep(&model, &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &cancelled).unwrap_err();
     assert!(matches!(err, TrainError::CancelledEvaluation) && err.is_cancelled(), "{err:?}");
 }
+
+#[test]
+fn a_weight_average_changes_what_is_kept_not_how_the_run_goes() {
+    let data = Dataset { validation: Samples::default(), ..dataset(0) };
+    let train_with = |ema_decay| {
+        let mut model = init_model(&tiny_spec(), tch::Device::Cpu, 1).unwrap();
+        let (report, _) = run(&mut model, &data, &TrainConfig { ema_decay, ..quick_config() });
+        (model, report.unwrap())
+    };
+    let (plain, plain_report) = train_with(None);
+    let (averaged, averaged_report) = train_with(Some(0.9));
+    let losses = |r: &TrainReport| r.history.iter().map(|m| m.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&plain_report), losses(&averaged_report), "the live weights took the same path");
+    let (a, b) = (plain.var_store().variables(), averaged.var_store().variables());
+    let most = a.iter().map(|(name, t)| (t - &b[name]).abs().max().double_value(&[])).fold(0.0, f64::max);
+    assert!(most > 1e-4, "without validation the run ends holding the average, not the last weights");
+    let acc = evaluate(&averaged, &data.test, Normalization::ZScore, &data.classes).unwrap().accuracy;
+    assert!(acc >= 0.95, "the averaged weights classify: test accuracy {acc:.3}");
+}

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use crate::data::{Dataset, Normalization, Samples};
 use crate::nn::{Model, ModelSpec};
 
+use super::average::WeightAverage;
 use super::batch::make_batch;
 use super::checkpoint::Snapshot;
 use super::config::{Optimizer, TrainConfig};
@@ -72,7 +73,8 @@ pub fn check_samples(spec: &ModelSpec, samples: &Samples, part: &str) -> Result<
 }
 
 /// Trains `model` on `data.train`, validating on `data.validation` after every epoch, and
-/// leaves the model holding the best weights. `on_progress` is called after every step and
+/// leaves the model holding the best weights (with `ema_decay`, the best of the weights'
+/// running average, which is also what is validated). `on_progress` is called after every step and
 /// every epoch; `cancel` is checked before every step and ends the run with
 /// [`TrainError::Cancelled`] (the model then holds whatever the last step left).
 pub fn train(
@@ -94,6 +96,7 @@ pub fn train(
         config,
         steps_per_epoch,
         optimizer: optimizer(model, config)?,
+        average: config.ema_decay.map(|d| WeightAverage::new(model.var_store(), d)),
         kernels: model.kernels().into_iter().map(|k| k.shallow_clone()).collect(),
         rng: StdRng::seed_from_u64(config.seed),
         order: (0..data.train.len()).collect(),
@@ -105,9 +108,16 @@ pub fn train(
     let mut best = Best::default();
     for epoch in 0..config.epochs {
         let (loss, train_accuracy, lr) = run.epoch(model, epoch, on_progress, cancel)?;
+        // Validated (and kept, if best) is the average when there is one.
+        run.swap_average();
         let val_accuracy =
-            if data.validation.is_empty() { None } else { Some(accuracy(model, &data.validation, normalization)?) };
-        let is_best = best.consider(val_accuracy, epoch + 1, model);
+            (!data.validation.is_empty()).then(|| accuracy(model, &data.validation, normalization)).transpose();
+        let is_best = match &val_accuracy {
+            Ok(v) => best.consider(*v, epoch + 1, model),
+            Err(_) => false,
+        };
+        run.swap_average();
+        let val_accuracy = val_accuracy?;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             epochs: config.epochs,
@@ -122,7 +132,14 @@ pub fn train(
         on_progress(&Progress::Epoch(metrics.clone()));
         history.push(metrics);
     }
-    let (best_epoch, best_val_accuracy) = best.restore(model).unwrap_or((config.epochs, None));
+    let (best_epoch, best_val_accuracy) = match best.restore(model) {
+        Some(restored) => restored,
+        None => {
+            // Nothing validated: the last weights, averaged if asked.
+            run.swap_average();
+            (config.epochs, None)
+        }
+    };
     let elapsed_s = run.started.elapsed().as_secs_f64();
     Ok(TrainReport {
         history,
@@ -173,6 +190,7 @@ struct Run<'a> {
     config: &'a TrainConfig,
     steps_per_epoch: usize,
     optimizer: tch::nn::Optimizer,
+    average: Option<WeightAverage>,
     /// The kernels L2 applies to.
     kernels: Vec<Tensor>,
     rng: StdRng,
@@ -185,6 +203,13 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Puts the weights' average in the model, or (called again) the live weights back.
+    fn swap_average(&mut self) {
+        if let Some(average) = &mut self.average {
+            average.swap();
+        }
+    }
+
     /// Seconds left, from the pace so far.
     fn eta(&self) -> f64 {
         let total = self.steps_per_epoch * self.config.epochs;
@@ -257,6 +282,9 @@ impl Run<'_> {
             });
         }
         self.optimizer.step();
+        if let Some(average) = &mut self.average {
+            average.update();
+        }
         let correct = logits.argmax(-1, false).eq_tensor(ys).sum(Kind::Int64).int64_value(&[]);
         (loss.double_value(&[]), correct)
     }
