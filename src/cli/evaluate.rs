@@ -1,5 +1,6 @@
-//! `drsn evaluate`: a model folder against a data set: accuracy, per-class precision and
-//! recall, the confusion matrix and the SNR sweep.
+//! `drsn evaluate`: a model folder (or several, judging by their mean probabilities) against
+//! a data set: accuracy, per-class precision and recall, the confusion matrix and the SNR
+//! sweep.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,9 @@ use crate::data::{Dataset, Samples};
 use crate::nn::Model;
 use crate::ood::exceeding_share;
 use crate::registry::{ModelCard, WEIGHTS_FILE};
-use crate::train::{evaluate, paper_snrs, score_samples, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED};
+use crate::train::{
+    evaluate_ensemble, paper_snrs, score_samples, snr_sweep, CancelToken, SWEEP_NOISE_SEED, TEST_NOISE_SEED,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SplitArg {
@@ -28,9 +31,11 @@ pub enum SplitArg {
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// A model folder (card.json and weights.safetensors).
-    #[arg(long, env = "DRSN_MODEL")]
-    pub model: PathBuf,
+    /// A model folder (card.json and weights.safetensors). Given more than once (or as a
+    /// comma-separated list), the models judge together by their mean probabilities (a seed
+    /// ensemble); they must share classes, window, rate and normalisation.
+    #[arg(long, env = "DRSN_MODEL", required = true, value_delimiter = ',')]
+    pub model: Vec<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
     /// Which part of the data to evaluate on.
@@ -97,12 +102,34 @@ pub(super) fn load(model_dir: &Path, data: &DataArgs, seed: u64, device: tch::De
     Ok(Loaded { card, model, dataset })
 }
 
+/// A further member of an ensemble: its card must read the data as the first's does.
+fn member(first: &ModelCard, dir: &Path, device: tch::Device) -> anyhow::Result<Model> {
+    let card = ModelCard::read(dir)?;
+    let same = card.classes == first.classes
+        && card.sample_rate == first.sample_rate
+        && card.normalization == first.normalization
+        && card.spec.sample_shape() == first.spec.sample_shape();
+    if !same {
+        bail!(
+            "{} does not judge like the first model (classes, sample rate, normalisation and window must match)",
+            dir.display()
+        );
+    }
+    Ok(Model::load(&card.spec, &dir.join(WEIGHTS_FILE), device)?)
+}
+
 pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);
     }
     let device = crate::device::parse(&args.device)?;
-    let Loaded { card, model, dataset } = load(&args.model, &args.data, args.seed, device)?;
+    let (first, others) = args.model.split_first().context("--model names no model folder")?;
+    let Loaded { card, model, dataset } = load(first, &args.data, args.seed, device)?;
+    let mut members = vec![model];
+    for dir in others {
+        members.push(member(&card, dir, device)?);
+    }
+    let models: Vec<&Model> = members.iter().collect();
     let parts = match args.split {
         SplitArg::Test => vec![&dataset.test],
         SplitArg::Validation => vec![&dataset.validation],
@@ -119,13 +146,16 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     }
     let noise = &args.eval_noise;
     let noisy = noise.test_noise.map(|n| noisy_copy(&samples, n.kind, n.snr_db, args.seed ^ TEST_NOISE_SEED));
-    let test = evaluate(&model, noisy.as_ref().unwrap_or(&samples), card.normalization, &card.classes)?;
-    let clean = noisy.is_some().then(|| evaluate(&model, &samples, card.normalization, &card.classes)).transpose()?;
+    let judge = |samples: &Samples| evaluate_ensemble(&models, samples, card.normalization, &card.classes);
+    let test = judge(noisy.as_ref().unwrap_or(&samples))?;
+    let clean = noisy.is_some().then(|| judge(&samples)).transpose()?;
+    // Each card's threshold is calibrated on its own scores: no share for an ensemble.
     let flagged = card
         .ood
         .as_ref()
+        .filter(|_| models.len() == 1)
         .map(|ood| {
-            let scores = score_samples(&model, noisy.as_ref().unwrap_or(&samples), card.normalization, ood)?;
+            let scores = score_samples(&models[0], noisy.as_ref().unwrap_or(&samples), card.normalization, ood)?;
             anyhow::Ok(exceeding_share(&scores, ood.threshold))
         })
         .transpose()?;
@@ -133,7 +163,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let sweep = (!kinds.is_empty())
         .then(|| {
             snr_sweep(
-                &model,
+                &models,
                 &samples,
                 card.normalization,
                 &kinds,
@@ -147,6 +177,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         let json = serde_json::json!({
             "model": card.name,
             "version": card.version,
+            "ensemble": models.len(),
             "split": format!("{:?}", args.split).to_lowercase(),
             "test": test,
             "test_noise": noise.test_noise,
@@ -156,8 +187,13 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
+        let ensemble = if models.len() > 1 {
+            format!(" and {} more (mean probabilities)", models.len() - 1)
+        } else {
+            String::new()
+        };
         println!(
-            "model {} version {} on {} ({:?} part)",
+            "model {} version {}{ensemble} on {} ({:?} part)",
             card.name,
             card.version,
             args.data.data.display(),

@@ -39,19 +39,40 @@ pub fn forward_all(model: &Model, samples: &Samples, normalization: Normalizatio
 
 /// The predicted class of every sample, in eval mode.
 pub fn predict(model: &Model, samples: &Samples, normalization: Normalization) -> Result<Vec<i64>, TrainError> {
-    let forward = forward_all(model, samples, normalization)?;
+    predict_ensemble(&[model], samples, normalization)
+}
+
+/// The class of every sample by the models' mean probabilities (for one model, its own
+/// prediction: the softmax keeps the logits' order).
+pub fn predict_ensemble(
+    models: &[&Model],
+    samples: &Samples,
+    normalization: Normalization,
+) -> Result<Vec<i64>, TrainError> {
     if samples.is_empty() {
         return Ok(Vec::new());
     }
-    let labels = forward.logits.argmax(-1, false).to_kind(Kind::Int64);
+    let mut summed: Option<Tensor> = None;
+    for model in models {
+        let probabilities = forward_all(model, samples, normalization)?.probabilities();
+        summed = Some(match summed {
+            Some(sum) => sum + probabilities,
+            None => probabilities,
+        });
+    }
+    let summed = summed.ok_or_else(|| TrainError::Config("no model to predict with".into()))?;
+    let labels = summed.argmax(-1, false).to_kind(Kind::Int64);
     Vec::<i64>::try_from(&labels).map_err(|e| TrainError::Torch(e.to_string()))
 }
 
 /// Share of samples whose predicted class is their label (0 for no samples).
 pub fn accuracy(model: &Model, samples: &Samples, normalization: Normalization) -> Result<f64, TrainError> {
-    let predictions = predict(model, samples, normalization)?;
-    let correct = predictions.iter().zip(&samples.labels).filter(|(p, l)| p == l).count();
-    Ok(correct as f64 / samples.len().max(1) as f64)
+    Ok(share_correct(&predict(model, samples, normalization)?, &samples.labels))
+}
+
+fn share_correct(predictions: &[i64], labels: &[i64]) -> f64 {
+    let correct = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
+    correct as f64 / labels.len().max(1) as f64
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -158,14 +179,24 @@ pub fn evaluate(
     normalization: Normalization,
     classes: &[String],
 ) -> Result<Evaluation, TrainError> {
-    if classes.len() as i64 != model.spec().classes {
+    evaluate_ensemble(&[model], samples, normalization, classes)
+}
+
+/// [`evaluate`] for the models' mean probabilities.
+pub fn evaluate_ensemble(
+    models: &[&Model],
+    samples: &Samples,
+    normalization: Normalization,
+    classes: &[String],
+) -> Result<Evaluation, TrainError> {
+    if let Some(model) = models.iter().find(|m| m.spec().classes != classes.len() as i64) {
         return Err(TrainError::Data(format!(
             "{} class names for a model with {} classes",
             classes.len(),
             model.spec().classes
         )));
     }
-    let predictions = predict(model, samples, normalization)?;
+    let predictions = predict_ensemble(models, samples, normalization)?;
     Ok(Evaluation::from_predictions(&samples.labels, &predictions, classes))
 }
 
@@ -195,7 +226,7 @@ pub struct SnrSweep {
 /// The noise of each (kind, SNR) cell is reproducible from `seed`; `cancel` is checked
 /// before each cell.
 pub fn snr_sweep(
-    model: &Model,
+    models: &[&Model],
     samples: &Samples,
     normalization: Normalization,
     kinds: &[NoiseKind],
@@ -212,7 +243,7 @@ pub fn snr_sweep(
             }
             let cell_seed = seed.wrapping_add((k * 1_000 + s) as u64);
             let noisy = noisy_copy(samples, kind, snr, cell_seed);
-            accuracies.push(accuracy(model, &noisy, normalization)?);
+            accuracies.push(share_correct(&predict_ensemble(models, &noisy, normalization)?, &noisy.labels));
         }
         let mean = accuracies.iter().sum::<f64>() / accuracies.len().max(1) as f64;
         rows.push(SweepRow { kind, accuracy: accuracies, mean });

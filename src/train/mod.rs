@@ -24,7 +24,8 @@ pub use calibrate::{calibrate, calibrate_from, fit_outputs, score_samples, score
 pub use compare::{compare, conditions, Candidate, CompareReport, Comparison, Condition, Watch};
 pub use config::{NoiseAugment, Optimizer, TrainConfig};
 pub use evaluate::{
-    evaluate, forward_all, paper_snrs, predict, snr_sweep, ClassMetrics, Evaluation, SnrSweep, SweepRow,
+    evaluate, evaluate_ensemble, forward_all, paper_snrs, predict, predict_ensemble, snr_sweep, ClassMetrics,
+    Evaluation, SnrSweep, SweepRow,
 };
 pub use metrics::{MetricsSummary, RunMetrics};
 pub use open_set::{classes_named, evaluate_open_set, leave_out, OpenSetReport, OpenSetRow, OpenSetSplit};

@@ -162,7 +162,7 @@ pub fn run_from(
     let sweep = (has_test && !request.sweep_kinds.is_empty())
         .then(|| {
             snr_sweep(
-                &model,
+                &[&model],
                 &dataset.test,
                 request.normalization,
                 &request.sweep_kinds,

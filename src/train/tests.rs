@@ -202,10 +202,12 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
     };
     run(&mut model, &data, &config).0.unwrap();
     let snrs = paper_snrs();
-    let a = snr_sweep(&model, &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &CancelToken::new())
-        .unwrap();
-    let b = snr_sweep(&model, &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &CancelToken::new())
-        .unwrap();
+    let a =
+        snr_sweep(&[&model], &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &CancelToken::new())
+            .unwrap();
+    let b =
+        snr_sweep(&[&model], &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &CancelToken::new())
+            .unwrap();
     assert_eq!(a, b);
     assert_eq!(a.rows.len(), 3);
     for row in &a.rows {
@@ -216,8 +218,8 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
     }
     let cancelled = CancelToken::new();
     cancelled.cancel();
-    let err =
-        snr_sweep(&model, &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &cancelled).unwrap_err();
+    let err = snr_sweep(&[&model], &data.test, Normalization::ZScore, &NoiseKind::SNR_KINDS, &snrs, 9, &cancelled)
+        .unwrap_err();
     assert!(matches!(err, TrainError::CancelledEvaluation) && err.is_cancelled(), "{err:?}");
 }
 
