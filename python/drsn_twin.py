@@ -145,22 +145,48 @@ class Network(nn.Module):
         self.units = nn.ModuleList(units)
         self.head = Head(spatial, width, spec["classes"])
 
-    def forward(self, x):
-        """Class probabilities and, per shrinkage unit (`units.{i}`), its diagnostics."""
+    def member_logits(self, x):
+        """The logits (a list of one) and, per shrinkage unit (`units.{i}`), its diagnostics."""
         h = self.stem(x)
         blocks = {}
         for i, unit in enumerate(self.units):
             h, diagnostics = unit(h)
             if diagnostics is not None:
                 blocks[f"units.{i}"] = diagnostics
-        return torch.softmax(self.head(h), dim=-1), blocks
+        return [self.head(h)], blocks
+
+    def forward(self, x):
+        """Class probabilities (of the members' mean logits) and every unit's diagnostics."""
+        logits, blocks = self.member_logits(x)
+        return torch.softmax(torch.stack(logits).mean(dim=0), dim=-1), blocks
+
+
+class Ensemble(Network):
+    """`members` networks of one spec, under `members.{m}`, judging by their mean logits."""
+
+    def __init__(self, spec):
+        nn.Module.__init__(self)
+        self.members = nn.ModuleList(Network(spec) for _ in range(spec["members"]))
+
+    def member_logits(self, x):
+        logits, blocks = [], {}
+        for m, member in enumerate(self.members):
+            (member_logits,), member_blocks = member.member_logits(x)
+            logits.append(member_logits)
+            blocks.update({f"members.{m}.{name}": d for name, d in member_blocks.items()})
+        return logits, blocks
+
+
+def build(spec):
+    """The network a Rust ModelSpec describes: one, or an ensemble of `members`."""
+    return Ensemble(spec) if spec.get("members", 1) > 1 else Network(spec)
 
 
 def load_model(spec_path, weights_path):
     """The network of `spec_path` with the weights of `weights_path`, in eval mode.
 
     Strict but for `num_batches_tracked`, a PyTorch counter that Rust does not keep."""
-    model = Network(json.loads(Path(spec_path).read_text()))
+    model = build(json.loads(Path(spec_path).read_text()))
     state = load_file(str(weights_path))
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
@@ -184,11 +210,12 @@ def named_outputs(model, x):
 
 
 def train_step(model, x, labels):
-    """One train-mode forward and backward (mean cross-entropy): every parameter's gradient
-    (`grad.{name}`) and every batch-norm running statistic afterwards (`running.{name}`)."""
+    """One train-mode forward and backward (mean cross-entropy, summed over an ensemble's
+    members): every parameter's gradient (`grad.{name}`) and every batch-norm running
+    statistic afterwards (`running.{name}`)."""
     model.train()
-    probabilities, _ = model(x)
-    F.nll_loss(probabilities.log(), labels).backward()
+    logits, _ = model.member_logits(x)
+    sum(F.cross_entropy(member, labels) for member in logits).backward()
     out = {f"grad.{name}": p.grad for name, p in model.named_parameters()}
     for name, buffer in model.named_buffers():
         if not name.endswith("num_batches_tracked"):

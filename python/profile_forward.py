@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drsn_twin import Network, ResidualUnit, Shrinkage  # noqa: E402
+from drsn_twin import ResidualUnit, Shrinkage, build  # noqa: E402
 
 
 # The labels a module's forward is recorded under (the innermost label wins per operator).
@@ -108,7 +108,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     card = json.loads((args.model / "card.json").read_text())
-    model = Network(card["spec"])
+    model = build(card["spec"])
     state = load_file(str(args.model / "weights.safetensors"))
     model.load_state_dict(state, strict=False)
     model.eval()

@@ -29,7 +29,7 @@ except ImportError as err:
     sys.exit(f"train_bench: {err}. Run it with the Python of `scripts/libtorch.sh` (DRSN_PYTHON).")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drsn_twin import Network  # noqa: E402  (the twin lives beside this file)
+from drsn_twin import build  # noqa: E402  (the twin lives beside this file)
 
 
 def logits(model, x):
@@ -61,7 +61,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    model = Network(json.loads(args.spec.read_text())).to(device).train()
+    model = build(json.loads(args.spec.read_text())).to(device).train()
     kernels = [m.weight for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     kernel_ids = {id(k) for k in kernels}
     others = [p for p in model.parameters() if id(p) not in kernel_ids]

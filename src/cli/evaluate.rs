@@ -1,4 +1,4 @@
-//! `drsn evaluate`: a model folder (or several, judging by their mean probabilities) against
+//! `drsn evaluate`: a model folder (or several, judging by their mean logits) against
 //! a data set: accuracy, per-class precision and recall, the confusion matrix and the SNR
 //! sweep.
 
@@ -32,7 +32,7 @@ pub enum SplitArg {
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// A model folder (card.json and weights.safetensors). Given more than once (or as a
-    /// comma-separated list), the models judge together by their mean probabilities (a seed
+    /// comma-separated list), the models judge together by their mean logits (a seed
     /// ensemble); they must share classes, window, rate and normalisation.
     #[arg(long, env = "DRSN_MODEL", required = true, value_delimiter = ',')]
     pub model: Vec<PathBuf>,
@@ -187,11 +187,8 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        let ensemble = if models.len() > 1 {
-            format!(" and {} more (mean probabilities)", models.len() - 1)
-        } else {
-            String::new()
-        };
+        let ensemble =
+            if models.len() > 1 { format!(" and {} more (mean logits)", models.len() - 1) } else { String::new() };
         println!(
             "model {} version {}{ensemble} on {} ({:?} part)",
             card.name,

@@ -48,6 +48,11 @@ pub struct TrainArgs {
     /// resnet, drsn-cs or drsn-cw (with --preset).
     #[arg(long, env = "DRSN_ARCH", default_value = "drsn-cw")]
     pub arch: Arch,
+    /// Networks trained side by side from different initial weights, judging together by
+    /// their mean logits (a seed ensemble; each costs a network's time) [default: the
+    /// spec's, 1 for a preset].
+    #[arg(long, env = "DRSN_MEMBERS")]
+    pub members: Option<i64>,
     /// Sample rate the model works at, in Hz: recordings at other rates are resampled to it.
     #[arg(long, env = "DRSN_SAMPLE_RATE")]
     pub sample_rate: Option<u32>,
@@ -73,12 +78,17 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     fn base_spec(&self) -> anyhow::Result<ModelSpec> {
-        match &self.spec {
-            Some(path) => super::spec::read_file(path),
+        let mut spec = match &self.spec {
+            Some(path) => super::spec::read_file(path)?,
             // The class count is set from the data once it is read.
             None => ModelSpec::preset(&self.preset, self.arch, 2)
-                .map_err(|e| anyhow::anyhow!("{e} (presets: {})", PRESETS.join(", "))),
+                .map_err(|e| anyhow::anyhow!("{e} (presets: {})", PRESETS.join(", ")))?,
+        };
+        if let Some(members) = self.members {
+            spec.members = members;
+            spec.validate()?;
         }
+        Ok(spec)
     }
 }
 

@@ -381,7 +381,7 @@ impl Values {
             .units
             .into_iter()
             .map(|u| {
-                let name: Arc<str> = Arc::from(format!("units.{}", u.unit.index));
+                let name: Arc<str> = Arc::from(u.unit.name.as_str());
                 (name, u.unit.stage, [u.thresholds, u.scales, u.mean_abs, u.zeroed_fraction])
             })
             .collect();

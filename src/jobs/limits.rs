@@ -17,7 +17,7 @@ pub struct JobLimits {
     pub max_window_epochs: u64,
     /// Most channels anywhere in a custom network (input, stem, stages).
     pub max_channels: i64,
-    /// Most residual units in all stages together.
+    /// Most residual units in all stages (and all members of an ensemble) together.
     pub max_units: i64,
     /// Most stages.
     pub max_stages: usize,
@@ -72,6 +72,7 @@ impl JobLimits {
             return Err(over("spec.stages", "a count of", spec.stages.len(), self.max_stages));
         }
         let units = spec.stages.iter().map(|s| s.units.max(0)).fold(0i64, i64::saturating_add);
+        let units = units.saturating_mul(spec.members.max(1));
         if units > self.max_units {
             return Err(over("spec.stages", "a total of", format!("{units} units"), self.max_units));
         }
@@ -135,6 +136,12 @@ mod tests {
         let mut deep = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10).unwrap();
         deep.stages[0].units = 1000;
         assert!(l.check_spec(&deep).unwrap_err().problem.contains("units"));
+        // 12 units a member.
+        let mut ensemble = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10).unwrap();
+        ensemble.members = 5;
+        assert!(l.check_spec(&ensemble).is_ok());
+        ensemble.members = 6;
+        assert!(l.check_spec(&ensemble).unwrap_err().problem.contains("72 units"));
         assert!(l.check_stride(1).unwrap_err().problem.contains("--job-min-stride"));
         assert!(l.check_work(100_000, 1000).unwrap_err().problem.contains("--job-max-window-epochs"));
         assert!(l.check_work(10_000, 40).is_ok());

@@ -95,11 +95,26 @@ pub struct ModelSpec {
     /// Kernel width of the convolutions inside residual units.
     #[serde(default = "default_kernel")]
     pub kernel: i64,
+    /// Networks of this shape trained side by side from different initial weights, judging
+    /// by their mean logits (an ensemble); 1 (the default) is a single network.
+    #[serde(default = "one_member", skip_serializing_if = "is_one_member")]
+    pub members: i64,
 }
 
 fn default_kernel() -> i64 {
     3
 }
+
+fn one_member() -> i64 {
+    1
+}
+
+fn is_one_member(members: &i64) -> bool {
+    *members == 1
+}
+
+/// Most members of an ensemble: each costs a whole network's time and memory.
+pub const MAX_MEMBERS: i64 = 8;
 
 /// Names accepted by [`ModelSpec::preset`].
 pub const PRESETS: &[&str] = &["paper-1d", "seed-2d", "mnist-2d"];
@@ -124,6 +139,7 @@ impl ModelSpec {
                 stages: vec![stage(4, 4, 2), stage(8, 4, 2), stage(16, 4, 2)],
                 classes,
                 kernel: 3,
+                members: 1,
             },
             "seed-2d" => ModelSpec {
                 arch,
@@ -134,6 +150,7 @@ impl ModelSpec {
                 stages: vec![stage(8, 1, 2)],
                 classes,
                 kernel: 3,
+                members: 1,
             },
             "mnist-2d" => ModelSpec {
                 arch,
@@ -144,6 +161,7 @@ impl ModelSpec {
                 stages: vec![stage(8, 1, 1), stage(16, 1, 2), stage(32, 1, 2)],
                 classes,
                 kernel: 3,
+                members: 1,
             },
             other => {
                 return Err(NnError::Spec(format!("unknown preset {other:?}; expected one of {}", PRESETS.join(", "))))
@@ -181,6 +199,9 @@ impl ModelSpec {
         if self.stages.is_empty() {
             return bad("a network needs at least one stage".into());
         }
+        if !(1..=MAX_MEMBERS).contains(&self.members) {
+            return bad(format!("members must be 1 to {MAX_MEMBERS}, got {}", self.members));
+        }
         let mut width = self.stem.channels;
         for (i, s) in self.stages.iter().enumerate() {
             if s.units < 1 || s.stride < 1 {
@@ -195,9 +216,37 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// Total number of residual units.
+    /// Number of residual units of one member.
     pub fn unit_count(&self) -> usize {
         self.stages.iter().map(|s| s.units as usize).sum()
+    }
+
+    /// Where a member's variables live: at the root for a single network, under
+    /// `members.{m}.` in an ensemble.
+    pub fn member_prefix(&self, member: usize) -> String {
+        if self.members == 1 {
+            String::new()
+        } else {
+            format!("members.{member}.")
+        }
+    }
+
+    /// The name (variable path) and stage of every shrinkage unit, member by member, in
+    /// the order the network reports them: `units.{i}`, or `members.{m}.units.{i}`.
+    pub fn shrink_units(&self) -> Vec<(String, usize)> {
+        if !self.arch.has_shrinkage() {
+            return Vec::new();
+        }
+        let stages: Vec<usize> = self
+            .stages
+            .iter()
+            .enumerate()
+            .flat_map(|(s, stage)| std::iter::repeat_n(s, stage.units as usize))
+            .collect();
+        (0..self.members as usize)
+            .flat_map(|m| stages.iter().enumerate().map(move |(i, &s)| (m, i, s)))
+            .map(|(m, i, s)| (format!("{}units.{i}", self.member_prefix(m)), s))
+            .collect()
     }
 
     /// The expected input shape of one sample: `[C, L]` or `[C, H, W]`.
@@ -228,6 +277,24 @@ mod tests {
         let paper = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10).unwrap();
         assert_eq!(paper.unit_count(), 12);
         assert_eq!(paper.sample_shape(), vec![1, 2048]);
+    }
+
+    #[test]
+    fn an_ensembles_units_are_named_member_by_member_and_its_size_is_bounded() {
+        let mut spec = ModelSpec::preset("seed-2d", Arch::DrsnCw, 10).unwrap();
+        assert_eq!(spec.shrink_units(), vec![("units.0".to_string(), 0)]);
+        assert!(!serde_json::to_string(&spec).unwrap().contains("members"), "a single network's card stays as it was");
+        spec.members = 2;
+        assert_eq!(
+            spec.shrink_units(),
+            vec![("members.0.units.0".to_string(), 0), ("members.1.units.0".to_string(), 0)]
+        );
+        assert_eq!(serde_json::from_str::<ModelSpec>(&serde_json::to_string(&spec).unwrap()).unwrap(), spec);
+        for bad in [0, MAX_MEMBERS + 1] {
+            spec.members = bad;
+            assert!(spec.validate().unwrap_err().to_string().contains("members"), "{bad}");
+        }
+        assert!(ModelSpec::preset("paper-1d", Arch::Resnet, 10).unwrap().shrink_units().is_empty());
     }
 
     #[test]

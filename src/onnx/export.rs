@@ -11,7 +11,7 @@ use tch::Tensor;
 use super::graph::{float, int, ints, Graph};
 use super::proto::{ModelProto, OperatorSetIdProto};
 use super::OnnxError;
-use crate::nn::{flat_values, Arch, Model, BN_EPS};
+use crate::nn::{flat_values, Arch, Model, ModelSpec, BN_EPS};
 
 /// Opset 17: `ReduceMean` still takes its axes as an attribute; every runtime since 2022.
 const OPSET: i64 = 17;
@@ -25,14 +25,15 @@ pub const FEATURES: &str = "features";
 pub const STAGE_FEATURES: &str = "stage_features";
 pub const UNIT_OUTPUTS: [&str; 4] = ["thresholds", "scales", "mean_abs", "zeroed_fraction"];
 
-pub fn unit_output(unit: usize, what: &str) -> String {
-    format!("units.{unit}.{what}")
+/// `unit` is the unit's name, e.g. `units.3` or `members.1.units.3`.
+pub fn unit_output(unit: &str, what: &str) -> String {
+    format!("{unit}.{what}")
 }
 
-/// A shrinkage unit of the network: its index among all units and its stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A shrinkage unit of the network: its name (variable path) and its stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShrinkUnit {
-    pub index: usize,
+    pub name: String,
     pub stage: usize,
 }
 
@@ -41,43 +42,27 @@ pub struct ShrinkUnit {
 pub fn export(model: &Model, diagnostics: bool) -> Result<(Vec<u8>, Vec<ShrinkUnit>), OnnxError> {
     let weights = Weights(model.var_store().variables());
     let spec = model.spec();
-    let mut b = Builder { g: Graph::default(), w: &weights, spatial: spec.dim.spatial() };
+    let mut b = Builder { g: Graph::default(), w: &weights, spec, spatial: spec.dim.spatial() };
     let mut outputs = [PROBABILITIES, LOGITS, FEATURES, STAGE_FEATURES].map(String::from).to_vec();
     let mut units = Vec::new();
 
-    let mut h = b.conv(INPUT, "stem.conv", spec.stem.stride, spec.stem.kernel)?;
-    let mut width = spec.stem.channels;
-    let mut stage_pools = Vec::new();
-    let mut index = 0;
-    for (stage, s) in spec.stages.iter().enumerate() {
-        for u in 0..s.units {
-            let p = format!("units.{index}");
-            let stride = if u == 0 { s.stride } else { 1 };
-            let a = b.bn_relu(&h, &format!("{p}.bn1"))?;
-            let r = b.conv(&a, &format!("{p}.conv1"), stride, spec.kernel)?;
-            let r = b.bn_relu(&r, &format!("{p}.bn2"))?;
-            let mut r = b.conv(&r, &format!("{p}.conv2"), 1, spec.kernel)?;
-            if spec.arch != Arch::Resnet {
-                r = b.shrink(&r, &p, spec.arch == Arch::DrsnCs, diagnostics.then_some(index))?;
-                units.push(ShrinkUnit { index, stage });
-                if diagnostics {
-                    outputs.extend(UNIT_OUTPUTS.iter().map(|what| unit_output(index, what)));
-                }
-            }
-            let id = b.identity(&h, stride, width, s.channels);
-            h = b.g.node("Add", &[&r, &id], vec![]);
-            width = s.channels;
-            index += 1;
-        }
-        // After the stage's last unit (a spec has at least one unit a stage).
-        let abs = b.g.node("Abs", &[&h], vec![]);
-        stage_pools.push(b.global_average(&abs));
+    let mut pooled = Vec::new();
+    for m in 0..spec.members.max(1) as usize {
+        pooled.push(b.member(&spec.member_prefix(m), diagnostics, &mut outputs, &mut units)?);
     }
-    let head = b.bn_relu(&h, "head.bn")?;
-    let features = b.global_average(&head);
-    let logits = b.dense(&features, "head.fc")?;
-    let refs: Vec<&str> = stage_pools.iter().map(String::as_str).collect();
-    let stage_features = b.g.node("Concat", &refs, vec![int("axis", 1)]);
+    // An ensemble's: the members' mean logits, their features side by side.
+    let (logits, features, stage_features) = match pooled.as_slice() {
+        [one] => (one.logits.clone(), one.features.clone(), one.stage_features.clone()),
+        many => {
+            let pick = |f: fn(&Pooled) -> &str| many.iter().map(f).collect::<Vec<&str>>();
+            let concat = vec![int("axis", 1)];
+            (
+                b.g.node("Mean", &pick(|p| &p.logits), vec![]),
+                b.g.node("Concat", &pick(|p| &p.features), concat.clone()),
+                b.g.node("Concat", &pick(|p| &p.stage_features), concat),
+            )
+        }
+    };
     // In the graph, so that a caller needs no tensor maths of its own.
     let probabilities = b.g.node("Softmax", &[&logits], vec![int("axis", -1)]);
     b.g.rename(&probabilities, PROBABILITIES)?;
@@ -97,6 +82,13 @@ pub fn export(model: &Model, diagnostics: bool) -> Result<(Vec<u8>, Vec<ShrinkUn
     Ok((model.encode_to_vec(), units))
 }
 
+/// A member's pooled outputs: names of graph values.
+struct Pooled {
+    logits: String,
+    features: String,
+    stage_features: String,
+}
+
 struct Weights(HashMap<String, Tensor>);
 
 impl Weights {
@@ -110,10 +102,58 @@ impl Weights {
 struct Builder<'w> {
     g: Graph,
     w: &'w Weights,
+    spec: &'w ModelSpec,
     spatial: usize,
 }
 
 impl Builder<'_> {
+    /// One member of the network, its variables under `prefix`: its logits, pooled
+    /// features and stage features (graph values), its shrinkage units added to `units`
+    /// and, with `diagnostics`, their outputs to `outputs`.
+    fn member(
+        &mut self,
+        prefix: &str,
+        diagnostics: bool,
+        outputs: &mut Vec<String>,
+        units: &mut Vec<ShrinkUnit>,
+    ) -> Result<Pooled, OnnxError> {
+        let spec = self.spec;
+        let mut h = self.conv(INPUT, &format!("{prefix}stem.conv"), spec.stem.stride, spec.stem.kernel)?;
+        let mut width = spec.stem.channels;
+        let mut stage_pools = Vec::new();
+        let mut index = 0;
+        for (stage, s) in spec.stages.iter().enumerate() {
+            for u in 0..s.units {
+                let p = format!("{prefix}units.{index}");
+                let stride = if u == 0 { s.stride } else { 1 };
+                let a = self.bn_relu(&h, &format!("{p}.bn1"))?;
+                let r = self.conv(&a, &format!("{p}.conv1"), stride, spec.kernel)?;
+                let r = self.bn_relu(&r, &format!("{p}.bn2"))?;
+                let mut r = self.conv(&r, &format!("{p}.conv2"), 1, spec.kernel)?;
+                if spec.arch != Arch::Resnet {
+                    r = self.shrink(&r, &p, spec.arch == Arch::DrsnCs, diagnostics)?;
+                    if diagnostics {
+                        outputs.extend(UNIT_OUTPUTS.iter().map(|what| unit_output(&p, what)));
+                    }
+                    units.push(ShrinkUnit { name: p, stage });
+                }
+                let id = self.identity(&h, stride, width, s.channels);
+                h = self.g.node("Add", &[&r, &id], vec![]);
+                width = s.channels;
+                index += 1;
+            }
+            // After the stage's last unit (a spec has at least one unit a stage).
+            let abs = self.g.node("Abs", &[&h], vec![]);
+            stage_pools.push(self.global_average(&abs));
+        }
+        let head = self.bn_relu(&h, &format!("{prefix}head.bn"))?;
+        let features = self.global_average(&head);
+        let logits = self.dense(&features, &format!("{prefix}head.fc"))?;
+        let refs: Vec<&str> = stage_pools.iter().map(String::as_str).collect();
+        let stage_features = self.g.node("Concat", &refs, vec![int("axis", 1)]);
+        Ok(Pooled { logits, features, stage_features })
+    }
+
     fn param(&mut self, name: &str) -> Result<String, OnnxError> {
         let (dims, values) = self.w.get(name)?;
         Ok(self.g.constant(name, &dims, &values))
@@ -160,8 +200,8 @@ impl Builder<'_> {
 
     /// `nn::shrink::Shrinkage` at inference: `x - clamp(x, -tau, tau)`, with
     /// `tau = sigmoid(FC(ReLU(BN(FC(GAP|x|))))) * GAP|x|` (averaged over channels when
-    /// `shared`). With `diagnostics: Some(unit)`, its values become graph outputs.
-    fn shrink(&mut self, x: &str, p: &str, shared: bool, diagnostics: Option<usize>) -> Result<String, OnnxError> {
+    /// `shared`). With `diagnostics`, its values become graph outputs named after `p`.
+    fn shrink(&mut self, x: &str, p: &str, shared: bool, diagnostics: bool) -> Result<String, OnnxError> {
         let abs = self.g.node("Abs", &[x], vec![]);
         let mean_abs = self.global_average(&abs);
         let z = self.dense(&mean_abs, &format!("{p}.shrink.fc1"))?;
@@ -180,7 +220,7 @@ impl Builder<'_> {
         let neg_tau = self.g.node("Neg", &[&tau], vec![]);
         let inside = self.g.node("Max", &[&below, &neg_tau], vec![]);
         let out = self.g.node("Sub", &[x, &inside], vec![]);
-        if let Some(unit) = diagnostics {
+        if diagnostics {
             let zero = self.g.constant(&format!("{p}.zero"), &[], &[0.0]);
             let zeros = self.g.node("Equal", &[&out, &zero], vec![]);
             let zeros = self.g.node("Cast", &[&zeros], vec![int("to", super::proto::FLOAT as i64)]);
@@ -188,7 +228,7 @@ impl Builder<'_> {
             axes.extend(self.spatial_axes());
             let zeroed = self.g.node("ReduceMean", &[&zeros], vec![ints("axes", &axes), int("keepdims", 0)]);
             for (what, value) in UNIT_OUTPUTS.iter().zip([&thresholds, &scales, &mean_abs, &zeroed]) {
-                self.g.rename(value, &unit_output(unit, what))?;
+                self.g.rename(value, &unit_output(p, what))?;
             }
         }
         Ok(out)

@@ -126,9 +126,9 @@ impl OnnxModel {
         let units = if diagnostics {
             let unit = |u: &ShrinkUnit| {
                 let [thresholds, scales, mean_abs, zeroed_fraction] =
-                    UNIT_OUTPUTS.map(|what| values(&outputs, &unit_output(u.index, what)));
+                    UNIT_OUTPUTS.map(|what| values(&outputs, &unit_output(&u.name, what)));
                 Ok(UnitOutputs {
-                    unit: *u,
+                    unit: u.clone(),
                     thresholds: thresholds?,
                     scales: scales?,
                     mean_abs: mean_abs?,
@@ -157,7 +157,7 @@ impl OnnxOutputs {
         let mut forward = self.pooled()?;
         for u in &self.units {
             forward.blocks.push(BlockDiagnostics {
-                name: format!("units.{}", u.unit.index),
+                name: u.unit.name.clone(),
                 stage: u.unit.stage,
                 diagnostics: ShrinkDiagnostics {
                     thresholds: self.matrix(&u.thresholds)?,
@@ -173,6 +173,7 @@ impl OnnxOutputs {
     /// Logits and pooled features only, as tensors.
     pub fn pooled(&self) -> Result<Forward, OnnxError> {
         Ok(Forward {
+            member_logits: Vec::new(),
             logits: self.matrix(&self.logits)?,
             blocks: Vec::new(),
             features: self.matrix(&self.features)?,

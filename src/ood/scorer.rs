@@ -201,7 +201,7 @@ mod tests {
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
         let features = Tensor::from_slice(&flat).view([rows.len() as i64, 2]);
         let logits = Tensor::from_slice(&[2.0f32, 0.0].repeat(rows.len())).view([rows.len() as i64, 2]);
-        Forward { logits, blocks: Vec::new(), features, stage_features: Tensor::new() }
+        Forward { logits, blocks: Vec::new(), features, stage_features: Tensor::new(), member_logits: Vec::new() }
     }
 
     #[test]

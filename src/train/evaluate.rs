@@ -34,7 +34,13 @@ pub fn forward_all(model: &Model, samples: &Samples, normalization: Normalizatio
         stages.push(forward.stage_features.to_device(Device::Cpu));
     }
     let cat = |parts: Vec<Tensor>| if parts.is_empty() { Tensor::new() } else { Tensor::cat(&parts, 0) };
-    Ok(Forward { logits: cat(logits), blocks: Vec::new(), features: cat(features), stage_features: cat(stages) })
+    Ok(Forward {
+        logits: cat(logits),
+        blocks: Vec::new(),
+        features: cat(features),
+        stage_features: cat(stages),
+        member_logits: Vec::new(),
+    })
 }
 
 /// The predicted class of every sample, in eval mode.
@@ -42,8 +48,8 @@ pub fn predict(model: &Model, samples: &Samples, normalization: Normalization) -
     predict_ensemble(&[model], samples, normalization)
 }
 
-/// The class of every sample by the models' mean probabilities (for one model, its own
-/// prediction: the softmax keeps the logits' order).
+/// The class of every sample by the models' mean logits, as an ensemble network of them
+/// would judge (for one model, its own prediction).
 pub fn predict_ensemble(
     models: &[&Model],
     samples: &Samples,
@@ -54,10 +60,10 @@ pub fn predict_ensemble(
     }
     let mut summed: Option<Tensor> = None;
     for model in models {
-        let probabilities = forward_all(model, samples, normalization)?.probabilities();
+        let logits = forward_all(model, samples, normalization)?.logits;
         summed = Some(match summed {
-            Some(sum) => sum + probabilities,
-            None => probabilities,
+            Some(sum) => sum + logits,
+            None => logits,
         });
     }
     let summed = summed.ok_or_else(|| TrainError::Config("no model to predict with".into()))?;
@@ -182,7 +188,7 @@ pub fn evaluate(
     evaluate_ensemble(&[model], samples, normalization, classes)
 }
 
-/// [`evaluate`] for the models' mean probabilities.
+/// [`evaluate`] for the models' mean logits.
 pub fn evaluate_ensemble(
     models: &[&Model],
     samples: &Samples,

@@ -22,6 +22,7 @@ fn tiny_spec() -> ModelSpec {
         stages: vec![StageSpec { channels: 8, units: 2, stride: 2 }],
         classes: 3,
         kernel: 3,
+        members: 1,
     }
 }
 

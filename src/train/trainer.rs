@@ -264,8 +264,9 @@ impl Run<'_> {
 
     /// One optimiser step on a batch: its loss and how many it got right.
     fn step(&mut self, model: &mut Model, xs: &Tensor, ys: &Tensor) -> (f64, i64) {
-        let logits = model.forward_t(xs, true).logits;
-        let loss = logits.cross_entropy_for_logits(ys);
+        let forward = model.forward_t(xs, true);
+        let loss = forward.loss(ys);
+        let logits = forward.logits;
         self.optimizer.zero_grad();
         loss.backward();
         // L2 on kernels as gradients: d/dw (wd * w^2) = 2 wd w, the same update as adding
@@ -286,7 +287,8 @@ impl Run<'_> {
             average.update();
         }
         let correct = logits.argmax(-1, false).eq_tensor(ys).sum(Kind::Int64).int64_value(&[]);
-        (loss.double_value(&[]), correct)
+        // Per member, so that an ensemble's figure reads like a single network's.
+        (loss.double_value(&[]) / model.spec().members.max(1) as f64, correct)
     }
 }
 

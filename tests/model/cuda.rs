@@ -48,7 +48,7 @@ fn every_network_matches_the_cpu_on_cuda_and_trains_there() {
 
             let mut opt = tch::nn::Adam::default().build(cuda.var_store(), 1e-3).unwrap();
             let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7]).to_device(gpu);
-            let loss = cuda.forward_t(&xs.to_device(gpu), true).logits.cross_entropy_for_logits(&labels);
+            let loss = cuda.forward_t(&xs.to_device(gpu), true).loss(&labels);
             opt.backward_step(&loss);
             let loss = loss.double_value(&[]);
             assert!(loss.is_finite() && loss > 0.0, "{what}: training loss {loss}");

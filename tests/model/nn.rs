@@ -131,3 +131,37 @@ fn weights_that_do_not_fit_the_spec_are_refused_with_the_mismatch_named() {
     let err = model.infer(&Tensor::zeros([2, 1, 1000], (Kind::Float, Device::Cpu)), false).unwrap_err();
     assert!(err.to_string().contains("[N, 1, 2048]"), "{err}");
 }
+
+#[test]
+fn an_ensemble_judges_by_its_members_mean_logits_and_trains_each_member_on_its_own_loss() {
+    tch::manual_seed(4);
+    let single = ModelSpec::preset("paper-1d", Arch::DrsnCw, 5).unwrap();
+    let spec = ModelSpec { members: 3, ..single.clone() };
+    let ensemble = Model::new(&spec, Device::Cpu).unwrap();
+    // Each member is a whole network of the single spec: its weights, loaded alone, give
+    // the member's logits.
+    let vars = ensemble.var_store().variables();
+    let xs = batch(&spec, 4);
+    let out = ensemble.infer(&xs, true).unwrap();
+    let mut sum = Tensor::zeros([4, 5], (Kind::Float, Device::Cpu));
+    for m in 0..3 {
+        let mut member = Model::new(&single, Device::Cpu).unwrap();
+        tch::no_grad(|| {
+            for (name, mut var) in member.var_store_mut().variables() {
+                var.copy_(&vars[&format!("members.{m}.{name}")]);
+            }
+        });
+        sum += member.infer(&xs, false).unwrap().logits;
+    }
+    let diff = (&out.logits - sum / 3.0).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "ensemble logits differ from the members' mean by {diff}");
+    assert_eq!(out.features.size(), vec![4, 3 * 16], "features side by side");
+    assert_eq!(out.blocks.len(), 3 * single.unit_count());
+    assert_eq!(out.blocks[single.unit_count()].name, "members.1.units.0");
+    // Training: the loss is the sum of each member's own cross-entropy.
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 3]);
+    let train = ensemble.forward_t(&xs, true);
+    assert_eq!(train.member_logits.len(), 3);
+    let own: f64 = train.member_logits.iter().map(|l| l.cross_entropy_for_logits(&labels).double_value(&[])).sum();
+    assert!((train.loss(&labels).double_value(&[]) - own).abs() < 1e-5);
+}

@@ -14,8 +14,8 @@ const TOLERANCE: f64 = 1e-5;
 const BATCH: i64 = 4;
 
 /// The presets of both dimensions, and two specs that no preset covers: odd lengths and
-/// sizes, several input channels, wider kernels, stride 3, and odd channel growth (so
-/// that the identity's zero channels split unevenly).
+/// sizes, several input channels, wider kernels, stride 3, odd channel growth (so that
+/// the identity's zero channels split unevenly), and an ensemble of two members.
 pub(crate) fn specs() -> Vec<(String, ModelSpec)> {
     let mut specs = Vec::new();
     for arch in [Arch::Resnet, Arch::DrsnCs, Arch::DrsnCw] {
@@ -34,6 +34,8 @@ pub(crate) fn specs() -> Vec<(String, ModelSpec)> {
                 stages: vec![stage(4, 2, 2), stage(7, 1, 3)],
                 classes: 5,
                 kernel: 5,
+                // An ensemble: members under `members.{m}.`, mean logits, a loss per member.
+                members: 2,
             },
         ));
         specs.push((
@@ -47,6 +49,7 @@ pub(crate) fn specs() -> Vec<(String, ModelSpec)> {
                 stages: vec![stage(6, 1, 1), stage(9, 2, 2)],
                 classes: 4,
                 kernel: 3,
+                members: 1,
             },
         ));
     }
@@ -96,7 +99,7 @@ fn write_case(dir: &Path, spec: &ModelSpec) -> Vec<String> {
 
     let xs_train = batch(spec);
     let labels = Tensor::randint(spec.classes, [BATCH], (Kind::Int64, Device::Cpu));
-    model.forward_t(&xs_train, true).logits.cross_entropy_for_logits(&labels).backward();
+    model.forward_t(&xs_train, true).loss(&labels).backward();
     let mut train = Vec::new();
     for (name, var) in model.var_store().variables() {
         if var.requires_grad() {

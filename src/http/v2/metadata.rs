@@ -16,7 +16,7 @@ pub const BYTES: &str = "BYTES";
 pub const PLATFORM: &str = "drsn_libtorch";
 
 /// One output of a model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// FP32 `[N, classes]`, in the card's class order.
     Probabilities,
@@ -26,7 +26,7 @@ pub enum Output {
     /// card's `ood.threshold` flags it).
     OodScore,
     /// FP32 `[N, T]`: the thresholds of residual unit `i` (`T` channels for DRSN-CW, 1 for DRSN-CS).
-    Thresholds { unit: usize, width: usize },
+    Thresholds { unit: String, width: usize },
 }
 
 impl Output {
@@ -37,7 +37,7 @@ impl Output {
             Output::Probabilities => "probabilities".into(),
             Output::Label => "label".into(),
             Output::OodScore => "ood_score".into(),
-            Output::Thresholds { unit, .. } => format!("thresholds/{}", unit_name(*unit)),
+            Output::Thresholds { unit, .. } => format!("thresholds/{unit}"),
         }
     }
 
@@ -58,10 +58,6 @@ impl Output {
     }
 }
 
-pub fn unit_name(unit: usize) -> String {
-    format!("units.{unit}")
-}
-
 /// Every output of a model, in the order metadata lists them and inference returns them;
 /// `calibrated`: the card has an out-of-distribution score.
 pub fn outputs(spec: &ModelSpec, calibrated: bool) -> Vec<Output> {
@@ -69,12 +65,10 @@ pub fn outputs(spec: &ModelSpec, calibrated: bool) -> Vec<Output> {
     if calibrated {
         outputs.push(Output::OodScore);
     }
-    if spec.arch.has_shrinkage() {
-        let widths = spec.stages.iter().flat_map(|s| std::iter::repeat_n(s.channels as usize, s.units as usize));
-        for (unit, channels) in widths.enumerate() {
-            let width = if spec.arch == Arch::DrsnCw { channels } else { 1 };
-            outputs.push(Output::Thresholds { unit, width });
-        }
+    for (unit, stage) in spec.shrink_units() {
+        let channels = spec.stages.get(stage).map_or(1, |s| s.channels as usize);
+        let width = if spec.arch == Arch::DrsnCw { channels } else { 1 };
+        outputs.push(Output::Thresholds { unit, width });
     }
     outputs
 }

@@ -68,7 +68,7 @@ pub struct RequestedOutput {
 }
 
 /// An output to return, and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selected {
     pub output: Output,
     pub binary: bool,
@@ -210,7 +210,7 @@ pub fn outputs_asked(card: &ModelCard, request: &InferRequest) -> Result<Vec<Sel
     let mut selected: Vec<Selected> = Vec::with_capacity(asked.len());
     for o in asked {
         let what = format!("output {:?}", o.name);
-        let output = all.iter().copied().find(|a| a.name() == o.name).ok_or_else(|| {
+        let output = all.iter().find(|a| a.name() == o.name).cloned().ok_or_else(|| {
             let names: Vec<String> = all.iter().map(Output::name).collect();
             bad(format!("unknown {what}; model {} has outputs {}", card.name, names.join(", ")))
         })?;

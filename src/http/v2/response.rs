@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::metadata::{unit_name, Output};
+use super::metadata::Output;
 use super::request::{Selected, HEADER_LENGTH};
 use crate::engine::WindowPrediction;
 use crate::http::diagnose::response::argmax;
@@ -64,7 +64,7 @@ impl TensorData {
 /// One output's values over the windows, with its shape.
 fn values(
     card: &ModelCard,
-    output: Output,
+    output: &Output,
     windows: &[WindowPrediction],
 ) -> Result<(Vec<usize>, TensorData), ApiError> {
     let n = windows.len();
@@ -85,11 +85,10 @@ fn values(
         Output::OodScore => {
             (vec![n], TensorData::Fp32(windows.iter().map(|w| w.ood_score.unwrap_or(f32::NAN)).collect()))
         }
-        Output::Thresholds { unit, width } => {
-            let name = unit_name(unit);
+        &Output::Thresholds { unit: ref name, width } => {
             let mut values = Vec::with_capacity(n * width);
             for w in windows {
-                let block = w.blocks.iter().find(|b| *b.name == name).filter(|b| b.thresholds.len() == width);
+                let block = w.blocks.iter().find(|b| *b.name == **name).filter(|b| b.thresholds.len() == width);
                 let block = block.ok_or_else(|| {
                     ApiError::Internal(format!("model {} did not report {width} thresholds for unit {name}", card.name))
                 })?;
@@ -111,7 +110,7 @@ pub fn encode(
     let mut binary = Vec::new();
     let mut outputs = Vec::with_capacity(selected.len());
     for s in selected {
-        let (shape, data) = values(card, s.output, windows)?;
+        let (shape, data) = values(card, &s.output, windows)?;
         let mut tensor = OutputTensor {
             name: s.output.name(),
             datatype: s.output.datatype().into(),
