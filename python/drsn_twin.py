@@ -199,7 +199,8 @@ def load_model(spec_path, weights_path):
 
 
 def named_outputs(model, x):
-    """Every output under the names the Rust side stores: `probabilities`, `units.{i}.{what}`."""
+    """Every output under the names the Rust side stores: `probabilities`, `units.{i}.{what}`
+    (`members.{m}.units.{i}.{what}` in an ensemble)."""
     with torch.inference_mode():
         probabilities, blocks = model(x)
     out = {"probabilities": probabilities}

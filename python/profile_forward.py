@@ -35,13 +35,13 @@ def label_of(name, module):
         return "shrinkage: dense layers"
     if name.endswith("shrink.bn"):
         return "shrinkage: batch norm"
-    if name.endswith(("conv1", "conv2")) or name == "stem.conv":
+    if name.endswith(("conv1", "conv2")) or name.endswith("stem.conv"):
         return "convolutions"
     if name.endswith(("bn1", "bn2")):
         return "batch norms"
     if isinstance(module, ResidualUnit):
         return "unit: ReLUs, identity, sum"
-    if name == "head":
+    if name.endswith("head"):
         return "head (BN, ReLU, pooling, FC, softmax)"
     return None
 

@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from drsn_twin import build  # noqa: E402  (the twin lives beside this file)
 
 
-def logits(model, x):
-    """The twin's forward pass up to the class scores (its `forward` ends in a softmax)."""
-    h = model.stem(x)
-    for unit in model.units:
-        h, _ = unit(h)
-    return model.head(h)
+def loss_and_logits(model, x, y):
+    """Each member's cross-entropy summed (as drsn trains an ensemble), and the mean logits."""
+    logits, _ = model.member_logits(x)
+    if len(logits) == 1:
+        return F.cross_entropy(logits[0], y), logits[0]
+    return sum(F.cross_entropy(member, y) for member in logits), torch.stack(logits).mean(dim=0)
 
 
 def zscore(x):
@@ -82,8 +82,7 @@ def main():
             idx = order[step * args.batch:(step + 1) * args.batch]
             xb = zscore(x[idx]).to(device)
             yb = y[idx].to(device)
-            out = logits(model, xb)
-            loss = F.cross_entropy(out, yb)
+            loss, out = loss_and_logits(model, xb, yb)
             opt.zero_grad()
             loss.backward()
             opt.step()

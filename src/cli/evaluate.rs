@@ -102,9 +102,19 @@ pub(super) fn load(model_dir: &Path, data: &DataArgs, seed: u64, device: tch::De
     Ok(Loaded { card, model, dataset })
 }
 
-/// A further member of an ensemble: its card must read the data as the first's does.
-fn member(first: &ModelCard, dir: &Path, device: tch::Device) -> anyhow::Result<Model> {
+/// A further member of an ensemble: its card must read the data as the first's does and,
+/// unless every sample is judged (`same_split`), have been split the same way: otherwise
+/// one model's held-out windows were another's training windows.
+fn member(first: &ModelCard, dir: &Path, same_split: bool, device: tch::Device) -> anyhow::Result<Model> {
     let card = ModelCard::read(dir)?;
+    if same_split && card.data.description.split != first.data.description.split {
+        bail!(
+            "{} was split otherwise than the first model (another seed or fractions): its held-out windows \
+             may be the others' training windows; judge an ensemble of separately trained models with \
+             --split all on data none of them trained on",
+            dir.display()
+        );
+    }
     let same = card.classes == first.classes
         && card.sample_rate == first.sample_rate
         && card.normalization == first.normalization
@@ -127,7 +137,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let Loaded { card, model, dataset } = load(first, &args.data, args.seed, device)?;
     let mut members = vec![model];
     for dir in others {
-        members.push(member(&card, dir, device)?);
+        members.push(member(&card, dir, args.split != SplitArg::All, device)?);
     }
     let models: Vec<&Model> = members.iter().collect();
     let parts = match args.split {
@@ -177,7 +187,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         let json = serde_json::json!({
             "model": card.name,
             "version": card.version,
-            "ensemble": models.len(),
+            "models": args.model,
             "split": format!("{:?}", args.split).to_lowercase(),
             "test": test,
             "test_noise": noise.test_noise,

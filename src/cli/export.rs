@@ -16,7 +16,8 @@ pub struct ExportArgs {
     #[arg(long)]
     out: PathBuf,
     /// Also output every shrinkage unit's thresholds, scales, mean |x| and zeroed share
-    /// (`units.{i}.{what}`), besides `logits`, `features` and `stage_features`.
+    /// (`units.{i}.{what}`, `members.{m}.units.{i}.{what}` in an ensemble), besides `logits`,
+    /// `features` and `stage_features`.
     #[arg(long, env = "DRSN_DIAGNOSTICS")]
     diagnostics: bool,
 }

@@ -103,9 +103,10 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
         dataset = split.known.clone();
         Some(split)
     };
-    let runs = request.compare.as_ref().map_or(1, |c| c.runs());
-    ctx.limits.check_work(dataset.train.len(), plan.config.epochs.saturating_mul(runs)).map_err(failed)?;
     let spec = plan.network.spec(dataset.classes.len()).map_err(failed)?;
+    // Each member of an ensemble trains as a whole network.
+    let runs = request.compare.as_ref().map_or(spec.members.max(1) as usize, |c| c.runs());
+    ctx.limits.check_work(dataset.train.len(), plan.config.epochs.saturating_mul(runs)).map_err(failed)?;
     let mut run_request = RunRequest {
         spec,
         config: plan.config.clone(),

@@ -48,6 +48,11 @@ impl Default for JobLimits {
     }
 }
 
+/// Most features the out-of-distribution score may read (every member's stage widths and
+/// last width side by side): its Gaussian fit holds several square matrices of this side.
+/// The largest single network the other bounds allow (16 stages of 512 channels) reads 8704.
+pub const MAX_SCORE_FEATURES: i64 = 8704;
+
 fn over(field: &'static str, what: &str, value: impl std::fmt::Display, limit: impl std::fmt::Display) -> Invalid {
     Invalid { field, problem: format!("{what} {value} is over the limit of {limit}") }
 }
@@ -81,6 +86,12 @@ impl JobLimits {
         if let Some(k) = steps.max().filter(|&k| k > self.max_kernel) {
             return Err(over("spec", "a kernel or stride of", k, self.max_kernel));
         }
+        let last = spec.stages.last().map_or(0, |s| s.channels);
+        let features = spec.stages.iter().map(|s| s.channels.max(0)).fold(last.max(0), i64::saturating_add);
+        let features = features.saturating_mul(spec.members.max(1));
+        if features > MAX_SCORE_FEATURES {
+            return Err(over("spec", "an ensemble reading", format!("{features} features"), MAX_SCORE_FEATURES));
+        }
         if spec.classes > self.max_classes {
             return Err(over("spec.classes", "a count of", spec.classes, self.max_classes));
         }
@@ -100,7 +111,7 @@ impl JobLimits {
         Ok(())
     }
 
-    /// Checks training windows times epochs once the data is known.
+    /// Checks training windows times epochs (times runs and ensemble members) once the data is known.
     pub fn check_work(&self, windows: usize, epochs: usize) -> Result<(), Invalid> {
         let work = (windows as u64).saturating_mul(epochs as u64);
         if work > self.max_window_epochs {
@@ -142,6 +153,11 @@ mod tests {
         assert!(l.check_spec(&ensemble).is_ok());
         ensemble.members = 6;
         assert!(l.check_spec(&ensemble).unwrap_err().problem.contains("72 units"));
+        let mut wide = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10).unwrap();
+        wide.stages = vec![crate::nn::StageSpec { channels: 512, units: 1, stride: 1 }; 8];
+        assert!(l.check_spec(&wide).is_ok(), "8 x 512 + 512 features");
+        wide.members = 2;
+        assert!(l.check_spec(&wide).unwrap_err().problem.contains("9216 features"));
         assert!(l.check_stride(1).unwrap_err().problem.contains("--job-min-stride"));
         assert!(l.check_work(100_000, 1000).unwrap_err().problem.contains("--job-max-window-epochs"));
         assert!(l.check_work(10_000, 40).is_ok());

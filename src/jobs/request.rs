@@ -165,9 +165,10 @@ impl CompareSettings {
         Ok(())
     }
 
-    /// Training runs the comparison makes.
+    /// Training runs the comparison makes, counting each member of an ensemble spec as a run.
     pub fn runs(&self) -> usize {
-        (self.archs.len() + self.specs.len()) * self.seeds as usize
+        let networks = self.specs.values().map(|s| s.members.max(1) as usize).sum::<usize>() + self.archs.len();
+        networks * self.seeds as usize
     }
 }
 

@@ -242,3 +242,19 @@ fn a_weight_average_changes_what_is_kept_not_how_the_run_goes() {
     let acc = evaluate(&averaged, &data.test, Normalization::ZScore, &data.classes).unwrap().accuracy;
     assert!(acc >= 0.95, "the averaged weights classify: test accuracy {acc:.3}");
 }
+
+#[test]
+fn with_validation_the_weight_average_is_what_is_validated_and_kept() {
+    let data = dataset(0);
+    let train_with = |ema_decay| {
+        let mut model = init_model(&tiny_spec(), tch::Device::Cpu, 1).unwrap();
+        let (report, _) = run(&mut model, &data, &TrainConfig { ema_decay, ..quick_config() });
+        (model, report.unwrap())
+    };
+    let (_, plain) = train_with(None);
+    let (averaged, report) = train_with(Some(0.9));
+    let losses = |r: &TrainReport| r.history.iter().map(|m| m.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&plain), losses(&report), "validating the average leaves the live weights alone");
+    let now = super::evaluate::accuracy(&averaged, &data.validation, Normalization::ZScore).unwrap();
+    assert_eq!(Some(now), report.best_val_accuracy, "the model holds the best epoch's average");
+}

@@ -74,14 +74,18 @@ async fn real_cwru_recordings_come_back_as_their_true_class_through_every_input_
             let share = body["recording"]["shares"][class].as_f64().unwrap();
             assert!(share >= 0.9, "{kind}: {share} of the windows of {} said {class}", s.file);
         }
-        // Diagnostics of the shipped DRSN-CW: one threshold per channel, 4/8/16 channels.
+        // Diagnostics of the shipped DRSN-CW: every unit of every member, in order, one
+        // threshold per channel (4/8/16 channels).
+        let units = card.spec.shrink_units();
+        assert_eq!(units.len(), 12 * card.spec.members as usize);
         for w in json_body["windows"].as_array().unwrap() {
             let probabilities: f64 = probabilities(w).iter().map(|(_, p)| p).sum();
             assert!((probabilities - 1.0).abs() < 1e-4);
             let blocks = w["blocks"].as_array().unwrap();
-            assert_eq!(blocks.len(), 12);
-            for (i, b) in blocks.iter().enumerate() {
-                assert_eq!(b["thresholds"].as_array().unwrap().len(), [4, 8, 16][i / 4]);
+            assert_eq!(blocks.len(), units.len());
+            for (b, (name, stage)) in blocks.iter().zip(&units) {
+                assert_eq!(b["name"], name.as_str());
+                assert_eq!(b["thresholds"].as_array().unwrap().len(), [4, 8, 16][*stage]);
                 let z = b["zeroed_fraction"].as_f64().unwrap();
                 assert!((0.0..=1.0).contains(&z));
             }

@@ -201,7 +201,7 @@ function drawBlocks(container, table, window) {
   const mean = (values) => (values && values.length ? values.reduce((a, b) => a + b, 0) / values.length : null);
   lineChart(container, {
     x: blocks.map((_, i) => i),
-    xLabel: 'shrinkage block (input side to output side)',
+    xLabel: 'shrinkage block (input side to output side; an ensemble\'s members one after another)',
     yLabel: 'mean over channels',
     scales: { share: { range: [0, 1] } },
     axes: [{ scale: 'share', side: 1, label: 'share zeroed', grid: { show: false } }],

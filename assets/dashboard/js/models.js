@@ -27,7 +27,7 @@ async function showModel(detail, name) {
   detail.replaceChildren(
     el('h2', {}, `${card.name}, version ${card.version} (in service)`),
     el('dl', { class: 'card', id: 'card' },
-      el('dt', {}, 'Network'), el('dd', {}, `${spec.arch} ${spec.dim}, stages ${spec.stages.map((s) => `${s.units}x${s.channels}`).join(' / ')}, ${card.classes.length} classes`),
+      el('dt', {}, 'Network'), el('dd', {}, `${spec.arch} ${spec.dim}, stages ${spec.stages.map((s) => `${s.units}x${s.channels}`).join(' / ')}${(spec.members ?? 1) > 1 ? `, an ensemble of ${spec.members}` : ''}, ${card.classes.length} classes`),
       el('dt', {}, 'Input'), el('dd', {}, `${card.window ? `${card.window.length} samples` : spec.input_size.join('x')}${card.sample_rate ? ` at ${card.sample_rate} Hz` : ''}, ${spec.in_channels} channel(s)`),
       el('dt', {}, 'Normalisation'), el('dd', {}, card.normalization),
       el('dt', {}, 'Classes'), el('dd', {}, card.classes.join(', ')),

@@ -31,7 +31,8 @@ pub enum Output {
 
 impl Output {
     /// The protocol name; thresholds are named after the unit's variable path
-    /// (`units.{i}`, as the network names its units and the engine reports them).
+    /// (`units.{i}`, `members.{m}.units.{i}` in an ensemble: as the network names its units
+    /// and the engine reports them).
     pub fn name(&self) -> String {
         match self {
             Output::Probabilities => "probabilities".into(),
@@ -108,7 +109,8 @@ pub struct ModelMetadata {
     /// One input, `input`: FP32 `[-1, channels, length]` or `[-1, channels, height, width]`;
     /// single-channel models also take it without the channel axis.
     pub inputs: Vec<TensorMetadata>,
-    /// `probabilities`, `label`, then `thresholds/units.{i}` for every shrinkage unit.
+    /// `probabilities`, `label`, then `thresholds/units.{i}` (`thresholds/members.{m}.units.{i}`
+    /// in an ensemble) for every shrinkage unit.
     pub outputs: Vec<TensorMetadata>,
 }
 
