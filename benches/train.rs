@@ -163,6 +163,7 @@ fn main() -> anyhow::Result<()> {
         seed: 0,
         augment: None,
         threads: Some(threads),
+        ema_decay: None,
     };
 
     let dir = tempfile::tempdir()?;

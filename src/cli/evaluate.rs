@@ -165,7 +165,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         .as_ref()
         .filter(|_| models.len() == 1)
         .map(|ood| {
-            let scores = score_samples(&models[0], noisy.as_ref().unwrap_or(&samples), card.normalization, ood)?;
+            let scores = score_samples(models[0], noisy.as_ref().unwrap_or(&samples), card.normalization, ood)?;
             anyhow::Ok(exceeding_share(&scores, ood.threshold))
         })
         .transpose()?;
