@@ -224,17 +224,27 @@ fn noise_augmentation_trains_and_the_snr_sweep_is_reproducible() {
     assert!(matches!(err, TrainError::CancelledEvaluation) && err.is_cancelled(), "{err:?}");
 }
 
+/// The tiny network trained twice on `data` with the quick recipe from the same initial
+/// weights (copied, not re-drawn: other tests draw from libtorch's global generator at the
+/// same time), without and with a weight average.
+fn train_without_and_with_average(data: &Dataset) -> [(Model, TrainReport); 2] {
+    let start = Snapshot::take(init_model(&tiny_spec(), tch::Device::Cpu, 1).unwrap().var_store());
+    [None, Some(0.9)].map(|ema_decay| {
+        let mut model = Model::new(&tiny_spec(), tch::Device::Cpu).unwrap();
+        start.restore(model.var_store());
+        let (report, _) = run(&mut model, data, &TrainConfig { ema_decay, ..quick_config() });
+        (model, report.unwrap())
+    })
+}
+
+fn losses(report: &TrainReport) -> Vec<f64> {
+    report.history.iter().map(|m| m.loss).collect()
+}
+
 #[test]
 fn a_weight_average_changes_what_is_kept_not_how_the_run_goes() {
     let data = Dataset { validation: Samples::default(), ..dataset(0) };
-    let train_with = |ema_decay| {
-        let mut model = init_model(&tiny_spec(), tch::Device::Cpu, 1).unwrap();
-        let (report, _) = run(&mut model, &data, &TrainConfig { ema_decay, ..quick_config() });
-        (model, report.unwrap())
-    };
-    let (plain, plain_report) = train_with(None);
-    let (averaged, averaged_report) = train_with(Some(0.9));
-    let losses = |r: &TrainReport| r.history.iter().map(|m| m.loss).collect::<Vec<_>>();
+    let [(plain, plain_report), (averaged, averaged_report)] = train_without_and_with_average(&data);
     assert_eq!(losses(&plain_report), losses(&averaged_report), "the live weights took the same path");
     let (a, b) = (plain.var_store().variables(), averaged.var_store().variables());
     let most = a.iter().map(|(name, t)| (t - &b[name]).abs().max().double_value(&[])).fold(0.0, f64::max);
@@ -246,14 +256,7 @@ fn a_weight_average_changes_what_is_kept_not_how_the_run_goes() {
 #[test]
 fn with_validation_the_weight_average_is_what_is_validated_and_kept() {
     let data = dataset(0);
-    let train_with = |ema_decay| {
-        let mut model = init_model(&tiny_spec(), tch::Device::Cpu, 1).unwrap();
-        let (report, _) = run(&mut model, &data, &TrainConfig { ema_decay, ..quick_config() });
-        (model, report.unwrap())
-    };
-    let (_, plain) = train_with(None);
-    let (averaged, report) = train_with(Some(0.9));
-    let losses = |r: &TrainReport| r.history.iter().map(|m| m.loss).collect::<Vec<_>>();
+    let [(_, plain), (averaged, report)] = train_without_and_with_average(&data);
     assert_eq!(losses(&plain), losses(&report), "validating the average leaves the live weights alone");
     let now = super::evaluate::accuracy(&averaged, &data.validation, Normalization::ZScore).unwrap();
     assert_eq!(Some(now), report.best_val_accuracy, "the model holds the best epoch's average");
