@@ -31,6 +31,11 @@ pub struct DataArgs {
     /// overlapping test windows stay leak-free and give more windows to judge by.
     #[arg(long)]
     pub test_stride: Option<usize>,
+    /// Distance in samples between validation windows [default: the window, no overlap];
+    /// more validation windows choose the best epoch and the out-of-distribution threshold
+    /// more surely (validation stretches hold no training data either).
+    #[arg(long)]
+    pub validation_stride: Option<usize>,
     /// Rate of recordings whose file or manifest does not say (CSV, .npy, .mat), in Hz.
     #[arg(long)]
     pub default_sample_rate: Option<u32>,
@@ -78,6 +83,7 @@ impl DataArgs {
             window,
             train_stride: self.stride,
             test_stride: self.test_stride,
+            validation_stride: self.validation_stride,
             sample_rate,
             default_sample_rate: self.default_sample_rate,
             channels: self.channels.clone(),

@@ -27,8 +27,10 @@ pub struct DatasetDescription {
     /// Window length in samples (recordings).
     pub window: Option<usize>,
     pub train_stride: Option<usize>,
-    /// Distance between test windows (validation windows never overlap).
+    /// Distance between test windows.
     pub eval_stride: Option<usize>,
+    /// Distance between validation windows.
+    pub validation_stride: Option<usize>,
     pub channels: Option<usize>,
     /// `[height, width]` (images).
     pub image_shape: Option<[usize; 2]>,

@@ -28,8 +28,12 @@ pub struct DatasetOptions {
     pub train_stride: usize,
     /// Distance between test windows; `None`: the window length (no overlap). Overlapping
     /// test windows stay leak-free (test stretches hold no training data) and give a
-    /// comparison more windows to tell models apart; validation windows never overlap.
+    /// comparison more windows to tell models apart.
     pub test_stride: Option<usize>,
+    /// Distance between validation windows; `None`: the window length. Overlapping
+    /// validation windows make the choice of the best epoch and the out-of-distribution
+    /// threshold rest on more windows (validation stretches hold no training data either).
+    pub validation_stride: Option<usize>,
     /// Rate every recording is brought to; `None`: no resampling (rates must then agree).
     pub sample_rate: Option<u32>,
     /// Rate of recordings whose file and manifest do not say (CSV, `.npy`, `.mat`).
@@ -72,6 +76,7 @@ impl Default for DatasetOptions {
             window: 2048,
             train_stride: 256,
             test_stride: None,
+            validation_stride: None,
             sample_rate: None,
             default_sample_rate: None,
             channels: None,
@@ -118,8 +123,10 @@ impl DatasetOptions {
         if self.window == 0 || self.train_stride == 0 {
             return bad(format!("window ({}) and train stride ({}) must be positive", self.window, self.train_stride));
         }
-        if self.test_stride.is_some_and(|s| s == 0 || s > self.window) {
-            return bad(format!("the test stride must lie in 1..={} (the window)", self.window));
+        for (name, stride) in [("test", self.test_stride), ("validation", self.validation_stride)] {
+            if stride.is_some_and(|s| s == 0 || s > self.window) {
+                return bad(format!("the {name} stride must lie in 1..={} (the window)", self.window));
+            }
         }
         let (v, t) = (self.validation_fraction, self.test_fraction);
         if !(0.0..1.0).contains(&v) || !(0.0..1.0).contains(&t) || self.fractions()[0] <= 0.0 {

@@ -116,7 +116,7 @@ impl Cutter<'_> {
             let stride = match split {
                 Split::Train => options.train_stride,
                 Split::Test => options.test_stride.unwrap_or(window),
-                Split::Validation => window,
+                Split::Validation => options.validation_stride.unwrap_or(window),
             };
             let mut count = 0;
             for w in windows(range.len(), window, stride) {
@@ -197,6 +197,7 @@ fn describe(
         window: Some(options.window),
         train_stride: Some(options.train_stride),
         eval_stride: Some(options.test_stride.unwrap_or(options.window)),
+        validation_stride: Some(options.validation_stride.unwrap_or(options.window)),
         channels: reader.channels.as_ref().map(|(n, _)| *n),
         split: Some(SplitReport {
             method: "each recording is cut in time into contiguous train/validation/test stretches \

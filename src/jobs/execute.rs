@@ -104,9 +104,11 @@ pub fn execute(inner: &Shared, row: &JobRow, cancel: &CancelToken) -> Result<(i6
         Some(split)
     };
     let spec = plan.network.spec(dataset.classes.len()).map_err(failed)?;
-    // Each member of an ensemble trains as a whole network.
+    // Each member of an ensemble trains as a whole network; every epoch also judges the
+    // validation windows, which a small validation stride can multiply.
     let runs = request.compare.as_ref().map_or(spec.members.max(1) as usize, |c| c.runs());
-    ctx.limits.check_work(dataset.train.len(), plan.config.epochs.saturating_mul(runs)).map_err(failed)?;
+    let windows = dataset.train.len().saturating_add(dataset.validation.len());
+    ctx.limits.check_work(windows, plan.config.epochs.saturating_mul(runs)).map_err(failed)?;
     let mut run_request = RunRequest {
         spec,
         config: plan.config.clone(),

@@ -111,14 +111,15 @@ impl JobLimits {
         Ok(())
     }
 
-    /// Checks training windows times epochs (times runs and ensemble members) once the data is known.
+    /// Checks training and validation windows times epochs (times runs and ensemble members)
+    /// once the data is known.
     pub fn check_work(&self, windows: usize, epochs: usize) -> Result<(), Invalid> {
         let work = (windows as u64).saturating_mul(epochs as u64);
         if work > self.max_window_epochs {
             return Err(Invalid {
                 field: "train.epochs",
                 problem: format!(
-                    "{windows} training windows x {epochs} epochs = {work}, over the limit of {} (--job-max-window-epochs)",
+                    "{windows} training and validation windows x {epochs} epochs = {work}, over the limit of {} (--job-max-window-epochs)",
                     self.max_window_epochs
                 ),
             });

@@ -206,6 +206,9 @@ pub struct DataSettings {
     /// Distance between test windows (default: the window; overlapping test windows stay
     /// leak-free).
     pub test_stride: Option<usize>,
+    /// Distance between validation windows (default: the window): more windows choose the
+    /// best epoch and the out-of-distribution threshold more surely.
+    pub validation_stride: Option<usize>,
     /// Rate every recording is resampled to (default: the active model's for `init:
     /// active`, else none, and recordings must agree).
     pub sample_rate: Option<u32>,
@@ -450,6 +453,7 @@ impl JobRequest {
             window,
             train_stride: d.train_stride.unwrap_or((window / 4).max(1)),
             test_stride: d.test_stride,
+            validation_stride: d.validation_stride,
             sample_rate: d.sample_rate.or(active_rate),
             default_sample_rate: d.default_sample_rate,
             channels: d.channels.clone(),

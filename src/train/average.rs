@@ -7,6 +7,8 @@
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
+use super::checkpoint::sorted_variables;
+
 pub struct WeightAverage {
     decay: f64,
     steps: u64,
@@ -17,9 +19,7 @@ pub struct WeightAverage {
 impl WeightAverage {
     /// Starts the average at the store's current weights.
     pub fn new(vs: &VarStore, decay: f64) -> Self {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let pairs = vars
+        let pairs = sorted_variables(vs)
             .into_iter()
             .map(|(_, live)| {
                 let avg = live.detach().copy();

@@ -262,22 +262,35 @@ fn no_test_or_validation_window_shares_signal_with_a_training_window() {
 }
 
 #[test]
-fn overlapping_test_windows_multiply_the_test_part_and_still_share_nothing_with_training() {
+fn overlapping_held_out_windows_multiply_the_validation_and_test_parts_and_still_share_nothing_with_training() {
     let options = DatasetOptions {
         filter: vec![("load_hp".into(), vec!["1".into()])],
         test_stride: Some(512),
+        validation_stride: Some(1024),
         ..paper_options()
     };
     let manifest = shared("cwru").join("manifest.csv");
     let dense = load_dataset(&DatasetSource::Manifest(manifest.clone()), &options).unwrap();
-    let plain =
-        load_dataset(&DatasetSource::Manifest(manifest), &DatasetOptions { test_stride: None, ..options }).unwrap();
-    let ratio = dense.test.len() as f64 / plain.test.len() as f64;
-    assert!((3.5..=4.0).contains(&ratio), "{} vs {} test windows", dense.test.len(), plain.test.len());
-    assert_eq!((dense.train.len(), dense.validation.len()), (plain.train.len(), plain.validation.len()));
+    let plain = load_dataset(
+        &DatasetSource::Manifest(manifest),
+        &DatasetOptions { test_stride: None, validation_stride: None, ..options },
+    )
+    .unwrap();
+    let ratio = |a: usize, b: usize| a as f64 / b as f64;
+    let test = ratio(dense.test.len(), plain.test.len());
+    assert!((3.5..=4.0).contains(&test), "{} vs {} test windows", dense.test.len(), plain.test.len());
+    let validation = ratio(dense.validation.len(), plain.validation.len());
+    assert!(
+        (1.7..=2.0).contains(&validation),
+        "{} vs {} validation windows",
+        dense.validation.len(),
+        plain.validation.len()
+    );
+    assert_eq!(dense.train.len(), plain.train.len());
     let p = &dense.provenance;
     assert!(overlapping(&p.test, &p.train).is_empty() && overlapping(&p.test, &p.validation).is_empty());
-    assert_eq!(dense.description.eval_stride, Some(512));
+    assert!(overlapping(&p.validation, &p.train).is_empty());
+    assert_eq!((dense.description.eval_stride, dense.description.validation_stride), (Some(512), Some(1024)));
 }
 
 #[test]

@@ -588,6 +588,7 @@ async fn bad_job_requests_are_refused_before_queueing_with_what_is_wrong() {
         (json!({"model": "m", "dataset": "plant", "data": {"test_fraction": 1.5}}), "fraction"),
         (json!({"model": "m", "dataset": "plant", "data": {"speed_factors": [1.03, 4.0]}}), "speed factors"),
         (json!({"model": "m", "dataset": "plant", "data": {"test_stride": 0}}), "test stride"),
+        (json!({"model": "m", "dataset": "plant", "data": {"validation_stride": 4096}}), "validation stride"),
         (json!({"model": "m", "dataset": "plant", "promote": "never", "leave_out": vec!["ball"; 65]}), "leave_out"),
         (json!({"model": "m", "dataset": "plant", "compare": {"seeds": 1000}}), "seeds"),
         (json!({"model": "m", "dataset": "plant", "compare": {"snr_db": vec![-4.0; 12]}}), "SNRs"),
