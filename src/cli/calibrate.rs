@@ -19,7 +19,8 @@ pub struct CalibrateArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Seed of the split: the training seed, so that the validation part is the one
-    /// training held out.
+    /// training held out. (`--validation-stride` is not read from the card: pass the one
+    /// training used to calibrate on the same windows.)
     #[arg(long, env = "DRSN_SEED", default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]

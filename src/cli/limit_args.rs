@@ -73,7 +73,8 @@ pub struct LimitArgs {
     /// Most windows (or images) one job may load.
     #[arg(long, env = "DRSN_JOB_MAX_WINDOWS", default_value_t = 250_000)]
     pub job_max_windows: usize,
-    /// Most training windows times epochs one job may ask for (its training time).
+    /// Most training and validation windows times epochs one job may ask for (its training
+    /// time; times a comparison's runs and an ensemble's members).
     #[arg(long, env = "DRSN_JOB_MAX_WINDOW_EPOCHS", default_value_t = 50_000_000)]
     pub job_max_window_epochs: u64,
     /// Most files in one uploaded archive.

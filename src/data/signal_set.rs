@@ -118,8 +118,11 @@ impl Cutter<'_> {
                 Split::Test => options.test_stride.unwrap_or(window),
                 Split::Validation => options.validation_stride.unwrap_or(window),
             };
+            // Counted before any is cut: a small stride on a long recording is many windows.
+            let cuts = windows(range.len(), window, stride);
+            self.reader.guard.count(self.kept.saturating_add(cuts.len()))?;
             let mut count = 0;
-            for w in windows(range.len(), window, stride) {
+            for w in cuts {
                 let start = range.start + w.start;
                 let pieces = window_of(&loaded.channels, start, window, &file)?;
                 parts.push(split, label as i64, Origin { source: index, start, len: window }, &pieces);

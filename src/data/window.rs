@@ -1,5 +1,6 @@
 //! Cutting a signal into windows: with a stride shorter than the window for training
-//! (overlap, more samples), with stride = length for evaluation (each sample once).
+//! (overlap, more samples); for evaluation stride = length (each sample once) unless a
+//! test or validation stride asks for overlapping windows.
 
 use std::ops::Range;
 

@@ -13,7 +13,7 @@ pub struct JobLimits {
     pub min_stride: usize,
     /// Most windows (or images) the job may load, all parts together.
     pub max_windows: usize,
-    /// Most training windows times epochs.
+    /// Most training and validation windows times epochs.
     pub max_window_epochs: u64,
     /// Most channels anywhere in a custom network (input, stem, stages).
     pub max_channels: i64,

@@ -294,6 +294,22 @@ fn overlapping_held_out_windows_multiply_the_validation_and_test_parts_and_still
 }
 
 #[test]
+fn a_validation_stride_of_one_sample_is_refused_by_the_window_bound_with_what_to_change() {
+    let options = DatasetOptions {
+        filter: vec![("load_hp".into(), vec!["1".into()])],
+        validation_stride: Some(1),
+        max_windows: Some(5000),
+        ..paper_options()
+    };
+    let started = Instant::now();
+    let err = load_dataset(&DatasetSource::Manifest(shared("cwru").join("manifest.csv")), &options).unwrap_err();
+    assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("more than 5000 windows"), "{err}");
+    // One recording's validation stretch alone is over the bound: refused before it is cut.
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[test]
 fn a_window_holds_the_samples_its_origin_names() {
     let (data, _) = cwru_dataset();
     let i = data.test.len() / 2;
