@@ -261,21 +261,17 @@ fn no_test_or_validation_window_shares_signal_with_a_training_window() {
     }
 }
 
+/// The CWRU recordings of load 1 read with `options`, the paper's otherwise.
+fn load_one(options: DatasetOptions) -> Result<Dataset, DataError> {
+    let options = DatasetOptions { filter: vec![("load_hp".into(), vec!["1".into()])], ..options };
+    load_dataset(&DatasetSource::Manifest(shared("cwru").join("manifest.csv")), &options)
+}
+
 #[test]
 fn overlapping_held_out_windows_multiply_the_validation_and_test_parts_and_still_share_nothing_with_training() {
-    let options = DatasetOptions {
-        filter: vec![("load_hp".into(), vec!["1".into()])],
-        test_stride: Some(512),
-        validation_stride: Some(1024),
-        ..paper_options()
-    };
-    let manifest = shared("cwru").join("manifest.csv");
-    let dense = load_dataset(&DatasetSource::Manifest(manifest.clone()), &options).unwrap();
-    let plain = load_dataset(
-        &DatasetSource::Manifest(manifest),
-        &DatasetOptions { test_stride: None, validation_stride: None, ..options },
-    )
-    .unwrap();
+    let dense =
+        load_one(DatasetOptions { test_stride: Some(512), validation_stride: Some(1024), ..paper_options() }).unwrap();
+    let plain = load_one(paper_options()).unwrap();
     let ratio = |a: usize, b: usize| a as f64 / b as f64;
     let test = ratio(dense.test.len(), plain.test.len());
     assert!((3.5..=4.0).contains(&test), "{} vs {} test windows", dense.test.len(), plain.test.len());
@@ -295,14 +291,9 @@ fn overlapping_held_out_windows_multiply_the_validation_and_test_parts_and_still
 
 #[test]
 fn a_validation_stride_of_one_sample_is_refused_by_the_window_bound_with_what_to_change() {
-    let options = DatasetOptions {
-        filter: vec![("load_hp".into(), vec!["1".into()])],
-        validation_stride: Some(1),
-        max_windows: Some(5000),
-        ..paper_options()
-    };
     let started = Instant::now();
-    let err = load_dataset(&DatasetSource::Manifest(shared("cwru").join("manifest.csv")), &options).unwrap_err();
+    let err = load_one(DatasetOptions { validation_stride: Some(1), max_windows: Some(5000), ..paper_options() })
+        .unwrap_err();
     assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("more than 5000 windows"), "{err}");
     // One recording's validation stretch alone is over the bound: refused before it is cut.
