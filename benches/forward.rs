@@ -1,12 +1,13 @@
 //! Forward-pass throughput of `paper-1d` DRSN-CW (10 classes) at batch 1 and 64, in one run,
 //! with the same weights, inputs and intra-op thread count, eval mode and no gradients:
-//! drsn on libtorch and drsn on ONNX Runtime (its own export, `src/onnx`), against the
+//! drsn on libtorch, drsn on ONNX Runtime (its own export, `src/onnx`) and drsn's fused CPU
+//! forward (`src/fused`), against the
 //! PyTorch twin (`python/drsn_twin.py`) eager and exported with `torch.onnx.export` to
 //! onnxruntime's Python API.
 //!
 //!     cargo bench --bench forward [-- --threads 2 --rounds 15 --seconds 0.2]
 //!
-//! The twin runs in a child process that times forward passes on request, so the four
+//! The twin runs in a child process that times forward passes on request, so the five
 //! sides take turns (rotating which goes first) and share whatever noise the machine has.
 //! All report probabilities and every unit's diagnostics.
 
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use drsn::fused::FusedModel;
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::onnx::OnnxModel;
 use tch::{Device, Kind, Tensor};
@@ -112,8 +114,17 @@ fn time_onnx(model: &mut OnnxModel, xs: &[f32], n: usize, iterations: usize) -> 
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// The four sides, in the order of the table's columns.
-const SIDES: [&str; 4] = ["drsn libtorch", "drsn onnxruntime", "PyTorch eager", "Python onnxruntime"];
+/// The same in drsn's fused forward.
+fn time_fused(model: &FusedModel, xs: &[f32], n: usize, iterations: usize) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for _ in 0..iterations {
+        drop(std::hint::black_box(model.infer(xs, n, true)?.probabilities));
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The five sides, in the order of the table's columns.
+const SIDES: [&str; 5] = ["drsn libtorch", "drsn onnxruntime", "drsn fused", "PyTorch eager", "Python onnxruntime"];
 
 fn best(xs: &[f64]) -> f64 {
     xs.iter().copied().fold(0.0, f64::max)
@@ -152,6 +163,7 @@ fn main() -> anyhow::Result<()> {
     export(&model, &inputs, dir.path())?;
     drsn::onnx::init_from_env(args.threads as usize)?;
     let mut onnx = OnnxModel::new(&model)?;
+    let fused = FusedModel::new(&model, args.threads as usize)?;
     let mut twin = Twin::start(dir.path(), args.threads)?;
 
     println!(
@@ -170,7 +182,8 @@ fn main() -> anyhow::Result<()> {
             match side {
                 0 => time_libtorch(&model, xs, iterations),
                 1 => time_onnx(&mut onnx, &flat, n, iterations),
-                2 => twin.time(*batch, iterations, "torch"),
+                2 => time_fused(&fused, &flat, n, iterations),
+                3 => twin.time(*batch, iterations, "torch"),
                 _ => twin.time(*batch, iterations, "onnxruntime"),
             }
         };
@@ -202,9 +215,13 @@ fn main() -> anyhow::Result<()> {
     twin.child.wait()?;
     println!("ratios of the best rounds:");
     for (batch, best) in results {
-        let [libtorch, onnx, eager, python_onnx] = [best[0], best[1], best[2], best[3]];
+        let [libtorch, onnx, fused, eager, python_onnx] = [best[0], best[1], best[2], best[3], best[4]];
         println!(
-            "batch {batch:>2}: drsn onnxruntime / Python onnxruntime {:.2}, / PyTorch eager {:.2}; drsn libtorch / PyTorch eager {:.2}",
+            "batch {batch:>2}: drsn fused / Python onnxruntime {:.2}, / drsn onnxruntime {:.2}, / PyTorch eager {:.2}; \
+             drsn onnxruntime / Python onnxruntime {:.2}, / PyTorch eager {:.2}; drsn libtorch / PyTorch eager {:.2}",
+            fused / python_onnx,
+            fused / onnx,
+            fused / eager,
             onnx / python_onnx,
             onnx / eager,
             libtorch / eager

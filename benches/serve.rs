@@ -1,5 +1,6 @@
-//! Serving benchmark (not a test): `drsn serve` on ONNX Runtime with batching on and off
-//! (JSON windows, and raw f32 windows), on libtorch with batching on, and two Python peers
+//! Serving benchmark (not a test): `drsn serve` on its fused forward (the default; JSON
+//! windows and raw f32 windows), on ONNX Runtime with batching on and off (JSON windows,
+//! and raw f32 windows), on libtorch with batching on, and two Python peers
 //! on the same model: mosec with dynamic batching running the twin's ONNX export on
 //! onnxruntime (`bench/mosec_server.py`), and the usual FastAPI + PyTorch server
 //! (`bench/fastapi_server.py`); all measured in one run by the same client.
@@ -12,7 +13,7 @@
 //! For each server: single-window latency p50/p99 with one client (unloaded), then
 //! throughput and latency p50/p99 with `--clients` clients in a closed loop. Every request
 //! is one 2048-sample window with `"diagnostics": "none"` (the Python servers return
-//! probabilities only). `--curve` adds drsn on ONNX Runtime at 1, 8, 64 and 256 clients with
+//! probabilities only). `--curve` adds drsn on its fused forward at 1, 8, 64 and 256 clients with
 //! at most 1, 8 and 64 windows a batch. Without `--model`, `models/cwru-bearing` is used when
 //! present, else a freshly initialised paper-1d DRSN-CW (speed does not depend on the
 //! weights' values).
@@ -260,6 +261,11 @@ fn main() -> anyhow::Result<()> {
         bodies,
     };
     let mut setups = vec![
+        setup("drsn fused, batching on (max 64, 2 ms)", drsn(flags("fused", 64)), &json),
+        Setup {
+            path: "/diagnose?model=cwru-bearing&diagnostics=none&evidence=false",
+            ..setup("drsn fused, batching on, raw f32 body", drsn(flags("fused", 64)), &raw)
+        },
         setup("drsn onnxruntime, batching on (max 64, 2 ms)", drsn(flags("onnxruntime", 64)), &json),
         setup("drsn libtorch, batching on (max 64, 2 ms)", drsn(flags("libtorch", 64)), &json),
         setup("drsn onnxruntime, batching off (max 1)", drsn(flags("onnxruntime", 1)), &json),
@@ -350,8 +356,7 @@ fn main() -> anyhow::Result<()> {
         for batch in [1, 8, 64] {
             let mut cells = Vec::new();
             for c in clients {
-                let s =
-                    setup(&format!("curve: max batch {batch}, {c} clients"), drsn(flags("onnxruntime", batch)), &json);
+                let s = setup(&format!("curve: max batch {batch}, {c} clients"), drsn(flags("fused", batch)), &json);
                 let row = measure(&runtime, &client, &s, c, args.seconds)?;
                 cells.push(format!("{:.0} / {:.1}", tp(&row.loaded), row.loaded.p99_ms));
             }

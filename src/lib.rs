@@ -6,6 +6,7 @@ pub mod data;
 pub mod datasets;
 pub mod device;
 pub mod engine;
+pub mod fused;
 pub mod http;
 pub mod jobs;
 pub mod nn;

@@ -37,20 +37,23 @@ pub struct ServeArgs {
     /// Most windows queued or running at once; beyond it requests answer 429.
     #[arg(long, env = "DRSN_QUEUE_CAPACITY", default_value_t = 4096)]
     pub queue_capacity: usize,
-    /// Inference threads, each with its own copy of every model; 0: one per core on ONNX
-    /// Runtime, one on libtorch (the fastest of each, measured: see the README).
+    /// Inference threads, each with its own copy of every model; 0: one per core on the
+    /// fused forward and ONNX Runtime, one on libtorch (the fastest of each, measured: see
+    /// the README).
     #[arg(long, env = "DRSN_WORKERS", default_value_t = 0)]
     pub workers: usize,
-    /// Intra-op threads per forward pass (libtorch's, and ONNX Runtime's pool); 0 leaves
-    /// the choice to the library (one per core). One is fastest for these small networks,
+    /// Intra-op threads per forward pass (libtorch's, ONNX Runtime's pool, the fused
+    /// forward's split of a batch); 0 leaves the choice to the library (one per core). One is fastest for these small networks,
     /// and does not fight the HTTP threads for cores; scale with --workers instead.
     #[arg(long, env = "DRSN_TORCH_THREADS", default_value_t = 1)]
     pub torch_threads: usize,
-    /// What runs forward passes: onnxruntime (the network exported from the same weights,
-    /// CPU only, checked against libtorch when a model loads: a model that fails the check
-    /// stays on libtorch, logged), libtorch, or auto (onnxruntime when on the CPU and its
-    /// library loads, else libtorch with a warning; a library named by --onnxruntime-lib
-    /// must load). Training always runs on libtorch.
+    /// What runs forward passes: fused (1-D models on drsn's own CPU forward, the others on
+    /// ONNX Runtime, or on libtorch with a warning when its library does not load),
+    /// onnxruntime (every model exported from the same weights), libtorch, or auto (fused
+    /// on the CPU, libtorch on a GPU). Fused and onnxruntime run on the CPU only, and a
+    /// model is checked against libtorch when it loads: one that fails the check is served
+    /// by the next backend down, logged. A library named by --onnxruntime-lib must load.
+    /// Training always runs on libtorch.
     #[arg(long, env = "DRSN_BACKEND", value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// ONNX Runtime's shared library (libonnxruntime.so, e.g. from PyPI's onnxruntime
@@ -115,27 +118,29 @@ pub struct ServeArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
     Auto,
+    Fused,
     Libtorch,
     Onnxruntime,
 }
 
 impl ServeArgs {
-    /// The backend to serve with, loading ONNX Runtime when it is the one.
+    /// The backend to serve with, loading ONNX Runtime unless it is libtorch.
     fn backend(&self, device: tch::Device) -> anyhow::Result<Backend> {
         if self.backend == BackendChoice::Libtorch {
+            return Ok(Backend::Libtorch);
+        }
+        if device != tch::Device::Cpu {
+            anyhow::ensure!(
+                self.backend == BackendChoice::Auto,
+                "--backend {:?} runs on the CPU only, and --device chose {device:?}",
+                self.backend
+            );
+            tracing::info!(?device, "serving with libtorch: the fused forward and ONNX Runtime serve on the CPU only");
             return Ok(Backend::Libtorch);
         }
         // Asked for by name, or its library named: a failure to load is an error, not a
         // quiet fall-back to the slower libtorch.
         let explicit = self.backend == BackendChoice::Onnxruntime || self.onnxruntime_lib.is_some();
-        if device != tch::Device::Cpu {
-            anyhow::ensure!(
-                self.backend != BackendChoice::Onnxruntime,
-                "--backend onnxruntime runs on the CPU only, and --device chose {device:?}"
-            );
-            tracing::info!(?device, "serving with libtorch: ONNX Runtime serves on the CPU only");
-            return Ok(Backend::Libtorch);
-        }
         let loaded = {
             let library =
                 self.onnxruntime_lib.clone().or_else(beside_executable).context(
@@ -147,12 +152,13 @@ impl ServeArgs {
             };
             library.and_then(|lib| crate::onnx::init(&lib, threads).map_err(anyhow::Error::from))
         };
-        match loaded {
-            Ok(()) => Ok(Backend::Onnxruntime),
-            Err(e) if explicit => Err(e.context("ONNX Runtime (--backend onnxruntime or --onnxruntime-lib)")),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "serving with libtorch: ONNX Runtime is not available");
-                Ok(Backend::Libtorch)
+        match (loaded, self.backend) {
+            (Ok(()), BackendChoice::Onnxruntime) => Ok(Backend::Onnxruntime),
+            (Ok(()), _) => Ok(Backend::Fused),
+            (Err(e), _) if explicit => Err(e.context("ONNX Runtime (--backend onnxruntime or --onnxruntime-lib)")),
+            (Err(e), _) => {
+                tracing::warn!(error = %format!("{e:#}"), "ONNX Runtime is not available: models the fused forward does not run (2-D) are served by libtorch");
+                Ok(Backend::Fused)
             }
         }
     }
@@ -175,7 +181,7 @@ impl ServeArgs {
         let device = crate::device::parse(&self.device)?;
         let backend = self.backend(device)?;
         let workers = match (self.workers, backend) {
-            (0, Backend::Onnxruntime) => cores(),
+            (0, Backend::Onnxruntime | Backend::Fused) => cores(),
             (0, Backend::Libtorch) => 1,
             (n, _) => n,
         };

@@ -44,13 +44,17 @@ pub struct EngineConfig {
 }
 
 /// What runs a model's forward passes. libtorch is the reference (and trains every model);
-/// ONNX Runtime runs the same network exported from the same weights, on the CPU, and a
-/// model whose export disagrees with libtorch at load stays on libtorch.
+/// ONNX Runtime runs the same network exported from the same weights, on the CPU; the
+/// fused CPU forward (`crate::fused`) runs 1-D networks from the same weights. A model that
+/// disagrees with libtorch at load is served by the next backend down (fused, ONNX
+/// Runtime, libtorch), as is a 2-D model asked to run fused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Libtorch,
     /// Needs `onnx::init` first.
     Onnxruntime,
+    /// 1-D models; the others on ONNX Runtime when `onnx::init` has run, else libtorch.
+    Fused,
 }
 
 impl std::fmt::Display for Backend {
@@ -58,6 +62,7 @@ impl std::fmt::Display for Backend {
         f.write_str(match self {
             Backend::Libtorch => "libtorch",
             Backend::Onnxruntime => "onnxruntime",
+            Backend::Fused => "fused",
         })
     }
 }

@@ -16,8 +16,9 @@ use super::{
     Backend, BlockValues, Control, EngineConfig, EngineError, LoadSpec, ModelKey, Occupancy, Prediction, Queued,
     WindowPrediction,
 };
-use crate::nn::{flat_values, Forward, Model};
-use crate::onnx::{OnnxModel, OnnxOutputs};
+use crate::fused::{FusedError, FusedModel};
+use crate::nn::{flat_values, Forward, ForwardValues, Model};
+use crate::onnx::OnnxModel;
 use crate::ood::{Pooled, Scorer};
 use crate::telemetry;
 
@@ -36,10 +37,11 @@ struct Loaded {
     scorer: Option<Scorer>,
 }
 
-/// The model as the configured backend runs it.
+/// The model as the backend that serves it runs it.
 enum Network {
     Libtorch(Model),
     Onnxruntime(OnnxModel),
+    Fused(FusedModel),
 }
 
 impl Worker {
@@ -222,13 +224,27 @@ fn load_and_warm_up(load: &LoadSpec, config: &EngineConfig) -> Result<Loaded, En
         // not on the first request.
         let _ = scorer.score_forward(&out).map_err(|e| fail(format!("out-of-distribution score: {e}")))?;
     }
+    let on_onnx = |model: Model| match onnx_twin(&model, &xs, &out) {
+        Ok(onnx) => Network::Onnxruntime(onnx),
+        Err(e) => {
+            tracing::error!(model = %load.key, error = %e, "kept on libtorch: its ONNX Runtime export failed the load check");
+            Network::Libtorch(model)
+        }
+    };
     let network = match config.backend {
         Backend::Libtorch => Network::Libtorch(model),
-        Backend::Onnxruntime => match onnx_twin(&model, &xs, &out) {
-            Ok(onnx) => Network::Onnxruntime(onnx),
+        Backend::Onnxruntime => on_onnx(model),
+        Backend::Fused => match fused_twin(&model, fused_threads(config), &xs, &out) {
+            Ok(fused) => Network::Fused(fused),
             Err(e) => {
-                tracing::error!(model = %load.key, error = %e, "kept on libtorch: its ONNX Runtime export failed the load check");
-                Network::Libtorch(model)
+                if !matches!(e, FusedError::Unsupported) {
+                    tracing::error!(model = %load.key, error = %e, "not on the fused forward: it failed the load check");
+                }
+                if crate::onnx::loaded() {
+                    on_onnx(model)
+                } else {
+                    Network::Libtorch(model)
+                }
             }
         },
     };
@@ -248,6 +264,7 @@ impl Loaded {
         match self.network {
             Network::Libtorch(_) => Backend::Libtorch,
             Network::Onnxruntime(_) => Backend::Onnxruntime,
+            Network::Fused(_) => Backend::Fused,
         }
     }
 }
@@ -256,13 +273,38 @@ impl Loaded {
 const WARM_UP_WINDOWS: f64 = 4.0;
 
 /// The model in ONNX Runtime, if both its sessions give libtorch's values on the warm-up
-/// windows `xs` (whose libtorch pass was `reference`) within 1e-4, relative above 1:
-/// probabilities, logits, pooled features and stage features (which the out-of-distribution
-/// scores read) from each, and every unit's thresholds from the one with diagnostics.
+/// windows `xs` (see [`matches_libtorch`]).
 fn onnx_twin(model: &Model, xs: &Tensor, reference: &Forward) -> Result<OnnxModel, String> {
     let mut onnx = OnnxModel::new(model).map_err(|e| e.to_string())?;
-    let n = xs.size().first().copied().unwrap_or(0) as usize;
     let flat = flat_values(xs).map_err(|e| e.to_string())?;
+    matches_libtorch(reference, |n, diagnostics| onnx.infer(&flat, n, diagnostics).map_err(|e| e.to_string()))?;
+    Ok(onnx)
+}
+
+/// The fused forward's threads: `--torch-threads`, or one per core when left to the library.
+fn fused_threads(config: &EngineConfig) -> usize {
+    config.torch_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// The model on the fused forward over `threads` threads, if it gives libtorch's values on
+/// the warm-up windows `xs` (see [`matches_libtorch`]).
+fn fused_twin(model: &Model, threads: usize, xs: &Tensor, reference: &Forward) -> Result<FusedModel, FusedError> {
+    let fused = FusedModel::new(model, threads)?;
+    let flat = flat_values(xs).map_err(|e| FusedError::Input(e.to_string()))?;
+    matches_libtorch(reference, |n, diagnostics| fused.infer(&flat, n, diagnostics).map_err(|e| e.to_string()))
+        .map_err(FusedError::Check)?;
+    Ok(fused)
+}
+
+/// Whether another backend's forward passes over the warm-up windows, without and with
+/// diagnostics (`run(windows, diagnostics)`), give libtorch's values (`reference`) within
+/// 1e-4, relative above 1: probabilities, logits, pooled features and stage features (which
+/// the out-of-distribution scores read), and every unit's thresholds.
+fn matches_libtorch(
+    reference: &Forward,
+    mut run: impl FnMut(usize, bool) -> Result<ForwardValues, String>,
+) -> Result<(), String> {
+    let n = reference.logits.size().first().copied().unwrap_or(0) as usize;
     let mut worst = 0f64;
     let mut compare = |what: &str, a: &Tensor, ours: &[f32]| -> Result<(), String> {
         let a = flat_values(a).map_err(|e| e.to_string())?;
@@ -274,7 +316,7 @@ fn onnx_twin(model: &Model, xs: &Tensor, reference: &Forward) -> Result<OnnxMode
         Ok(())
     };
     for diagnostics in [false, true] {
-        let out = onnx.infer(&flat, n, diagnostics).map_err(|e| e.to_string())?;
+        let out = run(n, diagnostics)?;
         compare("probabilities", &reference.probabilities(), &out.probabilities)?;
         compare("logits", &reference.logits, &out.logits)?;
         compare("features", &reference.features, &out.features)?;
@@ -295,7 +337,7 @@ fn onnx_twin(model: &Model, xs: &Tensor, reference: &Forward) -> Result<OnnxMode
     if worst > 1e-4 {
         return Err(format!("its outputs differ from libtorch's by {worst}"));
     }
-    Ok(onnx)
+    Ok(())
 }
 
 /// Stacks every request's windows and runs them in chunks of `max_batch`.
@@ -332,14 +374,11 @@ fn run_windows(
                     tracing::error!(model = model_label, error = %e, "ONNX Runtime forward pass failed");
                     "the forward pass failed (see the service log)".to_string()
                 })?;
-                let pooled = Pooled {
-                    windows: out.windows,
-                    logits: &out.logits,
-                    features: &out.features,
-                    stage_features: &out.stage_features,
-                };
-                let scores = loaded.scorer.as_ref().map(|s| s.score(&pooled)).transpose().map_err(|e| e.to_string())?;
-                Values::from_onnx(out, scores)
+                Values::scored(out, loaded.scorer.as_ref())?
+            }
+            Network::Fused(model) => {
+                let out = model.infer(chunk, len, diagnostics).map_err(|e| e.to_string())?;
+                Values::scored(out, loaded.scorer.as_ref())?
             }
         };
         windows.extend(values.into_windows(len));
@@ -376,14 +415,23 @@ impl Values {
         Ok(Values { probabilities: flat_values(&out.probabilities())?, scores, units })
     }
 
-    fn from_onnx(out: OnnxOutputs, scores: Option<Vec<f32>>) -> Self {
+    /// Another backend's values, with their out-of-distribution scores when calibrated.
+    fn scored(out: ForwardValues, scorer: Option<&Scorer>) -> Result<Self, String> {
+        let pooled = Pooled {
+            windows: out.windows,
+            logits: &out.logits,
+            features: &out.features,
+            stage_features: &out.stage_features,
+        };
+        let scores = scorer.map(|s| s.score(&pooled)).transpose().map_err(|e| e.to_string())?;
+        Ok(Values::from_values(out, scores))
+    }
+
+    fn from_values(out: ForwardValues, scores: Option<Vec<f32>>) -> Self {
         let units = out
             .units
             .into_iter()
-            .map(|u| {
-                let name: Arc<str> = Arc::from(u.unit.name.as_str());
-                (name, u.unit.stage, [u.thresholds, u.scales, u.mean_abs, u.zeroed_fraction])
-            })
+            .map(|u| (u.unit.name, u.unit.stage, [u.thresholds, u.scales, u.mean_abs, u.zeroed_fraction]))
             .collect();
         Values { probabilities: out.probabilities, scores, units }
     }

@@ -10,12 +10,14 @@ mod network;
 mod shrink;
 mod spec;
 mod unit;
+mod values;
 
 pub use layers::BN_EPS;
 pub use model::Model;
 pub use network::{BlockDiagnostics, Forward, Network};
 pub use shrink::{soft_threshold, ShrinkDiagnostics};
 pub use spec::{Arch, Dim, ModelSpec, StageSpec, StemSpec, PRESETS};
+pub use values::{ForwardValues, ShrinkUnit, UnitValues};
 
 /// A tensor's values as `f32`, row-major, copied to the CPU; none for an undefined or empty
 /// tensor (a forward pass in training mode has no stage features).

@@ -11,7 +11,7 @@ use tch::Tensor;
 use super::graph::{float, int, ints, Graph};
 use super::proto::{ModelProto, OperatorSetIdProto};
 use super::OnnxError;
-use crate::nn::{flat_values, Arch, Model, ModelSpec, BN_EPS};
+use crate::nn::{flat_values, Arch, Model, ModelSpec, ShrinkUnit, BN_EPS};
 
 /// Opset 17: `ReduceMean` still takes its axes as an attribute; every runtime since 2022.
 const OPSET: i64 = 17;
@@ -28,13 +28,6 @@ pub const UNIT_OUTPUTS: [&str; 4] = ["thresholds", "scales", "mean_abs", "zeroed
 /// `unit` is the unit's name, e.g. `units.3` or `members.1.units.3`.
 pub fn unit_output(unit: &str, what: &str) -> String {
     format!("{unit}.{what}")
-}
-
-/// A shrinkage unit of the network: its name (variable path) and its stage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShrinkUnit {
-    pub name: String,
-    pub stage: usize,
 }
 
 /// The serialised graph (`.onnx` bytes), with every unit's diagnostics as outputs when
@@ -135,7 +128,7 @@ impl Builder<'_> {
                     if diagnostics {
                         outputs.extend(UNIT_OUTPUTS.iter().map(|what| unit_output(&p, what)));
                     }
-                    units.push(ShrinkUnit { name: p, stage });
+                    units.push(ShrinkUnit { name: p.as_str().into(), stage });
                 }
                 let id = self.identity(&h, stride, width, s.channels);
                 h = self.g.node("Add", &[&r, &id], vec![]);

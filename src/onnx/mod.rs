@@ -12,8 +12,7 @@ mod proto;
 mod runtime;
 
 pub use export::export;
-pub use export::ShrinkUnit;
-pub use runtime::{init, init_from_env, OnnxModel, OnnxOutputs, UnitOutputs};
+pub use runtime::{init, init_from_env, loaded, OnnxModel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {

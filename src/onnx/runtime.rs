@@ -15,13 +15,10 @@ use ort::environment::{Environment, GlobalThreadPoolOptions};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionOutputs};
 use ort::value::TensorRef;
-use tch::Tensor;
 
-use super::export::{
-    export, unit_output, ShrinkUnit, FEATURES, INPUT, LOGITS, PROBABILITIES, STAGE_FEATURES, UNIT_OUTPUTS,
-};
+use super::export::{export, unit_output, FEATURES, INPUT, LOGITS, PROBABILITIES, STAGE_FEATURES, UNIT_OUTPUTS};
 use super::OnnxError;
-use crate::nn::{BlockDiagnostics, Forward, Model, ShrinkDiagnostics};
+use crate::nn::{ForwardValues, Model, ShrinkUnit, UnitValues};
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
@@ -54,6 +51,11 @@ pub fn init_from_env(threads: usize) -> Result<(), OnnxError> {
     init(Path::new(&library), threads)
 }
 
+/// Whether [`init`] has loaded ONNX Runtime.
+pub fn loaded() -> bool {
+    matches!(ENVIRONMENT.get(), Some(Ok(_)))
+}
+
 fn environment() -> Result<&'static Environment, OnnxError> {
     match ENVIRONMENT.get() {
         Some(Ok(env)) => Ok(env),
@@ -76,28 +78,6 @@ impl std::fmt::Debug for OnnxModel {
     }
 }
 
-/// What one forward pass of `windows` windows gave, each value row-major (`windows` rows).
-#[derive(Debug)]
-pub struct OnnxOutputs {
-    pub windows: usize,
-    pub probabilities: Vec<f32>,
-    pub logits: Vec<f32>,
-    pub features: Vec<f32>,
-    pub stage_features: Vec<f32>,
-    /// One per shrinkage unit when diagnostics were asked for.
-    pub units: Vec<UnitOutputs>,
-}
-
-/// A shrinkage unit's diagnostics, as in [`ShrinkDiagnostics`].
-#[derive(Debug)]
-pub struct UnitOutputs {
-    pub unit: ShrinkUnit,
-    pub thresholds: Vec<f32>,
-    pub scales: Vec<f32>,
-    pub mean_abs: Vec<f32>,
-    pub zeroed_fraction: Vec<f32>,
-}
-
 impl OnnxModel {
     /// Exports `model`'s network with its current weights and opens it in ONNX Runtime
     /// (after [`init`]).
@@ -113,7 +93,7 @@ impl OnnxModel {
     }
 
     /// Runs `n` windows (`inputs` row-major, `n x` the sample shape).
-    pub fn infer(&mut self, inputs: &[f32], n: usize, diagnostics: bool) -> Result<OnnxOutputs, OnnxError> {
+    pub fn infer(&mut self, inputs: &[f32], n: usize, diagnostics: bool) -> Result<ForwardValues, OnnxError> {
         let per_window: i64 = self.sample_shape.iter().product();
         if n == 0 || inputs.len() as i64 != per_window * n as i64 {
             return Err(OnnxError::Input(format!("{} values for {n} windows of {per_window}", inputs.len())));
@@ -127,7 +107,7 @@ impl OnnxModel {
             let unit = |u: &ShrinkUnit| {
                 let [thresholds, scales, mean_abs, zeroed_fraction] =
                     UNIT_OUTPUTS.map(|what| values(&outputs, &unit_output(&u.name, what)));
-                Ok(UnitOutputs {
+                Ok(UnitValues {
                     unit: u.clone(),
                     thresholds: thresholds?,
                     scales: scales?,
@@ -139,7 +119,7 @@ impl OnnxModel {
         } else {
             Vec::new()
         };
-        Ok(OnnxOutputs {
+        Ok(ForwardValues {
             windows: n,
             probabilities: values(&outputs, PROBABILITIES)?,
             logits: values(&outputs, LOGITS)?,
@@ -147,43 +127,6 @@ impl OnnxModel {
             stage_features: values(&outputs, STAGE_FEATURES)?,
             units,
         })
-    }
-}
-
-impl OnnxOutputs {
-    /// The same values as libtorch tensors, as `Model::infer` gives them (for the parity
-    /// tests).
-    pub fn to_forward(&self) -> Result<Forward, OnnxError> {
-        let mut forward = self.pooled()?;
-        for u in &self.units {
-            forward.blocks.push(BlockDiagnostics {
-                name: u.unit.name.clone(),
-                stage: u.unit.stage,
-                diagnostics: ShrinkDiagnostics {
-                    thresholds: self.matrix(&u.thresholds)?,
-                    scales: self.matrix(&u.scales)?,
-                    mean_abs: self.matrix(&u.mean_abs)?,
-                    zeroed_fraction: Tensor::from_slice(&u.zeroed_fraction),
-                },
-            });
-        }
-        Ok(forward)
-    }
-
-    /// Logits and pooled features only, as tensors.
-    pub fn pooled(&self) -> Result<Forward, OnnxError> {
-        Ok(Forward {
-            member_logits: Vec::new(),
-            logits: self.matrix(&self.logits)?,
-            blocks: Vec::new(),
-            features: self.matrix(&self.features)?,
-            stage_features: self.matrix(&self.stage_features)?,
-        })
-    }
-
-    /// `values` as a `windows x k` tensor.
-    fn matrix(&self, values: &[f32]) -> Result<Tensor, OnnxError> {
-        Tensor::from_slice(values).f_view([self.windows as i64, -1]).map_err(|e| OnnxError::Runtime(e.to_string()))
     }
 }
 

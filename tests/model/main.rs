@@ -4,6 +4,7 @@
 
 mod cuda;
 mod data;
+mod fused;
 mod nn;
 mod onnx;
 mod ood;

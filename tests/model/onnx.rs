@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::parity::specs;
 
-const TOLERANCE: f64 = 1e-5;
+pub(crate) const TOLERANCE: f64 = 1e-5;
 
 /// ONNX Runtime from the library that `scripts/libtorch.sh` installs and names.
 fn init_onnxruntime() {
@@ -23,7 +23,7 @@ fn init_onnxruntime() {
 
 /// The largest difference, relative where `a`'s values exceed 1 (pooled features reach tens:
 /// float rounding alone moves them by more than 1e-5 there).
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     if a.size() != b.size() {
         return f64::INFINITY;
     }
@@ -35,7 +35,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 /// among logits near 10 carries their rounding, so an element-wise relative measure fails on
 /// rounding alone (1.06e-5 seen over 500 random windows of the shipped model, while the
 /// probabilities agreed within 1e-6).
-fn max_logit_diff(a: &Tensor, b: &Tensor) -> f64 {
+pub(crate) fn max_logit_diff(a: &Tensor, b: &Tensor) -> f64 {
     if a.size() != b.size() {
         return f64::INFINITY;
     }
@@ -44,7 +44,7 @@ fn max_logit_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Asserts that the two forward passes agree, and returns the largest difference seen.
-fn compare(what: &str, torch: &Forward, ort: &Forward) -> f64 {
+pub(crate) fn compare(what: &str, torch: &Forward, ort: &Forward) -> f64 {
     let probs = |f: &Forward| f.logits.softmax(-1, Kind::Float);
     let mut worst = 0f64;
     let mut check = |name: &str, a: &Tensor, b: &Tensor| {
@@ -70,7 +70,7 @@ fn compare(what: &str, torch: &Forward, ort: &Forward) -> f64 {
     worst
 }
 
-fn inputs(spec: &ModelSpec, n: i64) -> Tensor {
+pub(crate) fn inputs(spec: &ModelSpec, n: i64) -> Tensor {
     let mut shape = vec![n];
     shape.extend(spec.sample_shape());
     Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu))

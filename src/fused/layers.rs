@@ -1,0 +1,253 @@
+//! The layers of an eval-mode 1-D network over one window's activations, stored channel by
+//! channel (`channels x length`, row-major), in plain loops that the compiler vectorises.
+//!
+//! Every function here is `#[inline(always)]`: they are compiled into the forward pass of
+//! `member.rs`, once for AVX2 with FMA and once for the baseline instruction set, and
+//! take the instruction set of the copy they are inlined into.
+
+/// Output samples computed together: they stay in registers while every input channel
+/// and kernel tap is added in, so each output is loaded and stored once.
+const TILE: usize = 16;
+
+/// A multiply-add, fused into one instruction (one rounding) in the FMA copy.
+#[inline(always)]
+fn madd<const FMA: bool>(acc: f32, w: f32, x: f32) -> f32 {
+    if FMA {
+        w.mul_add(x, acc)
+    } else {
+        acc + w * x
+    }
+}
+
+/// A convolution with "same" padding (`kernel / 2` zeros each side), as `nn::layers::Conv`.
+#[derive(Debug, Clone)]
+pub(super) struct Conv {
+    pub c_in: usize,
+    pub c_out: usize,
+    kernel: usize,
+    stride: usize,
+    /// `c_out x c_in x kernel`.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    /// The same weights as [`conv_block`] reads them: in blocks of [`BLOCK`] output
+    /// channels (the last ones singly), each block `taps x channels`.
+    blocked: Vec<f32>,
+}
+
+/// Output channels computed together, sharing every input load.
+const BLOCK: usize = 4;
+
+impl Conv {
+    /// `weight` is `c_out x c_in x kernel`, `bias` `c_out` (checked by the caller).
+    pub fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        let mut conv = Conv { c_in, c_out, kernel, stride, weight, bias, blocked: Vec::new() };
+        conv.blocked = conv.block_weights();
+        conv
+    }
+
+    /// The block of output channels that starts at `co`: its size.
+    fn block_at(&self, co: usize) -> usize {
+        if self.c_out - co >= BLOCK {
+            BLOCK
+        } else {
+            1
+        }
+    }
+
+    fn block_weights(&self) -> Vec<f32> {
+        let per_out = self.c_in * self.kernel;
+        let mut blocked = Vec::with_capacity(self.weight.len());
+        let mut co = 0;
+        while co < self.c_out {
+            let block = self.block_at(co);
+            for j in 0..per_out {
+                blocked.extend((co..co + block).map(|c| self.weight[c * per_out + j]));
+            }
+            co += block;
+        }
+        blocked
+    }
+
+    /// Output length for an input of `len` samples (odd kernels: `ceil(len / stride)`).
+    pub fn out_len(&self, len: usize) -> usize {
+        (len + 2 * (self.kernel / 2) - self.kernel) / self.stride + 1
+    }
+
+    /// Folds an eval-mode batch norm that follows the convolution into it:
+    /// `scale * (w * x + b) + shift = (scale * w) * x + (scale * b + shift)`.
+    pub fn fold(&mut self, bn: &Affine) {
+        let per_out = self.c_in * self.kernel;
+        for (co, (w, b)) in self.weight.chunks_mut(per_out).zip(&mut self.bias).enumerate() {
+            let (s, t) = (bn.scale[co], bn.shift[co]);
+            w.iter_mut().for_each(|w| *w *= s);
+            *b = *b * s + t;
+        }
+        self.blocked = self.block_weights();
+    }
+
+    /// `out` (`c_out x out_len`) gets the convolution of `x` (`c_in x len`), through ReLU
+    /// when `relu`. `phases` is scratch space.
+    ///
+    /// The padded input is first split into `stride` phases (phase `r` holds samples
+    /// `stride * t + r`), so that every kernel tap reads a contiguous run of one phase:
+    /// tap `k` of output `t` is sample `t + k / stride` of phase `k % stride`.
+    #[inline(always)]
+    pub fn forward<const FMA: bool>(&self, x: &[f32], len: usize, out: &mut [f32], phases: &mut Vec<f32>, relu: bool) {
+        let (k_size, stride, pad) = (self.kernel, self.stride, self.kernel / 2);
+        let out_len = self.out_len(len);
+        let tiles = out_len.div_ceil(TILE);
+        // Every tile reads TILE samples from each tap's start: room for the last tile's.
+        let plen = tiles * TILE + (k_size - 1) / stride;
+        phases.clear();
+        phases.resize(self.c_in * stride * plen, 0.0);
+        for (row, p) in x.chunks_exact(len).zip(phases.chunks_exact_mut(stride * plen)) {
+            for (r, phase) in p.chunks_exact_mut(plen).enumerate() {
+                // Phase r, position t: padded sample stride * t + r, input sample
+                // stride * t + r - pad; the first position inside the input, and its sample.
+                let first = pad.saturating_sub(r).div_ceil(stride);
+                let start = stride * first + r - pad;
+                let samples = row.get(start..).unwrap_or_default();
+                let dst = phase.get_mut(first..).unwrap_or_default();
+                if stride == 1 {
+                    let n = dst.len().min(samples.len());
+                    dst[..n].copy_from_slice(&samples[..n]);
+                } else {
+                    dst.iter_mut().zip(samples.iter().step_by(stride)).for_each(|(d, &v)| *d = v);
+                }
+            }
+        }
+        // Where each (input channel, tap) reads in `phases`, in the weights' order.
+        let taps: Vec<usize> = (0..self.c_in)
+            .flat_map(|ci| (0..k_size).map(move |k| (ci * stride + k % stride) * plen + k / stride))
+            .collect();
+        let per_out = taps.len();
+        let mut co = 0;
+        while co < self.c_out {
+            let block = self.block_at(co);
+            let weights = &self.blocked[co * per_out..(co + block) * per_out];
+            let bias = &self.bias[co..co + block];
+            let out = &mut out[co * out_len..(co + block) * out_len];
+            if block == BLOCK {
+                conv_block::<FMA, BLOCK>(weights, bias, &taps, phases, out, out_len, relu);
+            } else {
+                conv_block::<FMA, 1>(weights, bias, &taps, phases, out, out_len, relu);
+            }
+            co += block;
+        }
+    }
+}
+
+/// `B` output channels (`weights`: `taps x B`) over the whole length, a tile at a time.
+#[inline(always)]
+fn conv_block<const FMA: bool, const B: usize>(
+    weights: &[f32],
+    bias: &[f32],
+    taps: &[usize],
+    phases: &[f32],
+    out: &mut [f32],
+    out_len: usize,
+    relu: bool,
+) {
+    for t0 in (0..out_len).step_by(TILE) {
+        let mut acc = [[0f32; TILE]; B];
+        for (a, &b) in acc.iter_mut().zip(bias) {
+            *a = [b; TILE];
+        }
+        for (&tap, w) in taps.iter().zip(weights.chunks_exact(B)) {
+            // Fixed-size views: the compiler keeps the tiles in vector registers. (The
+            // phases hold every tile's reach, by construction: the zeros are never read.
+            // A branch out of the loop instead would make the compiler store the tiles.)
+            let src = phases.get(tap + t0..).and_then(|p| p.first_chunk::<TILE>()).unwrap_or(&[0.0; TILE]);
+            let w = w.first_chunk::<B>().unwrap_or(&[0.0; B]);
+            for (a, &w) in acc.iter_mut().zip(w) {
+                for i in 0..TILE {
+                    a[i] = madd::<FMA>(a[i], w, src[i]);
+                }
+            }
+        }
+        let n = TILE.min(out_len - t0);
+        for (c, a) in acc.iter().enumerate() {
+            let dst = &mut out[c * out_len + t0..c * out_len + t0 + n];
+            for (d, &v) in dst.iter_mut().zip(a) {
+                *d = if relu { v.max(0.0) } else { v };
+            }
+        }
+    }
+}
+
+/// An eval-mode batch norm as one multiply-add per value: `x * scale + shift` with
+/// `scale = weight / sqrt(running_var + eps)`, `shift = bias - running_mean * scale`
+/// (how libtorch computes it at inference).
+#[derive(Debug, Clone)]
+pub(super) struct Affine {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+impl Affine {
+    pub fn from_batch_norm(weight: &[f32], bias: &[f32], mean: &[f32], var: &[f32], eps: f64) -> Self {
+        let scale: Vec<f32> =
+            weight.iter().zip(var).map(|(&w, &v)| (f64::from(w) / (f64::from(v) + eps).sqrt()) as f32).collect();
+        let shift = bias.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+        Affine { scale, shift }
+    }
+
+    /// `out = relu(x * scale + shift)` per channel of `x` (`channels x len`).
+    #[inline(always)]
+    pub fn relu_into(&self, x: &[f32], len: usize, out: &mut [f32]) {
+        for (((row, o), &s), &t) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(&self.scale).zip(&self.shift)
+        {
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = (v * s + t).max(0.0);
+            }
+        }
+    }
+
+    /// The same on a vector of channels, in place.
+    #[inline(always)]
+    pub fn relu_in_place(&self, x: &mut [f32]) {
+        for ((v, &s), &t) in x.iter_mut().zip(&self.scale).zip(&self.shift) {
+            *v = (*v * s + t).max(0.0);
+        }
+    }
+}
+
+/// `y = x W^T + b`, as `nn::layers::Dense`.
+#[derive(Debug, Clone)]
+pub(super) struct Dense {
+    pub c_in: usize,
+    pub c_out: usize,
+    /// `c_out x c_in`.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    pub fn new(c_in: usize, c_out: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        Dense { c_in, c_out, weight, bias }
+    }
+
+    #[inline(always)]
+    pub fn forward(&self, x: &[f32], out: &mut [f32]) {
+        for ((o, w), &b) in out.iter_mut().zip(self.weight.chunks_exact(self.c_in)).zip(&self.bias) {
+            *o = w.iter().zip(x).fold(b, |acc, (&w, &x)| acc + w * x);
+        }
+    }
+}
+
+/// Mean over the length of every channel of `x` (`channels x len`) of `f(value)`, summed in
+/// eight interleaved lanes (vectorised, and close to libtorch's own lane-wise reduction).
+#[inline(always)]
+pub(super) fn channel_means(x: &[f32], len: usize, out: &mut [f32], f: impl Fn(f32) -> f32) {
+    for (row, o) in x.chunks_exact(len).zip(out.iter_mut()) {
+        let mut lanes = [0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let rest: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+        for c in chunks {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l += f(v);
+            }
+        }
+        *o = (lanes.iter().sum::<f32>() + rest) / len as f32;
+    }
+}
