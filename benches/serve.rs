@@ -336,11 +336,20 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let find = |prefix: &str| rows.iter().find(|r| r.label.starts_with(prefix));
-    if let Some(ours) = find("drsn onnxruntime, batching on (") {
-        for (peer, name) in [("drsn libtorch", "drsn on libtorch"), ("mosec", "mosec"), ("FastAPI", "FastAPI")] {
-            if let Some(theirs) = find(peer) {
+    // The default (fused) and ONNX Runtime, JSON, against the other servers.
+    for (ours_label, ours_name) in
+        [("drsn fused, batching on (", "drsn fused"), ("drsn onnxruntime, batching on (", "drsn onnxruntime")]
+    {
+        let Some(ours) = find(ours_label) else { continue };
+        for (peer, name) in [
+            ("drsn onnxruntime, batching on (", "drsn on onnxruntime"),
+            ("drsn libtorch", "drsn on libtorch"),
+            ("mosec", "mosec"),
+            ("FastAPI", "FastAPI"),
+        ] {
+            if let Some(theirs) = find(peer).filter(|t| t.label != ours.label) {
                 println!(
-                    "drsn onnxruntime (batching on) vs {name}: throughput x{:.2}, p99 {:.2} of theirs",
+                    "{ours_name} (batching on) vs {name}: throughput x{:.2}, p99 {:.2} of theirs",
                     tp(&ours.loaded) / tp(&theirs.loaded),
                     ours.loaded.p99_ms / theirs.loaded.p99_ms
                 );
@@ -349,7 +358,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     if args.curve {
-        println!("\ndrsn onnxruntime: windows/s and p99 ms by clients (columns) and largest batch (rows)");
+        println!("\ndrsn fused: windows/s and p99 ms by clients (columns) and largest batch (rows)");
         let clients = [1, 8, 64, 256];
         println!("| max batch | {} |", clients.map(|c| format!("{c} clients")).join(" | "));
         println!("|---|{}", "---|".repeat(clients.len()));

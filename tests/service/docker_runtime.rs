@@ -386,10 +386,13 @@ async fn the_staged_runtime_serves_a_real_diagnosis_without_the_build_environmen
     let status = service.stop();
     assert!(status.success(), "exit after SIGTERM: {status:?}; logs:\n{}", service.logs());
     assert!(service.logs().contains("\"stopped\""), "logs:\n{}", service.logs());
-    // Every model passed its load check and was served on ONNX Runtime, none on libtorch.
+    // Every model passed its load check: the bearing model served on the fused forward, the
+    // digits on the staged ONNX Runtime, none on libtorch.
     let logs = service.logs();
     assert!(
-        logs.contains("\"backend\":\"onnxruntime\"") && !logs.contains("\"backend\":\"libtorch\""),
+        logs.contains("\"backend\":\"fused\"")
+            && logs.contains("\"backend\":\"onnxruntime\"")
+            && !logs.contains("\"backend\":\"libtorch\""),
         "logs:\n{logs}"
     );
     let health = mapping.command(&stage.healthcheck, &service.addr, &token).output().unwrap();

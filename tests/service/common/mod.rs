@@ -213,10 +213,11 @@ impl TestApp {
     }
 }
 
-/// The engine as `drsn serve` runs it by default: forward passes on ONNX Runtime.
+/// The engine as `drsn serve` runs it by default: 1-D models on the fused forward, 2-D
+/// models on ONNX Runtime.
 pub fn engine_config() -> EngineConfig {
     init_onnxruntime();
-    EngineConfig { max_wait: Duration::from_millis(2), backend: Backend::Onnxruntime, ..EngineConfig::default() }
+    EngineConfig { max_wait: Duration::from_millis(2), backend: Backend::Fused, ..EngineConfig::default() }
 }
 
 /// ONNX Runtime from the library that `scripts/libtorch.sh` installs and names.
