@@ -299,7 +299,8 @@ fn fused_twin(model: &Model, threads: usize, xs: &Tensor, reference: &Forward) -
 /// Whether another backend's forward passes over the warm-up windows, without and with
 /// diagnostics (`run(windows, diagnostics)`), give libtorch's values (`reference`) within
 /// 1e-4, relative above 1: probabilities, logits, pooled features and stage features (which
-/// the out-of-distribution scores read), and every unit's thresholds.
+/// the out-of-distribution scores read), and every unit's thresholds, scales and mean |x|
+/// (not its zeroed share: a value within rounding of its threshold may fall either side).
 fn matches_libtorch(
     reference: &Forward,
     mut run: impl FnMut(usize, bool) -> Result<ForwardValues, String>,
@@ -331,6 +332,8 @@ fn matches_libtorch(
             }
             for (r, o) in reference.blocks.iter().zip(&out.units) {
                 compare("thresholds", &r.diagnostics.thresholds, &o.thresholds)?;
+                compare("scales", &r.diagnostics.scales, &o.scales)?;
+                compare("mean |x|", &r.diagnostics.mean_abs, &o.mean_abs)?;
             }
         }
     }
