@@ -86,13 +86,21 @@ impl Conv {
     }
 
     /// `out` (`c_out x out_len`) gets the convolution of `x` (`c_in x len`), through ReLU
-    /// when `relu`. `phases` is scratch space.
+    /// when `relu`. `phases` and `taps` are scratch space.
     ///
     /// The padded input is first split into `stride` phases (phase `r` holds samples
     /// `stride * t + r`), so that every kernel tap reads a contiguous run of one phase:
     /// tap `k` of output `t` is sample `t + k / stride` of phase `k % stride`.
     #[inline(always)]
-    pub fn forward<const FMA: bool>(&self, x: &[f32], len: usize, out: &mut [f32], phases: &mut Vec<f32>, relu: bool) {
+    pub fn forward<const FMA: bool>(
+        &self,
+        x: &[f32],
+        len: usize,
+        out: &mut [f32],
+        phases: &mut Vec<f32>,
+        taps: &mut Vec<usize>,
+        relu: bool,
+    ) {
         let (k_size, stride, pad) = (self.kernel, self.stride, self.kernel / 2);
         let out_len = self.out_len(len);
         let tiles = out_len.div_ceil(TILE);
@@ -117,9 +125,10 @@ impl Conv {
             }
         }
         // Where each (input channel, tap) reads in `phases`, in the weights' order.
-        let taps: Vec<usize> = (0..self.c_in)
-            .flat_map(|ci| (0..k_size).map(move |k| (ci * stride + k % stride) * plen + k / stride))
-            .collect();
+        taps.clear();
+        taps.extend(
+            (0..self.c_in).flat_map(|ci| (0..k_size).map(move |k| (ci * stride + k % stride) * plen + k / stride)),
+        );
         let per_out = taps.len();
         let mut co = 0;
         while co < self.c_out {
@@ -128,9 +137,9 @@ impl Conv {
             let bias = &self.bias[co..co + block];
             let out = &mut out[co * out_len..(co + block) * out_len];
             if block == BLOCK {
-                conv_block::<FMA, BLOCK>(weights, bias, &taps, phases, out, out_len, relu);
+                conv_block::<FMA, BLOCK>(weights, bias, taps, phases, out, out_len, relu);
             } else {
-                conv_block::<FMA, 1>(weights, bias, &taps, phases, out, out_len, relu);
+                conv_block::<FMA, 1>(weights, bias, taps, phases, out, out_len, relu);
             }
             co += block;
         }
@@ -235,19 +244,25 @@ impl Dense {
     }
 }
 
-/// Mean over the length of every channel of `x` (`channels x len`) of `f(value)`, summed in
-/// eight interleaved lanes (vectorised, and close to libtorch's own lane-wise reduction).
+/// Mean over the length of every channel of `x` (`channels x len`) of `f(value)`.
 #[inline(always)]
 pub(super) fn channel_means(x: &[f32], len: usize, out: &mut [f32], f: impl Fn(f32) -> f32) {
     for (row, o) in x.chunks_exact(len).zip(out.iter_mut()) {
-        let mut lanes = [0f32; 8];
-        let chunks = row.chunks_exact(8);
-        let rest: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-        for c in chunks {
-            for (l, &v) in lanes.iter_mut().zip(c) {
-                *l += f(v);
-            }
-        }
-        *o = (lanes.iter().sum::<f32>() + rest) / len as f32;
+        *o = mean(row, &f);
     }
+}
+
+/// Mean of `f(value)` over `row`, summed in eight interleaved lanes (vectorised, and close
+/// to libtorch's own lane-wise reduction).
+#[inline(always)]
+pub(super) fn mean(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f(v);
+        }
+    }
+    (lanes.iter().sum::<f32>() + rest) / row.len() as f32
 }

@@ -3,7 +3,7 @@
 //! folded into its first convolution, and the shrinkage, the identity and the
 //! diagnostics computed in passes over activations that stay in the core's cache.
 
-use super::layers::{channel_means, Affine, Conv, Dense};
+use super::layers::{channel_means, mean, Affine, Conv, Dense};
 
 #[derive(Debug, Clone)]
 pub(super) struct Member {
@@ -45,6 +45,7 @@ pub(super) struct Scratch {
     a: Vec<f32>,
     b: Vec<f32>,
     phases: Vec<f32>,
+    taps: Vec<usize>,
     small: Small,
 }
 
@@ -66,6 +67,7 @@ impl Scratch {
             a: big(),
             b: big(),
             phases: Vec::new(),
+            taps: Vec::new(),
             small: Small { mean_abs: small(), hidden: small(), scales: small(), thresholds: small() },
         }
     }
@@ -86,7 +88,8 @@ impl Member {
     /// widest layer.
     pub fn sizes(&self, len: usize) -> (usize, usize) {
         let mut len_now = self.stem.out_len(len);
-        let mut largest = (self.stem.c_in * len).max(self.stem.c_out * len_now);
+        // The input itself is read where it lies, not copied into the scratch buffers.
+        let mut largest = self.stem.c_out * len_now;
         let mut widest = self.stem.c_out;
         for u in &self.units {
             len_now = u.conv1.out_len(len_now);
@@ -103,7 +106,7 @@ impl Member {
         let mut len = len;
         let mut width = self.stem.c_out;
         let out_len = self.stem.out_len(len);
-        self.stem.forward::<FMA>(x, len, &mut s.h[..width * out_len], &mut s.phases, false);
+        self.stem.forward::<FMA>(x, len, &mut s.h[..width * out_len], &mut s.phases, &mut s.taps, false);
         len = out_len;
         let mut shrink_index = 0;
         for unit in &self.units {
@@ -111,8 +114,8 @@ impl Member {
             let out_len = unit.conv1.out_len(len);
             let (input, wide) = (width * len, c_out * out_len);
             unit.bn1.relu_into(&s.h[..input], len, &mut s.a[..input]);
-            unit.conv1.forward::<FMA>(&s.a[..input], len, &mut s.b[..wide], &mut s.phases, true);
-            unit.conv2.forward::<FMA>(&s.b[..wide], out_len, &mut s.a[..wide], &mut s.phases, false);
+            unit.conv1.forward::<FMA>(&s.a[..input], len, &mut s.b[..wide], &mut s.phases, &mut s.taps, true);
+            unit.conv2.forward::<FMA>(&s.b[..wide], out_len, &mut s.a[..wide], &mut s.phases, &mut s.taps, false);
             if let Some(shrink) = &unit.shrink {
                 let diagnostics = sink.units.as_deref_mut().and_then(|u| u.get_mut(shrink_index));
                 shrink.apply(&mut s.a[..wide], out_len, &mut s.small, diagnostics);
@@ -145,9 +148,7 @@ impl Member {
             .zip(features.iter_mut())
             .zip(self.head.scale.iter().zip(&self.head.shift))
         {
-            let mut one = [0f32];
-            channel_means(row, len, &mut one, |v| (v * scale + shift).max(0.0));
-            *f = one[0];
+            *f = mean(row, |v| (v * scale + shift).max(0.0));
         }
         let logits = &mut s.small.scales[..self.fc.c_out];
         self.fc.forward(&sink.features[at..], logits);
