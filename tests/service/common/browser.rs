@@ -111,7 +111,9 @@ impl Browser {
             .client
             .execute("const m = document.getElementById('main'); if (m) m.dataset.ready = 'stale';", vec![])
             .await;
-        self.client.goto(url).await.expect("page opens");
+        // Going to the very URL already shown changes nothing (not even the hash): reload.
+        let here = self.client.current_url().await.is_ok_and(|u| u.as_str() == url);
+        if here { self.client.refresh().await } else { self.client.goto(url).await }.expect("page opens");
         self.wait_for("document.getElementById('main')?.dataset.ready === 'true'", Duration::from_secs(30)).await;
     }
 
