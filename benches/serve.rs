@@ -9,6 +9,7 @@
 //!     cargo bench --bench serve -- [--seconds 10] [--clients 64] [--model models/cwru-bearing]
 //!                                  [--serve-args "--torch-threads 1"] [--no-python]
 //!                                  [--curve] [--only LABEL-PREFIX] [--mosec-args "--decoders 2"]
+//!                                  [--baseline OLD-DRSN-BINARY]
 //!
 //! For each server: single-window latency p50/p99 with one client (unloaded), then
 //! throughput and latency p50/p99 with `--clients` clients in a closed loop. Every request
@@ -16,7 +17,9 @@
 //! probabilities only). `--curve` adds drsn on its fused forward at 1, 8, 64 and 256 clients with
 //! at most 1, 8 and 64 windows a batch. Without `--model`, `models/cwru-bearing` is used when
 //! present, else a freshly initialised paper-1d DRSN-CW (speed does not depend on the
-//! weights' values).
+//! weights' values). `--baseline` adds another `drsn` binary (e.g. built from an older
+//! commit) serving the same model and JSON bodies with its own defaults, for ratios against
+//! the service as it was.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +52,8 @@ struct Args {
     mosec_args: Vec<String>,
     /// Further `drsn serve` flags for both drsn set-ups (e.g. "--torch-threads 2").
     serve_args: Vec<String>,
+    /// Another drsn binary to run beside this one, with its own defaults.
+    baseline: Option<PathBuf>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -61,6 +66,7 @@ fn args() -> anyhow::Result<Args> {
         only: None,
         mosec_args: Vec::new(),
         serve_args: Vec::new(),
+        baseline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -69,6 +75,7 @@ fn args() -> anyhow::Result<Args> {
             "--clients" => args.clients = it.next().context("--clients N")?.parse()?,
             "--model" => args.model = Some(it.next().context("--model DIR")?.into()),
             "--no-python" => args.python = false,
+            "--baseline" => args.baseline = Some(it.next().context("--baseline BINARY")?.into()),
             "--curve" => args.curve = true,
             "--only" => args.only = Some(it.next().context("--only LABEL-PREFIX")?),
             "--mosec-args" => {
@@ -275,6 +282,22 @@ fn main() -> anyhow::Result<()> {
             ..setup("drsn onnxruntime, batching on, raw f32 body", drsn(flags("onnxruntime", 64)), &raw)
         },
     ];
+    if let Some(binary) = &args.baseline {
+        // Its own data folder: an older binary need not read this one's database.
+        let (binary, models, data) = (binary.clone(), models.clone(), tmp.path().join("baseline-data"));
+        let start: Box<Starter<'_>> = Box::new(move |port| {
+            Ok(Command::new(&binary)
+                .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+                .arg("--models")
+                .arg(&models)
+                .arg("--data-dir")
+                .arg(&data)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?)
+        });
+        setups.push(setup("drsn baseline binary (its defaults)", start, &json));
+    }
     if args.python {
         let here = Path::new(env!("CARGO_MANIFEST_DIR"));
         let peer = |script: &'static str, extra: Vec<String>| -> Box<Starter<'_>> {
@@ -344,6 +367,7 @@ fn main() -> anyhow::Result<()> {
         for (peer, name) in [
             ("drsn onnxruntime, batching on (", "drsn on onnxruntime"),
             ("drsn libtorch", "drsn on libtorch"),
+            ("drsn baseline", "the baseline binary"),
             ("mosec", "mosec"),
             ("FastAPI", "FastAPI"),
         ] {
