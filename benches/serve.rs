@@ -24,6 +24,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "support/load.rs"]
 mod load;
 mod support;
@@ -31,6 +33,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
+use cpu::{cpu_seconds, machine_busy_seconds};
 use drsn::data::Normalization;
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
@@ -420,7 +423,21 @@ fn measure(
         let start = stages(client, &base).await.unwrap_or_default();
         let alone = unloaded(client, &url, s.bodies).await;
         let between = stages(client, &base).await;
+        let pid = server.0.id();
+        let cpu_before = (cpu_seconds(pid), machine_busy_seconds());
         let loaded = load(client, std::slice::from_ref(&url), s.bodies, clients, seconds).await;
+        if let ((Ok(server_before), Ok(machine_before)), Ok(server_after), Ok(machine_after)) =
+            (cpu_before, cpu_seconds(pid), machine_busy_seconds())
+        {
+            let (server, machine) = (server_after - server_before, machine_after - machine_before);
+            eprintln!(
+                "{}: {clients} clients: server CPU {:.3} ms a request ({:.2} cores; main process), machine busy {:.2} cores",
+                s.label,
+                server * 1e3 / (loaded.requests as f64).max(1.0),
+                server / loaded.seconds,
+                machine / loaded.seconds
+            );
+        }
         if let (Some(between), Some(end)) = (between, stages(client, &base).await) {
             eprintln!("{}: 1 client: {}", s.label, start.between(&between));
             eprintln!("{}: {clients} clients: {}", s.label, between.between(&end));
