@@ -242,22 +242,24 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(256 * 2).build()?;
 
-    let drsn = |extra: Vec<String>| -> Box<Starter<'_>> {
-        let (models, data) = (models.clone(), tmp.path().join("data"));
-        let serve_args = args.serve_args.clone();
+    // `binary serve` on the models, with its own data folder and `extra` flags.
+    let serve = |binary: PathBuf, data: PathBuf, extra: Vec<String>| -> Box<Starter<'_>> {
+        let models = models.clone();
         Box::new(move |port| {
-            Ok(Command::new(env!("CARGO_BIN_EXE_drsn"))
+            Ok(Command::new(&binary)
                 .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
                 .arg("--models")
                 .arg(&models)
                 .arg("--data-dir")
                 .arg(&data)
                 .args(&extra)
-                .args(&serve_args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?)
         })
+    };
+    let drsn = |extra: Vec<String>| {
+        serve(env!("CARGO_BIN_EXE_drsn").into(), tmp.path().join("data"), [extra, args.serve_args.clone()].concat())
     };
     let flags = |backend: &str, batch: usize| -> Vec<String> {
         let wait = if batch > 1 { "2" } else { "0" };
@@ -287,18 +289,7 @@ fn main() -> anyhow::Result<()> {
     ];
     if let Some(binary) = &args.baseline {
         // Its own data folder: an older binary need not read this one's database.
-        let (binary, models, data) = (binary.clone(), models.clone(), tmp.path().join("baseline-data"));
-        let start: Box<Starter<'_>> = Box::new(move |port| {
-            Ok(Command::new(&binary)
-                .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-                .arg("--models")
-                .arg(&models)
-                .arg("--data-dir")
-                .arg(&data)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?)
-        });
+        let start = serve(binary.clone(), tmp.path().join("baseline-data"), Vec::new());
         setups.push(setup("drsn baseline binary (its defaults)", start, &json));
     }
     if args.python {

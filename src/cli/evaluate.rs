@@ -73,7 +73,17 @@ pub(super) struct Loaded {
 }
 
 pub(super) fn load(model_dir: &Path, data: &DataArgs, seed: u64, device: tch::Device) -> anyhow::Result<Loaded> {
-    let card = ModelCard::read(model_dir)?;
+    load_with_card(ModelCard::read(model_dir)?, model_dir, data, seed, device)
+}
+
+/// [`load`] with the folder's card already read.
+pub(super) fn load_with_card(
+    card: ModelCard,
+    model_dir: &Path,
+    data: &DataArgs,
+    seed: u64,
+    device: tch::Device,
+) -> anyhow::Result<Loaded> {
     let model = Model::load(&card.spec, &model_dir.join(WEIGHTS_FILE), device)?;
     let window = card.window.as_ref().map_or(card.spec.input_size[0] as usize, |w| w.length);
     let dataset = data.load(window, card.sample_rate, seed)?;
