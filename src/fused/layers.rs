@@ -11,7 +11,7 @@ const TILE: usize = 16;
 
 /// A multiply-add, fused into one instruction (one rounding) in the FMA copy.
 #[inline(always)]
-fn madd<const FMA: bool>(acc: f32, w: f32, x: f32) -> f32 {
+pub(crate) fn madd<const FMA: bool>(acc: f32, w: f32, x: f32) -> f32 {
     if FMA {
         w.mul_add(x, acc)
     } else {
@@ -21,11 +21,11 @@ fn madd<const FMA: bool>(acc: f32, w: f32, x: f32) -> f32 {
 
 /// A convolution with "same" padding (`kernel / 2` zeros each side), as `nn::layers::Conv`.
 #[derive(Debug, Clone)]
-pub(super) struct Conv {
+pub(crate) struct Conv {
     pub c_in: usize,
     pub c_out: usize,
-    kernel: usize,
-    stride: usize,
+    pub kernel: usize,
+    pub stride: usize,
     /// `c_out x c_in x kernel`.
     weight: Vec<f32>,
     bias: Vec<f32>,
@@ -85,25 +85,15 @@ impl Conv {
         self.blocked = self.block_weights();
     }
 
-    /// `out` (`c_out x out_len`) gets the convolution of `x` (`c_in x len`), through ReLU
-    /// when `relu`. `phases` and `taps` are scratch space.
-    ///
-    /// The padded input is first split into `stride` phases (phase `r` holds samples
-    /// `stride * t + r`), so that every kernel tap reads a contiguous run of one phase:
-    /// tap `k` of output `t` is sample `t + k / stride` of phase `k % stride`.
+    /// Splits the zero-padded `x` (`c_in x len`) into `stride` phases (phase `r` holds
+    /// samples `stride * t + r`), so that every kernel tap reads a contiguous run of one
+    /// phase: tap `k` of output `t` is sample `t + k / stride` of phase `k % stride`.
+    /// `taps` gets where each (input channel, tap) starts in `phases`, in the weights'
+    /// order; every tap can read whole tiles up to the output length rounded up to a tile.
     #[inline(always)]
-    pub fn forward<const FMA: bool>(
-        &self,
-        x: &[f32],
-        len: usize,
-        out: &mut [f32],
-        phases: &mut Vec<f32>,
-        taps: &mut Vec<usize>,
-        relu: bool,
-    ) {
+    pub fn split_phases(&self, x: &[f32], len: usize, phases: &mut Vec<f32>, taps: &mut Vec<usize>) {
         let (k_size, stride, pad) = (self.kernel, self.stride, self.kernel / 2);
-        let out_len = self.out_len(len);
-        let tiles = out_len.div_ceil(TILE);
+        let tiles = self.out_len(len).div_ceil(TILE);
         // Every tile reads TILE samples from each tap's start: room for the last tile's.
         let plen = tiles * TILE + (k_size - 1) / stride;
         phases.clear();
@@ -124,11 +114,26 @@ impl Conv {
                 }
             }
         }
-        // Where each (input channel, tap) reads in `phases`, in the weights' order.
         taps.clear();
         taps.extend(
             (0..self.c_in).flat_map(|ci| (0..k_size).map(move |k| (ci * stride + k % stride) * plen + k / stride)),
         );
+    }
+
+    /// `out` (`c_out x out_len`) gets the convolution of `x` (`c_in x len`), through ReLU
+    /// when `relu`. `phases` and `taps` are scratch space for [`Conv::split_phases`].
+    #[inline(always)]
+    pub fn forward<const FMA: bool>(
+        &self,
+        x: &[f32],
+        len: usize,
+        out: &mut [f32],
+        phases: &mut Vec<f32>,
+        taps: &mut Vec<usize>,
+        relu: bool,
+    ) {
+        let out_len = self.out_len(len);
+        self.split_phases(x, len, phases, taps);
         let per_out = taps.len();
         let mut co = 0;
         while co < self.c_out {
@@ -188,7 +193,7 @@ fn conv_block<const FMA: bool, const B: usize>(
 /// `scale = weight / sqrt(running_var + eps)`, `shift = bias - running_mean * scale`
 /// (how libtorch computes it at inference).
 #[derive(Debug, Clone)]
-pub(super) struct Affine {
+pub(crate) struct Affine {
     pub scale: Vec<f32>,
     pub shift: Vec<f32>,
 }

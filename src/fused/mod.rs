@@ -13,7 +13,7 @@
 // slices whose sizes the constructor checked against the spec; they stay out of this rule.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod layers;
+pub(crate) mod layers;
 mod member;
 
 use std::collections::HashMap;
@@ -211,7 +211,8 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
-fn fma_available() -> bool {
+/// Whether this CPU runs the kernels' AVX2 + FMA copies.
+pub(crate) fn fma_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

@@ -4,6 +4,8 @@
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
+use super::cpu;
+
 /// He-normal (Keras `he_normal`, fan-in) initialisation of convolution and dense kernels.
 pub const HE_NORMAL: Init = tch::nn::init::DEFAULT_KAIMING_NORMAL;
 
@@ -32,8 +34,23 @@ impl Conv {
         }
     }
 
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.convolution(&self.weight, Some(&self.bias), &self.stride, &self.padding, &self.ones, false, &self.zeros, 1)
+    /// The convolution of `xs`; in training (`train`), 1-D inputs on the CPU take
+    /// [`cpu::conv1d`].
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let ours = (train && self.stride.len() == 1 && cpu::applies(xs))
+            .then(|| cpu::conv1d(xs, &self.weight, &self.bias, self.stride[0]));
+        cpu::or_libtorch(ours, "convolution", || {
+            xs.convolution(
+                &self.weight,
+                Some(&self.bias),
+                &self.stride,
+                &self.padding,
+                &self.ones,
+                false,
+                &self.zeros,
+                1,
+            )
+        })
     }
 
     /// The kernel, for weight decay.
@@ -65,7 +82,15 @@ impl Norm {
         }
     }
 
+    /// Normalised `xs`: by the batch's statistics in training (`train`, which also moves
+    /// the running ones), where 1-D inputs on the CPU take [`cpu::batch_norm1d`].
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let (w, b, m, v) = (&self.weight, &self.bias, &self.running_mean, &self.running_var);
+        let ours = (train && cpu::applies(xs)).then(|| cpu::batch_norm1d(xs, w, b, m, v, BN_MOMENTUM, BN_EPS));
+        cpu::or_libtorch(ours, "batch norm", || self.libtorch_forward_t(xs, train))
+    }
+
+    fn libtorch_forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         Tensor::batch_norm(
             xs,
             Some(&self.weight),

@@ -4,6 +4,7 @@
 //! (a job's custom network), and a mirror type at the boundary would be a second copy to
 //! keep in step.
 
+mod cpu;
 mod layers;
 mod model;
 mod network;

@@ -158,7 +158,7 @@ impl Member {
 
     /// Runs the member; `train` selects batch statistics and updates the running ones.
     fn forward_t(&self, xs: &Tensor, train: bool, diagnostics: bool) -> Forward {
-        let mut h = self.stem.forward(xs);
+        let mut h = self.stem.forward_t(xs, train);
         let mut blocks = Vec::new();
         let mut stage_pools = Vec::new();
         for (i, (stage, unit)) in self.units.iter().enumerate() {

@@ -3,6 +3,7 @@
 use tch::nn::Path;
 use tch::{Kind, Tensor};
 
+use super::cpu;
 use super::layers::{global_average, Dense, Norm, HE_NORMAL};
 
 /// `sign(x) * max(|x| - tau, 0)`, written as `x - clamp(x, -tau, tau)`: the same values
@@ -15,6 +16,15 @@ pub fn soft_threshold(xs: &Tensor, tau: &Tensor) -> Tensor {
 /// with broadcast tensor bounds, but not `clamp` with both (several times slower).
 fn clamp_within(xs: &Tensor, tau: &Tensor) -> Tensor {
     xs.clamp_max_tensor(tau).clamp_min_tensor_(&tau.neg())
+}
+
+/// Soft thresholding with gradients: one pass each way for 1-D inputs on the CPU, else
+/// `relu(x - tau) - relu(-x - tau)` (the clamp form's backward, with masks and reductions
+/// for both tensor bounds, made the whole backward pass about 1.5x slower than this one's).
+fn training_soft_threshold(xs: &Tensor, tau: &Tensor) -> Tensor {
+    cpu::or_libtorch(cpu::applies(xs).then(|| cpu::soft_threshold(xs, tau)), "soft thresholding", || {
+        (xs - tau).relu() - (-xs - tau).relu()
+    })
 }
 
 /// What one shrinkage unit did to a batch: the explanation behind a verdict.
@@ -63,9 +73,7 @@ impl Shrinkage {
         shape.extend(std::iter::repeat_n(1, xs.dim() - 2));
         let tau = thresholds.view(shape.as_slice());
         let out = if xs.requires_grad() {
-            // Training: the clamp form's backward (masks and reductions for both tensor
-            // bounds) made the whole backward pass about 1.5x slower than this form's.
-            (&xs - &tau).relu() - (-&xs - &tau).relu()
+            training_soft_threshold(&xs, &tau)
         } else {
             // Inference: nothing needs `xs` afterwards, so the result takes its place.
             let inside = clamp_within(&xs, &tau);

@@ -42,8 +42,8 @@ impl ResidualUnit {
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool, diagnostics: bool) -> (Tensor, Option<ShrinkDiagnostics>) {
-        let r = self.conv1.forward(&self.bn1.forward_t(xs, train).relu_());
-        let r = self.conv2.forward(&self.bn2.forward_t(&r, train).relu_());
+        let r = self.conv1.forward_t(&self.bn1.forward_t(xs, train).relu_(), train);
+        let r = self.conv2.forward_t(&self.bn2.forward_t(&r, train).relu_(), train);
         let (r, diag) = match &self.shrink {
             Some(shrink) => shrink.forward_t(r, train, diagnostics),
             None => (r, None),

@@ -1,0 +1,439 @@
+//! The arithmetic behind `autograd.cpp`, over runs of consecutive samples of contiguous
+//! `N x C x L` buffers. C++ calls these through function pointers, one run per thread of
+//! libtorch's pool; each returns 0, or non-zero (never unwinds) when a shape does not add
+//! up or a kernel panicked.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::fused::fma_available;
+use crate::fused::layers::{madd, Conv};
+
+/// The table `drsn_cpu_set_kernels` takes (`drsn_cpu_kernels` in autograd.cpp).
+#[repr(C)]
+pub(super) struct Table {
+    conv_forward:
+        unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, i64, i64, i64, i64, i64, i64) -> i32,
+    conv_weight_grad:
+        unsafe extern "C" fn(*const f32, *const f32, *mut f32, *mut f32, i64, i64, i64, i64, i64, i64) -> i32,
+    channel_moments: unsafe extern "C" fn(*const f32, *const f32, *mut f64, i64, i64, i64) -> i32,
+    channel_grad_sums: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f64, i64, i64, i64) -> i32,
+    channel_combine: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, i64, i64, i64) -> i32,
+    soft_threshold: unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64, i64, i64, i64) -> i32,
+    soft_threshold_grad:
+        unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, *mut f32, i64, i64, i64, i64) -> i32,
+}
+
+pub(super) static TABLE: Table = Table {
+    conv_forward,
+    conv_weight_grad,
+    channel_moments,
+    channel_grad_sums,
+    channel_combine,
+    soft_threshold,
+    soft_threshold_grad,
+};
+
+/// Runs `f`, mapping a shape error to 1 and a panic to 2.
+fn guarded(f: impl FnOnce() -> Option<()>) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Some(())) => 0,
+        Ok(None) => 1,
+        Err(_) => 2,
+    }
+}
+
+/// Sizes of a convolution call, checked: `(n, c_in, c_out, kernel, len, stride)`.
+fn conv_shape(n: i64, c_in: i64, c_out: i64, kernel: i64, len: i64, stride: i64) -> Option<[usize; 6]> {
+    let s = [n, c_in, c_out, kernel, len, stride].map(|v| usize::try_from(v).ok());
+    let [Some(n), Some(c_in), Some(c_out), Some(kernel), Some(len), Some(stride)] = s else { return None };
+    (c_in > 0 && c_out > 0 && kernel % 2 == 1 && len > 0 && stride > 0).then_some([n, c_in, c_out, kernel, len, stride])
+}
+
+/// A slice over `len` values at `p` (`len` computed with checked arithmetic by the caller).
+///
+/// # Safety
+/// `p` must point at `len` initialised values that stay alive and unaliased by writes.
+unsafe fn slice<'a, T>(p: *const T, len: usize) -> Option<&'a [T]> {
+    (!p.is_null()).then(|| std::slice::from_raw_parts(p, len))
+}
+
+/// # Safety
+/// As [`slice`], and nothing else reads or writes the values meanwhile.
+unsafe fn slice_mut<'a, T>(p: *mut T, len: usize) -> Option<&'a mut [T]> {
+    (!p.is_null()).then(|| std::slice::from_raw_parts_mut(p, len))
+}
+
+/// `out[i] = conv(x[i])` for each of `n` samples; `b` may be null (no bias).
+unsafe extern "C" fn conv_forward(
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    out: *mut f32,
+    n: i64,
+    c_in: i64,
+    c_out: i64,
+    kernel: i64,
+    len: i64,
+    stride: i64,
+) -> i32 {
+    guarded(|| {
+        let [n, c_in, c_out, kernel, len, stride] = conv_shape(n, c_in, c_out, kernel, len, stride)?;
+        let weight = slice(w, c_out.checked_mul(c_in)?.checked_mul(kernel)?)?.to_vec();
+        let bias = if b.is_null() { vec![0.0; c_out] } else { slice(b, c_out)?.to_vec() };
+        let conv = Conv::new(c_in, c_out, kernel, stride, weight, bias);
+        let (per_in, per_out) = (c_in.checked_mul(len)?, c_out.checked_mul(conv.out_len(len))?);
+        let x = slice(x, n.checked_mul(per_in)?)?;
+        let out = slice_mut(out, n.checked_mul(per_out)?)?;
+        #[cfg(target_arch = "x86_64")]
+        if fma_available() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { conv_forward_fma(&conv, x, len, out) };
+            return Some(());
+        }
+        conv_forward_with::<false>(&conv, x, len, out);
+        Some(())
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn conv_forward_fma(conv: &Conv, x: &[f32], len: usize, out: &mut [f32]) {
+    conv_forward_with::<true>(conv, x, len, out)
+}
+
+#[inline(always)]
+fn conv_forward_with<const FMA: bool>(conv: &Conv, x: &[f32], len: usize, out: &mut [f32]) {
+    let (mut phases, mut taps) = (Vec::new(), Vec::new());
+    let per_out = conv.c_out * conv.out_len(len);
+    for (x, out) in x.chunks_exact(conv.c_in * len).zip(out.chunks_exact_mut(per_out)) {
+        conv.forward::<FMA>(x, len, out, &mut phases, &mut taps, false);
+    }
+}
+
+/// Adds to `gw` (`c_out x c_in x kernel`) and `gb` (`c_out`) the gradients of a
+/// convolution's weights and bias from `n` samples of its input `x` and of the gradient `g`
+/// at its output: `gw[o][i][k] += sum_t g[o][t] * x_padded[i][stride * t + k]`.
+unsafe extern "C" fn conv_weight_grad(
+    x: *const f32,
+    g: *const f32,
+    gw: *mut f32,
+    gb: *mut f32,
+    n: i64,
+    c_in: i64,
+    c_out: i64,
+    kernel: i64,
+    len: i64,
+    stride: i64,
+) -> i32 {
+    guarded(|| {
+        let [n, c_in, c_out, kernel, len, stride] = conv_shape(n, c_in, c_out, kernel, len, stride)?;
+        let per_w = c_out.checked_mul(c_in)?.checked_mul(kernel)?;
+        let shape = Conv::new(c_in, c_out, kernel, stride, vec![0.0; per_w], vec![0.0; c_out]);
+        let out_len = shape.out_len(len);
+        let x = slice(x, n.checked_mul(c_in.checked_mul(len)?)?)?;
+        let g = slice(g, n.checked_mul(c_out.checked_mul(out_len)?)?)?;
+        let (gw, gb) = (slice_mut(gw, per_w)?, slice_mut(gb, c_out)?);
+        #[cfg(target_arch = "x86_64")]
+        if fma_available() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { weight_grad_fma(&shape, x, g, len, gw, gb) };
+            return Some(());
+        }
+        weight_grad_with::<false>(&shape, x, g, len, gw, gb);
+        Some(())
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn weight_grad_fma(shape: &Conv, x: &[f32], g: &[f32], len: usize, gw: &mut [f32], gb: &mut [f32]) {
+    weight_grad_with::<true>(shape, x, g, len, gw, gb)
+}
+
+#[inline(always)]
+fn weight_grad_with<const FMA: bool>(shape: &Conv, x: &[f32], g: &[f32], len: usize, gw: &mut [f32], gb: &mut [f32]) {
+    let (mut phases, mut taps) = (Vec::new(), Vec::new());
+    let (k_size, out_len) = (shape.kernel, shape.out_len(len));
+    let per_out = shape.c_in * k_size;
+    for (x, g) in x.chunks_exact(shape.c_in * len).zip(g.chunks_exact(shape.c_out * out_len)) {
+        // Stride 1 reads the input rows in place (the padding only trims the range of
+        // outputs a tap sees); other strides read the phases, zeros included.
+        let direct = shape.stride == 1;
+        if !direct {
+            shape.split_phases(x, len, &mut phases, &mut taps);
+        }
+        // Where tap `j` reads, and the outputs it reaches: (source, first, end).
+        let source = |j: usize| -> (&[f32], usize, usize) {
+            if direct {
+                let (ci, k) = (j / k_size, j % k_size);
+                let (first, end) = (((k_size / 2).saturating_sub(k)).min(out_len), (len + k_size / 2 - k).min(out_len));
+                let start = ci * len + first + k - k_size / 2;
+                (x.get(start..start + end.saturating_sub(first)).unwrap_or_default(), first, end.max(first))
+            } else {
+                let tap = taps.get(j).copied().unwrap_or_default();
+                (phases.get(tap..tap + out_len).unwrap_or_default(), 0, out_len)
+            }
+        };
+        let mut co = 0;
+        while co < shape.c_out {
+            let rows = |b: usize| g.get((co + b) * out_len..(co + b + 1) * out_len).unwrap_or_default();
+            if shape.c_out - co >= BLOCK {
+                let rows: [&[f32]; BLOCK] = std::array::from_fn(rows);
+                for j in 0..per_out {
+                    let (src, first, end) = source(j);
+                    let sums = dot_block::<FMA, BLOCK>(rows.map(|r| r.get(first..end).unwrap_or_default()), src);
+                    for (b, s) in sums.iter().enumerate() {
+                        gw[(co + b) * per_out + j] += s;
+                    }
+                }
+                for (b, r) in rows.iter().enumerate() {
+                    gb[co + b] += sum(r);
+                }
+                co += BLOCK;
+            } else {
+                let row = rows(0);
+                for j in 0..per_out {
+                    let (src, first, end) = source(j);
+                    gw[co * per_out + j] += dot_block::<FMA, 1>([row.get(first..end).unwrap_or_default()], src)[0];
+                }
+                gb[co] += sum(row);
+                co += 1;
+            }
+        }
+    }
+}
+
+/// Output channels whose gradients are summed together, sharing each input load.
+const BLOCK: usize = 4;
+
+/// The dot products of `B` rows with `x` (all as long as the shortest), side by side.
+#[inline(always)]
+fn dot_block<const FMA: bool, const B: usize>(rows: [&[f32]; B], x: &[f32]) -> [f32; B] {
+    const W: usize = 8;
+    let n = rows.iter().map(|r| r.len()).min().unwrap_or(0).min(x.len());
+    let mut lanes = [[0f32; W]; B];
+    let mut t = 0;
+    while t + W <= n {
+        let xs = x[t..t + W].first_chunk::<W>().unwrap_or(&[0.0; W]);
+        for (l, r) in lanes.iter_mut().zip(&rows) {
+            let rs = r[t..t + W].first_chunk::<W>().unwrap_or(&[0.0; W]);
+            for i in 0..W {
+                l[i] = madd::<FMA>(l[i], rs[i], xs[i]);
+            }
+        }
+        t += W;
+    }
+    std::array::from_fn(|b| {
+        let tail: f32 = (t..n).map(|i| rows[b][i] * x[i]).sum();
+        lanes[b].iter().sum::<f32>() + tail
+    })
+}
+
+/// Lanes summed side by side: vectorised, and each sums a sixteenth of the values.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..LANES {
+            lanes[i] += c[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// Adds to `out` (`channels`, in double) each channel's sum over `n` samples of `x`, or,
+/// with `centre` (`channels`), its sum of `(x - centre)^2`. Each row of `len` values is
+/// summed in single precision lanes, the rows in double.
+unsafe extern "C" fn channel_moments(
+    x: *const f32,
+    centre: *const f32,
+    out: *mut f64,
+    n: i64,
+    channels: i64,
+    len: i64,
+) -> i32 {
+    guarded(|| {
+        let (n, channels, len) = channel_shape(n, channels, len)?;
+        let x = slice(x, n.checked_mul(channels)?.checked_mul(len)?)?;
+        let centre = if centre.is_null() { None } else { Some(slice(centre, channels)?) };
+        let out = slice_mut(out, channels)?;
+        for sample in x.chunks_exact(channels * len) {
+            for (c, (row, o)) in sample.chunks_exact(len).zip(out.iter_mut()).enumerate() {
+                *o += f64::from(match centre {
+                    None => sum(row),
+                    Some(m) => squared_deviation(row, m[c]),
+                });
+            }
+        }
+        Some(())
+    })
+}
+
+#[inline(always)]
+fn squared_deviation(a: &[f32], m: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().map(|&v| (v - m) * (v - m)).sum();
+    for c in chunks {
+        for i in 0..LANES {
+            let d = c[i] - m;
+            lanes[i] += d * d;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// Checked `(n, channels, len)` of a per-channel call.
+fn channel_shape(n: i64, channels: i64, len: i64) -> Option<(usize, usize, usize)> {
+    let (n, channels, len) = (usize::try_from(n).ok()?, usize::try_from(channels).ok()?, usize::try_from(len).ok()?);
+    (channels > 0 && len > 0).then_some((n, channels, len))
+}
+
+/// The sums batch norm's backward needs, added to `out` (`2 x channels`, in double): per
+/// channel, `sum g` and `sum g * (x - mean)` over `n` samples of `x` and `g`.
+unsafe extern "C" fn channel_grad_sums(
+    x: *const f32,
+    g: *const f32,
+    mean: *const f32,
+    out: *mut f64,
+    n: i64,
+    channels: i64,
+    len: i64,
+) -> i32 {
+    guarded(|| {
+        let (n, channels, len) = channel_shape(n, channels, len)?;
+        let size = n.checked_mul(channels)?.checked_mul(len)?;
+        let (x, g, mean) = (slice(x, size)?, slice(g, size)?, slice(mean, channels)?);
+        let (sum_g, sum_gx) = slice_mut(out, 2 * channels)?.split_at_mut(channels);
+        for (x, g) in x.chunks_exact(channels * len).zip(g.chunks_exact(channels * len)) {
+            for (c, (x, g)) in x.chunks_exact(len).zip(g.chunks_exact(len)).enumerate() {
+                sum_g[c] += f64::from(sum(g));
+                sum_gx[c] += f64::from(centred_dot(g, x, mean[c]));
+            }
+        }
+        Some(())
+    })
+}
+
+/// `out = g * k[0][c] + x * k[1][c] + k[2][c]` per channel `c` of `n` samples, with `k`
+/// (`3 x channels`) the coefficients batch norm's input gradient reduces to.
+unsafe extern "C" fn channel_combine(
+    g: *const f32,
+    x: *const f32,
+    k: *const f32,
+    out: *mut f32,
+    n: i64,
+    channels: i64,
+    len: i64,
+) -> i32 {
+    guarded(|| {
+        let (n, channels, len) = channel_shape(n, channels, len)?;
+        let size = n.checked_mul(channels)?.checked_mul(len)?;
+        let (g, x, out) = (slice(g, size)?, slice(x, size)?, slice_mut(out, size)?);
+        let k = slice(k, 3 * channels)?;
+        let (k_g, rest) = k.split_at(channels);
+        let (k_x, k_0) = rest.split_at(channels);
+        let rows = g.chunks_exact(len).zip(x.chunks_exact(len)).zip(out.chunks_exact_mut(len));
+        // Rows run through the channels in order, sample after sample.
+        for (((g, x), out), c) in rows.zip((0..channels).cycle()) {
+            let (a, b, d) = (k_g[c], k_x[c], k_0[c]);
+            for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
+                *o = g * a + x * b + d;
+            }
+        }
+        Some(())
+    })
+}
+
+#[inline(always)]
+fn centred_dot(g: &[f32], x: &[f32], m: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let (gc, xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+    let rest: f32 = gc.remainder().iter().zip(xc.remainder()).map(|(&g, &x)| g * (x - m)).sum();
+    for (g, x) in gc.zip(xc) {
+        for i in 0..LANES {
+            lanes[i] += g[i] * (x[i] - m);
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// Checked sizes of a soft-thresholding call: `(n, channels, len, thresholds per sample)`,
+/// the last 1 (one per sample) or `channels` (one per channel).
+fn threshold_shape(n: i64, channels: i64, len: i64, per_sample: i64) -> Option<(usize, usize, usize, usize)> {
+    let (n, channels, len) = channel_shape(n, channels, len)?;
+    let per_sample = usize::try_from(per_sample).ok()?;
+    (per_sample == 1 || per_sample == channels).then_some((n, channels, len, per_sample))
+}
+
+/// `out = x - clamp(x, -tau, tau)` (`sign(x) * max(|x| - tau, 0)`) per row, with `tau`
+/// (`n x per_sample`) one threshold per sample or per channel.
+unsafe extern "C" fn soft_threshold(
+    x: *const f32,
+    tau: *const f32,
+    out: *mut f32,
+    n: i64,
+    channels: i64,
+    len: i64,
+    per_sample: i64,
+) -> i32 {
+    guarded(|| {
+        let (n, channels, len, per_sample) = threshold_shape(n, channels, len, per_sample)?;
+        let size = n.checked_mul(channels)?.checked_mul(len)?;
+        let (x, out, tau) = (slice(x, size)?, slice_mut(out, size)?, slice(tau, n.checked_mul(per_sample)?)?);
+        for (row, (x, out)) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).enumerate() {
+            let t = tau[threshold_index(row, channels, per_sample)];
+            for (o, &v) in out.iter_mut().zip(x) {
+                // max/min rather than clamp: no panic on a NaN threshold.
+                *o = v - v.max(-t).min(t);
+            }
+        }
+        Some(())
+    })
+}
+
+/// The threshold of row `row` (sample `row / channels`, channel `row % channels`).
+fn threshold_index(row: usize, channels: usize, per_sample: usize) -> usize {
+    let (sample, channel) = (row / channels, row % channels);
+    sample * per_sample + if per_sample == 1 { 0 } else { channel }
+}
+
+/// Gradients of [`soft_threshold`] from `g` at its output: `gx = g` where `|x| > tau`, else
+/// 0; `gtau = -sum g * sign(x)` over those values (of the row, or of the sample's rows).
+unsafe extern "C" fn soft_threshold_grad(
+    x: *const f32,
+    tau: *const f32,
+    g: *const f32,
+    gx: *mut f32,
+    gtau: *mut f32,
+    n: i64,
+    channels: i64,
+    len: i64,
+    per_sample: i64,
+) -> i32 {
+    guarded(|| {
+        let (n, channels, len, per_sample) = threshold_shape(n, channels, len, per_sample)?;
+        let size = n.checked_mul(channels)?.checked_mul(len)?;
+        let (x, g, gx) = (slice(x, size)?, slice(g, size)?, slice_mut(gx, size)?);
+        let thresholds = n.checked_mul(per_sample)?;
+        let (tau, gtau) = (slice(tau, thresholds)?, slice_mut(gtau, thresholds)?);
+        gtau.fill(0.0);
+        let rows = x.chunks_exact(len).zip(g.chunks_exact(len)).zip(gx.chunks_exact_mut(len));
+        for (row, ((x, g), gx)) in rows.enumerate() {
+            let i = threshold_index(row, channels, per_sample);
+            let t = tau[i];
+            let mut lanes = [0f32; LANES];
+            for (k, ((gx, &g), &v)) in gx.iter_mut().zip(g).zip(x).enumerate() {
+                let pass = if v.abs() > t { g } else { 0.0 };
+                *gx = pass;
+                lanes[k % LANES] += if v < 0.0 { pass } else { -pass };
+            }
+            gtau[i] += lanes.iter().sum::<f32>();
+        }
+        Some(())
+    })
+}
