@@ -1,10 +1,12 @@
-// Two libtorch autograd functions for training the 1-D networks on the CPU, whose
-// arithmetic lives in Rust (kernels.rs, reached through the table `drsn_cpu_set_kernels`
-// stores). libtorch runs the autograd graph, the thread pool and every other operation.
+// Three libtorch autograd functions for training the 1-D networks on the CPU (convolution,
+// batch norm, soft thresholding), whose arithmetic lives in Rust (kernels.rs, reached
+// through the table `drsn_cpu_set_kernels` stores). libtorch runs the autograd graph, the
+// thread pool and every other operation.
 //
 // Why: for these networks' 4-16 channels, oneDNN's convolution reorders every activation
 // into 16-channel blocks and back on each call, and its stride-1 input gradient is about
-// 15x the cost of the forward; native batch norm's training statistics cost 15x a ReLU.
+// 15x the cost of the forward; native batch norm's training statistics cost 15x a ReLU;
+// soft thresholding as library operations is six passes over the data each way.
 //
 // Entry points never throw: they return null and leave the message for
 // `drsn_cpu_last_error`. Kernel failures inside backward become c10 errors, which the
@@ -23,20 +25,22 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 extern "C" {
-typedef int32_t (*conv_forward_fn)(const float* x, const float* w, const float* b, float* out, int64_t n,
-                                   int64_t c_in, int64_t c_out, int64_t kernel, int64_t len, int64_t stride);
-typedef int32_t (*conv_weight_grad_fn)(const float* x, const float* g, float* gw, float* gb, int64_t n,
-                                       int64_t c_in, int64_t c_out, int64_t kernel, int64_t len, int64_t stride);
-typedef int32_t (*channel_moments_fn)(const float* x, const float* centre, double* out, int64_t n,
-                                      int64_t channels, int64_t len);
-typedef int32_t (*channel_grad_sums_fn)(const float* x, const float* g, const float* mean, double* out, int64_t n,
-                                        int64_t channels, int64_t len);
-typedef int32_t (*channel_combine_fn)(const float* g, const float* x, const float* k, float* out, int64_t n,
-                                      int64_t channels, int64_t len);
-typedef int32_t (*soft_threshold_fn)(const float* x, const float* tau, float* out, int64_t n, int64_t channels,
-                                     int64_t len, int64_t per_sample);
+struct drsn_conv_shape {
+  int64_t n, c_in, c_out, kernel, len, stride;
+};
+typedef int32_t (*conv_forward_fn)(const float* x, const float* w, const float* b, float* out, drsn_conv_shape shape);
+typedef int32_t (*conv_weight_grad_fn)(const float* x, const float* g, float* gw, float* gb, drsn_conv_shape shape);
+struct drsn_rows {
+  int64_t n, channels, len;
+};
+typedef int32_t (*channel_moments_fn)(const float* x, const float* centre, double* out, drsn_rows rows);
+typedef int32_t (*channel_grad_sums_fn)(const float* x, const float* g, const float* mean, double* out,
+                                        drsn_rows rows);
+typedef int32_t (*channel_combine_fn)(const float* g, const float* x, const float* k, float* out, drsn_rows rows);
+typedef int32_t (*soft_threshold_fn)(const float* x, const float* tau, float* out, drsn_rows rows,
+                                     int64_t per_sample);
 typedef int32_t (*soft_threshold_grad_fn)(const float* x, const float* tau, const float* g, float* gx, float* gtau,
-                                          int64_t n, int64_t channels, int64_t len, int64_t per_sample);
+                                          drsn_rows rows, int64_t per_sample);
 struct drsn_cpu_kernels {
   conv_forward_fn conv_forward;
   conv_weight_grad_fn conv_weight_grad;
@@ -55,16 +59,15 @@ void check(int32_t status, const char* what) {
   TORCH_CHECK(status == 0, "drsn cpu kernel ", what, " failed (", status, ")");
 }
 
-// Runs f(begin, end) over [0, n) split into at most one range per thread; returns how
-// many ranges it used, each of which wrote only its own slot `chunk` of any partials.
+// Runs f(chunk, begin, end) over [0, n) split into `chunks` ranges on libtorch's threads;
+// a call writes only its own slot `chunk` of any partial sums.
 template <typename F>
-int64_t for_chunks(int64_t n, int64_t chunks, const F& f) {
+void for_chunks(int64_t n, int64_t chunks, const F& f) {
   at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       f(c, n * c / chunks, n * (c + 1) / chunks);
     }
   });
-  return chunks;
 }
 
 int64_t chunk_count(int64_t n) { return std::max<int64_t>(1, std::min<int64_t>(n, at::get_num_threads())); }
@@ -81,8 +84,8 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& w, const at::Tens
   float* op = out.mutable_data_ptr<float>();
   const int64_t out_per = c_out * out.size(2);
   for_chunks(n, chunk_count(n), [&](int64_t, int64_t begin, int64_t end) {
-    check(kernels.conv_forward(xp + begin * c_in * len, wp, bp, op + begin * out_per, end - begin, c_in, c_out, k,
-                               len, stride),
+    check(kernels.conv_forward(xp + begin * c_in * len, wp, bp, op + begin * out_per,
+                               {end - begin, c_in, c_out, k, len, stride}),
           "conv_forward");
   });
   return out;
@@ -123,7 +126,7 @@ struct Conv1d : public torch::autograd::Function<Conv1d> {
       const int64_t g_per = c_out * g.size(2);
       for_chunks(n, chunks, [&](int64_t c, int64_t begin, int64_t end) {
         check(kernels.conv_weight_grad(xp + begin * c_in * len, gp + begin * g_per, pp + c * per, pp + c * per + per_w,
-                                       end - begin, c_in, c_out, k, len, stride),
+                                       {end - begin, c_in, c_out, k, len, stride}),
               "conv_weight_grad");
       });
       const auto total = partial.sum(0);
@@ -142,7 +145,7 @@ at::Tensor channel_moments(const at::Tensor& x, const at::Tensor& centre) {
   const float* cp = centre.defined() ? centre.const_data_ptr<float>() : nullptr;
   double* pp = partial.mutable_data_ptr<double>();
   for_chunks(n, chunks, [&](int64_t k, int64_t begin, int64_t end) {
-    check(kernels.channel_moments(xp + begin * c * len, cp, pp + k * c, end - begin, c, len), "channel_moments");
+    check(kernels.channel_moments(xp + begin * c * len, cp, pp + k * c, {end - begin, c, len}), "channel_moments");
   });
   return partial.sum(0);
 }
@@ -170,8 +173,8 @@ struct BatchNorm1d : public torch::autograd::Function<BatchNorm1d> {
     const float* mp = mean.const_data_ptr<float>();
     double* pp = partial.mutable_data_ptr<double>();
     for_chunks(n, chunks, [&](int64_t k, int64_t begin, int64_t end) {
-      check(kernels.channel_grad_sums(xp + begin * c * len, gp + begin * c * len, mp, pp + k * 2 * c, end - begin, c,
-                                      len),
+      const int64_t at = begin * c * len;
+      check(kernels.channel_grad_sums(xp + at, gp + at, mp, pp + k * 2 * c, {end - begin, c, len}),
             "channel_grad_sums");
     });
     const auto sums = partial.sum(0);
@@ -188,7 +191,7 @@ struct BatchNorm1d : public torch::autograd::Function<BatchNorm1d> {
       float* op = gx.mutable_data_ptr<float>();
       for_chunks(n, chunks, [&](int64_t, int64_t begin, int64_t end) {
         check(kernels.channel_combine(gp + begin * c * len, xp + begin * c * len, kp, op + begin * c * len,
-                                      end - begin, c, len),
+                                      {end - begin, c, len}),
               "channel_combine");
       });
     }
@@ -227,7 +230,7 @@ struct SoftThreshold : public torch::autograd::Function<SoftThreshold> {
     const float* tp = tau.const_data_ptr<float>();
     float* op = out.mutable_data_ptr<float>();
     for_chunks(n, chunk_count(n), [&](int64_t, int64_t begin, int64_t end) {
-      check(kernels.soft_threshold(xp + begin * c * len, tp + begin * per, op + begin * c * len, end - begin, c, len,
+      check(kernels.soft_threshold(xp + begin * c * len, tp + begin * per, op + begin * c * len, {end - begin, c, len},
                                    per),
             "soft_threshold");
     });
@@ -248,7 +251,7 @@ struct SoftThreshold : public torch::autograd::Function<SoftThreshold> {
     float* gtp = gtau.mutable_data_ptr<float>();
     for_chunks(n, chunk_count(n), [&](int64_t, int64_t begin, int64_t end) {
       check(kernels.soft_threshold_grad(xp + begin * c * len, tp + begin * per, gp + begin * c * len,
-                                        gxp + begin * c * len, gtp + begin * per, end - begin, c, len, per),
+                                        gxp + begin * c * len, gtp + begin * per, {end - begin, c, len}, per),
             "soft_threshold_grad");
     });
     return {gx, gtau};

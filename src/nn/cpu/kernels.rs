@@ -11,16 +11,13 @@ use crate::fused::layers::{madd, Conv};
 /// The table `drsn_cpu_set_kernels` takes (`drsn_cpu_kernels` in autograd.cpp).
 #[repr(C)]
 pub(super) struct Table {
-    conv_forward:
-        unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, i64, i64, i64, i64, i64, i64) -> i32,
-    conv_weight_grad:
-        unsafe extern "C" fn(*const f32, *const f32, *mut f32, *mut f32, i64, i64, i64, i64, i64, i64) -> i32,
-    channel_moments: unsafe extern "C" fn(*const f32, *const f32, *mut f64, i64, i64, i64) -> i32,
-    channel_grad_sums: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f64, i64, i64, i64) -> i32,
-    channel_combine: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, i64, i64, i64) -> i32,
-    soft_threshold: unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64, i64, i64, i64) -> i32,
-    soft_threshold_grad:
-        unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, *mut f32, i64, i64, i64, i64) -> i32,
+    conv_forward: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, ConvShape) -> i32,
+    conv_weight_grad: unsafe extern "C" fn(*const f32, *const f32, *mut f32, *mut f32, ConvShape) -> i32,
+    channel_moments: unsafe extern "C" fn(*const f32, *const f32, *mut f64, Rows) -> i32,
+    channel_grad_sums: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f64, Rows) -> i32,
+    channel_combine: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, Rows) -> i32,
+    soft_threshold: unsafe extern "C" fn(*const f32, *const f32, *mut f32, Rows, i64) -> i32,
+    soft_threshold_grad: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, *mut f32, Rows, i64) -> i32,
 }
 
 pub(super) static TABLE: Table = Table {
@@ -42,11 +39,38 @@ fn guarded(f: impl FnOnce() -> Option<()>) -> i32 {
     }
 }
 
-/// Sizes of a convolution call, checked: `(n, c_in, c_out, kernel, len, stride)`.
-fn conv_shape(n: i64, c_in: i64, c_out: i64, kernel: i64, len: i64, stride: i64) -> Option<[usize; 6]> {
-    let s = [n, c_in, c_out, kernel, len, stride].map(|v| usize::try_from(v).ok());
-    let [Some(n), Some(c_in), Some(c_out), Some(kernel), Some(len), Some(stride)] = s else { return None };
-    (c_in > 0 && c_out > 0 && kernel % 2 == 1 && len > 0 && stride > 0).then_some([n, c_in, c_out, kernel, len, stride])
+/// The sizes of a convolution call (`drsn_conv_shape` in autograd.cpp): `n` samples of
+/// `c_in x len` in, `c_out` channels out, an odd `kernel` with "same" padding.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(super) struct ConvShape {
+    n: i64,
+    c_in: i64,
+    c_out: i64,
+    kernel: i64,
+    len: i64,
+    stride: i64,
+}
+
+impl ConvShape {
+    /// `(n, len)` and a convolution of this shape with `weight` and `bias` (zeros where
+    /// absent), once every size is checked.
+    fn conv(self, weight: Option<Vec<f32>>, bias: Option<Vec<f32>>) -> Option<(usize, usize, Conv)> {
+        let s = [self.n, self.c_in, self.c_out, self.kernel, self.len, self.stride].map(|v| usize::try_from(v).ok());
+        let [Some(n), Some(c_in), Some(c_out), Some(kernel), Some(len), Some(stride)] = s else { return None };
+        if c_in == 0 || c_out == 0 || kernel % 2 == 0 || len == 0 || stride == 0 {
+            return None;
+        }
+        let per_w = c_out.checked_mul(c_in)?.checked_mul(kernel)?;
+        let weight = weight.unwrap_or_else(|| vec![0.0; per_w]);
+        let bias = bias.unwrap_or_else(|| vec![0.0; c_out]);
+        (weight.len() == per_w && bias.len() == c_out)
+            .then(|| (n, len, Conv::new(c_in, c_out, kernel, stride, weight, bias)))
+    }
+
+    fn weights(self) -> Option<usize> {
+        usize::try_from(self.c_out.checked_mul(self.c_in)?.checked_mul(self.kernel)?).ok()
+    }
 }
 
 /// A slice over `len` values at `p` (`len` computed with checked arithmetic by the caller).
@@ -63,95 +87,101 @@ unsafe fn slice_mut<'a, T>(p: *mut T, len: usize) -> Option<&'a mut [T]> {
     (!p.is_null()).then(|| std::slice::from_raw_parts_mut(p, len))
 }
 
-/// `out[i] = conv(x[i])` for each of `n` samples; `b` may be null (no bias).
-unsafe extern "C" fn conv_forward(
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    out: *mut f32,
-    n: i64,
-    c_in: i64,
-    c_out: i64,
-    kernel: i64,
-    len: i64,
-    stride: i64,
-) -> i32 {
+/// `out[i] = conv(x[i])` for each of the shape's samples; `b` may be null (no bias).
+unsafe extern "C" fn conv_forward(x: *const f32, w: *const f32, b: *const f32, out: *mut f32, shape: ConvShape) -> i32 {
     guarded(|| {
-        let [n, c_in, c_out, kernel, len, stride] = conv_shape(n, c_in, c_out, kernel, len, stride)?;
-        let weight = slice(w, c_out.checked_mul(c_in)?.checked_mul(kernel)?)?.to_vec();
-        let bias = if b.is_null() { vec![0.0; c_out] } else { slice(b, c_out)?.to_vec() };
-        let conv = Conv::new(c_in, c_out, kernel, stride, weight, bias);
-        let (per_in, per_out) = (c_in.checked_mul(len)?, c_out.checked_mul(conv.out_len(len))?);
+        let weight = slice(w, shape.weights()?)?.to_vec();
+        let bias = if b.is_null() { None } else { Some(slice(b, usize::try_from(shape.c_out).ok()?)?.to_vec()) };
+        let (n, len, conv) = shape.conv(Some(weight), bias)?;
+        let (per_in, per_out) = (conv.c_in.checked_mul(len)?, conv.c_out.checked_mul(conv.out_len(len))?);
         let x = slice(x, n.checked_mul(per_in)?)?;
         let out = slice_mut(out, n.checked_mul(per_out)?)?;
-        #[cfg(target_arch = "x86_64")]
-        if fma_available() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { conv_forward_fma(&conv, x, len, out) };
-            return Some(());
-        }
-        conv_forward_with::<false>(&conv, x, len, out);
+        dispatch(ConvForward { conv, x, len, out });
         Some(())
     })
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn conv_forward_fma(conv: &Conv, x: &[f32], len: usize, out: &mut [f32]) {
-    conv_forward_with::<true>(conv, x, len, out)
+/// A kernel compiled twice: for AVX2 with FMA, and for the baseline instruction set.
+trait Simd {
+    fn run<const FMA: bool>(self);
 }
 
-#[inline(always)]
-fn conv_forward_with<const FMA: bool>(conv: &Conv, x: &[f32], len: usize, out: &mut [f32]) {
-    let (mut phases, mut taps) = (Vec::new(), Vec::new());
-    let per_out = conv.c_out * conv.out_len(len);
-    for (x, out) in x.chunks_exact(conv.c_in * len).zip(out.chunks_exact_mut(per_out)) {
-        conv.forward::<FMA>(x, len, out, &mut phases, &mut taps, false);
+/// Runs `kernel`'s AVX2 + FMA copy where the CPU has them.
+fn dispatch(kernel: impl Simd) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_available() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { run_fma(kernel) };
+    }
+    kernel.run::<false>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn run_fma(kernel: impl Simd) {
+    kernel.run::<true>()
+}
+
+struct ConvForward<'a> {
+    conv: Conv,
+    x: &'a [f32],
+    len: usize,
+    out: &'a mut [f32],
+}
+
+impl Simd for ConvForward<'_> {
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let (conv, len) = (&self.conv, self.len);
+        let (mut phases, mut taps) = (Vec::new(), Vec::new());
+        let per_out = conv.c_out * conv.out_len(len);
+        for (x, out) in self.x.chunks_exact(conv.c_in * len).zip(self.out.chunks_exact_mut(per_out)) {
+            conv.forward::<FMA>(x, len, out, &mut phases, &mut taps, false);
+        }
     }
 }
 
 /// Adds to `gw` (`c_out x c_in x kernel`) and `gb` (`c_out`) the gradients of a
-/// convolution's weights and bias from `n` samples of its input `x` and of the gradient `g`
-/// at its output: `gw[o][i][k] += sum_t g[o][t] * x_padded[i][stride * t + k]`.
+/// convolution's weights and bias from the shape's samples of its input `x` and of the
+/// gradient `g` at its output: `gw[o][i][k] += sum_t g[o][t] * x_padded[i][stride * t + k]`.
 unsafe extern "C" fn conv_weight_grad(
     x: *const f32,
     g: *const f32,
     gw: *mut f32,
     gb: *mut f32,
-    n: i64,
-    c_in: i64,
-    c_out: i64,
-    kernel: i64,
-    len: i64,
-    stride: i64,
+    shape: ConvShape,
 ) -> i32 {
     guarded(|| {
-        let [n, c_in, c_out, kernel, len, stride] = conv_shape(n, c_in, c_out, kernel, len, stride)?;
-        let per_w = c_out.checked_mul(c_in)?.checked_mul(kernel)?;
-        let shape = Conv::new(c_in, c_out, kernel, stride, vec![0.0; per_w], vec![0.0; c_out]);
-        let out_len = shape.out_len(len);
-        let x = slice(x, n.checked_mul(c_in.checked_mul(len)?)?)?;
-        let g = slice(g, n.checked_mul(c_out.checked_mul(out_len)?)?)?;
-        let (gw, gb) = (slice_mut(gw, per_w)?, slice_mut(gb, c_out)?);
-        #[cfg(target_arch = "x86_64")]
-        if fma_available() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { weight_grad_fma(&shape, x, g, len, gw, gb) };
-            return Some(());
-        }
-        weight_grad_with::<false>(&shape, x, g, len, gw, gb);
+        let (n, len, conv) = shape.conv(None, None)?;
+        let out_len = conv.out_len(len);
+        let x = slice(x, n.checked_mul(conv.c_in.checked_mul(len)?)?)?;
+        let g = slice(g, n.checked_mul(conv.c_out.checked_mul(out_len)?)?)?;
+        let (gw, gb) = (slice_mut(gw, shape.weights()?)?, slice_mut(gb, conv.c_out)?);
+        dispatch(WeightGrad { shape: conv, x, g, len, gw, gb });
         Some(())
     })
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn weight_grad_fma(shape: &Conv, x: &[f32], g: &[f32], len: usize, gw: &mut [f32], gb: &mut [f32]) {
-    weight_grad_with::<true>(shape, x, g, len, gw, gb)
+struct WeightGrad<'a> {
+    /// The convolution's shape (its weights are not read).
+    shape: Conv,
+    x: &'a [f32],
+    g: &'a [f32],
+    len: usize,
+    gw: &'a mut [f32],
+    gb: &'a mut [f32],
+}
+
+impl Simd for WeightGrad<'_> {
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let WeightGrad { shape, x, g, len, gw, gb } = self;
+        weight_grad::<FMA>(&shape, x, g, len, gw, gb)
+    }
 }
 
 #[inline(always)]
-fn weight_grad_with<const FMA: bool>(shape: &Conv, x: &[f32], g: &[f32], len: usize, gw: &mut [f32], gb: &mut [f32]) {
+fn weight_grad<const FMA: bool>(shape: &Conv, x: &[f32], g: &[f32], len: usize, gw: &mut [f32], gb: &mut [f32]) {
     let (mut phases, mut taps) = (Vec::new(), Vec::new());
     let (k_size, out_len) = (shape.kernel, shape.out_len(len));
     let per_out = shape.c_in * k_size;
@@ -248,17 +278,10 @@ fn sum(a: &[f32]) -> f32 {
 /// Adds to `out` (`channels`, in double) each channel's sum over `n` samples of `x`, or,
 /// with `centre` (`channels`), its sum of `(x - centre)^2`. Each row of `len` values is
 /// summed in single precision lanes, the rows in double.
-unsafe extern "C" fn channel_moments(
-    x: *const f32,
-    centre: *const f32,
-    out: *mut f64,
-    n: i64,
-    channels: i64,
-    len: i64,
-) -> i32 {
+unsafe extern "C" fn channel_moments(x: *const f32, centre: *const f32, out: *mut f64, rows: Rows) -> i32 {
     guarded(|| {
-        let (n, channels, len) = channel_shape(n, channels, len)?;
-        let x = slice(x, n.checked_mul(channels)?.checked_mul(len)?)?;
+        let (_, channels, len, size) = rows.checked()?;
+        let x = slice(x, size)?;
         let centre = if centre.is_null() { None } else { Some(slice(centre, channels)?) };
         let out = slice_mut(out, channels)?;
         for sample in x.chunks_exact(channels * len) {
@@ -287,10 +310,23 @@ fn squared_deviation(a: &[f32], m: f32) -> f32 {
     lanes.iter().sum::<f32>() + rest
 }
 
-/// Checked `(n, channels, len)` of a per-channel call.
-fn channel_shape(n: i64, channels: i64, len: i64) -> Option<(usize, usize, usize)> {
-    let (n, channels, len) = (usize::try_from(n).ok()?, usize::try_from(channels).ok()?, usize::try_from(len).ok()?);
-    (channels > 0 && len > 0).then_some((n, channels, len))
+/// The sizes of a per-channel call (`drsn_rows` in autograd.cpp): `n` samples of
+/// `channels x len`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(super) struct Rows {
+    n: i64,
+    channels: i64,
+    len: i64,
+}
+
+impl Rows {
+    /// `(n, channels, len, n * channels * len)`, once every size is checked.
+    fn checked(self) -> Option<(usize, usize, usize, usize)> {
+        let [n, channels, len] = [self.n, self.channels, self.len].map(|v| usize::try_from(v).ok());
+        let (n, channels, len) = (n?, channels?, len?);
+        (channels > 0 && len > 0).then_some((n, channels, len, n.checked_mul(channels)?.checked_mul(len)?))
+    }
 }
 
 /// The sums batch norm's backward needs, added to `out` (`2 x channels`, in double): per
@@ -300,13 +336,10 @@ unsafe extern "C" fn channel_grad_sums(
     g: *const f32,
     mean: *const f32,
     out: *mut f64,
-    n: i64,
-    channels: i64,
-    len: i64,
+    rows: Rows,
 ) -> i32 {
     guarded(|| {
-        let (n, channels, len) = channel_shape(n, channels, len)?;
-        let size = n.checked_mul(channels)?.checked_mul(len)?;
+        let (_, channels, len, size) = rows.checked()?;
         let (x, g, mean) = (slice(x, size)?, slice(g, size)?, slice(mean, channels)?);
         let (sum_g, sum_gx) = slice_mut(out, 2 * channels)?.split_at_mut(channels);
         for (x, g) in x.chunks_exact(channels * len).zip(g.chunks_exact(channels * len)) {
@@ -321,18 +354,9 @@ unsafe extern "C" fn channel_grad_sums(
 
 /// `out = g * k[0][c] + x * k[1][c] + k[2][c]` per channel `c` of `n` samples, with `k`
 /// (`3 x channels`) the coefficients batch norm's input gradient reduces to.
-unsafe extern "C" fn channel_combine(
-    g: *const f32,
-    x: *const f32,
-    k: *const f32,
-    out: *mut f32,
-    n: i64,
-    channels: i64,
-    len: i64,
-) -> i32 {
+unsafe extern "C" fn channel_combine(g: *const f32, x: *const f32, k: *const f32, out: *mut f32, rows: Rows) -> i32 {
     guarded(|| {
-        let (n, channels, len) = channel_shape(n, channels, len)?;
-        let size = n.checked_mul(channels)?.checked_mul(len)?;
+        let (_, channels, len, size) = rows.checked()?;
         let (g, x, out) = (slice(g, size)?, slice(x, size)?, slice_mut(out, size)?);
         let k = slice(k, 3 * channels)?;
         let (k_g, rest) = k.split_at(channels);
@@ -362,28 +386,19 @@ fn centred_dot(g: &[f32], x: &[f32], m: f32) -> f32 {
     lanes.iter().sum::<f32>() + rest
 }
 
-/// Checked sizes of a soft-thresholding call: `(n, channels, len, thresholds per sample)`,
-/// the last 1 (one per sample) or `channels` (one per channel).
-fn threshold_shape(n: i64, channels: i64, len: i64, per_sample: i64) -> Option<(usize, usize, usize, usize)> {
-    let (n, channels, len) = channel_shape(n, channels, len)?;
+/// Checked sizes of a soft-thresholding call: `(n, channels, len, size, thresholds per
+/// sample)`, the last 1 (one per sample) or `channels` (one per channel).
+fn threshold_shape(rows: Rows, per_sample: i64) -> Option<(usize, usize, usize, usize, usize)> {
+    let (n, channels, len, size) = rows.checked()?;
     let per_sample = usize::try_from(per_sample).ok()?;
-    (per_sample == 1 || per_sample == channels).then_some((n, channels, len, per_sample))
+    (per_sample == 1 || per_sample == channels).then_some((n, channels, len, size, per_sample))
 }
 
 /// `out = x - clamp(x, -tau, tau)` (`sign(x) * max(|x| - tau, 0)`) per row, with `tau`
 /// (`n x per_sample`) one threshold per sample or per channel.
-unsafe extern "C" fn soft_threshold(
-    x: *const f32,
-    tau: *const f32,
-    out: *mut f32,
-    n: i64,
-    channels: i64,
-    len: i64,
-    per_sample: i64,
-) -> i32 {
+unsafe extern "C" fn soft_threshold(x: *const f32, tau: *const f32, out: *mut f32, rows: Rows, per_sample: i64) -> i32 {
     guarded(|| {
-        let (n, channels, len, per_sample) = threshold_shape(n, channels, len, per_sample)?;
-        let size = n.checked_mul(channels)?.checked_mul(len)?;
+        let (n, channels, len, size, per_sample) = threshold_shape(rows, per_sample)?;
         let (x, out, tau) = (slice(x, size)?, slice_mut(out, size)?, slice(tau, n.checked_mul(per_sample)?)?);
         for (row, (x, out)) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).enumerate() {
             let t = tau[threshold_index(row, channels, per_sample)];
@@ -410,14 +425,11 @@ unsafe extern "C" fn soft_threshold_grad(
     g: *const f32,
     gx: *mut f32,
     gtau: *mut f32,
-    n: i64,
-    channels: i64,
-    len: i64,
+    rows: Rows,
     per_sample: i64,
 ) -> i32 {
     guarded(|| {
-        let (n, channels, len, per_sample) = threshold_shape(n, channels, len, per_sample)?;
-        let size = n.checked_mul(channels)?.checked_mul(len)?;
+        let (n, channels, len, size, per_sample) = threshold_shape(rows, per_sample)?;
         let (x, g, gx) = (slice(x, size)?, slice(g, size)?, slice_mut(gx, size)?);
         let thresholds = n.checked_mul(per_sample)?;
         let (tau, gtau) = (slice(tau, thresholds)?, slice_mut(gtau, thresholds)?);
