@@ -42,7 +42,8 @@ pub fn run(args: AdaptArgs) -> anyhow::Result<()> {
         tch::set_num_threads(t as i32);
     }
     let device = crate::device::parse(&args.device)?;
-    let Loaded { card, mut model, dataset } = load(&args.model, &args.data, args.seed, device)?;
+    // The target machine's data was never split by training: the seed is this command's.
+    let Loaded { card, mut model, dataset, .. } = load(&args.model, &args.data, Some(args.seed), device)?;
     let norm = card.normalization;
     let has_test = !dataset.test.is_empty();
     let before = has_test.then(|| evaluate(&model, &dataset.test, norm, &card.classes)).transpose()?;

@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::data_args::DataArgs;
-use super::evaluate::{load_with_card, Loaded};
+use super::evaluate::{load, Loaded};
 use super::ood_args::OodArgs;
 use crate::data::noise::noisy_copy;
-use crate::registry::ModelCard;
 use crate::train::{calibrate, NoiseSetting, VALIDATION_NOISE_SEED};
 
 #[derive(Debug, Args)]
@@ -36,16 +35,12 @@ pub struct CalibrateArgs {
     pub device: String,
 }
 
-pub fn run(mut args: CalibrateArgs) -> anyhow::Result<()> {
+pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);
     }
     let device = crate::device::parse(&args.device)?;
-    let card = ModelCard::read(&args.model)?;
-    let trained = &card.data.description;
-    let seed = args.seed.or(trained.split.as_ref().map(|s| s.seed)).unwrap_or_default();
-    args.data.validation_stride = args.data.validation_stride.or(trained.validation_stride);
-    let Loaded { mut card, model, dataset } = load_with_card(card, &args.model, &args.data, seed, device)?;
+    let Loaded { mut card, model, dataset, seed } = load(&args.model, &args.data, args.seed, device)?;
     let source = Some(args.data.data.display().to_string());
     let validation = match args.test_noise {
         Some(n) => noisy_copy(&dataset.validation, n.kind, n.snr_db, seed ^ VALIDATION_NOISE_SEED),

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::data::{load_dataset, parse_filter, Dataset, DatasetOptions, DatasetSource, Filter, TestSelection};
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct DataArgs {
     /// The data set: a folder with one sub-folder per class (recordings or images), a
     /// manifest CSV, or a folder with the MNIST IDX files.

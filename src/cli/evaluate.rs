@@ -41,9 +41,10 @@ pub struct EvaluateArgs {
     /// Which part of the data to evaluate on.
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
-    /// Seed of the split (use the training seed to get its test part) and of all noise.
-    #[arg(long, env = "DRSN_SEED", default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the split and of all noise [default: the split seed the (first) model's card
+    /// records, so that `--split test` is the part its training held out].
+    #[arg(long, env = "DRSN_SEED")]
+    pub seed: Option<u64>,
     #[command(flatten)]
     pub eval_noise: EvalNoiseArgs,
     /// Print the results as one JSON object instead of tables.
@@ -70,22 +71,25 @@ pub(super) struct Loaded {
     pub card: ModelCard,
     pub model: Model,
     pub dataset: Dataset,
+    /// The split's seed: the one asked for, else the one the card records.
+    pub seed: u64,
 }
 
-pub(super) fn load(model_dir: &Path, data: &DataArgs, seed: u64, device: tch::Device) -> anyhow::Result<Loaded> {
-    load_with_card(ModelCard::read(model_dir)?, model_dir, data, seed, device)
-}
-
-/// [`load`] with the folder's card already read.
-pub(super) fn load_with_card(
-    card: ModelCard,
+/// `seed` (of the split) and `data`'s validation stride default to what the card records,
+/// so that the data is split into the parts training used and held-out windows are held
+/// out; `None` where the card records none either means seed 0, as training's default.
+pub(super) fn load(
     model_dir: &Path,
     data: &DataArgs,
-    seed: u64,
+    seed: Option<u64>,
     device: tch::Device,
 ) -> anyhow::Result<Loaded> {
+    let card = ModelCard::read(model_dir)?;
     let model = Model::load(&card.spec, &model_dir.join(WEIGHTS_FILE), device)?;
     let window = card.window.as_ref().map_or(card.spec.input_size[0] as usize, |w| w.length);
+    let trained = &card.data.description;
+    let seed = seed.or(trained.split.as_ref().map(|s| s.seed)).unwrap_or_default();
+    let data = DataArgs { validation_stride: data.validation_stride.or(trained.validation_stride), ..data.clone() };
     let dataset = data.load(window, card.sample_rate, seed)?;
     // The data set's classes may be fewer or in another order than the model's.
     let map = dataset
@@ -109,7 +113,7 @@ pub(super) fn load_with_card(
         test: relabel(&dataset.test),
         ..dataset
     };
-    Ok(Loaded { card, model, dataset })
+    Ok(Loaded { card, model, dataset, seed })
 }
 
 /// A further member of an ensemble: its card must read the data as the first's does and,
@@ -144,7 +148,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     }
     let device = crate::device::parse(&args.device)?;
     let (first, others) = args.model.split_first().context("--model names no model folder")?;
-    let Loaded { card, model, dataset } = load(first, &args.data, args.seed, device)?;
+    let Loaded { card, model, dataset, seed } = load(first, &args.data, args.seed, device)?;
     let mut members = vec![model];
     for dir in others {
         members.push(member(&card, dir, args.split != SplitArg::All, device)?);
@@ -165,7 +169,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         bail!("the {:?} part of {} holds no samples", args.split, args.data.data.display());
     }
     let noise = &args.eval_noise;
-    let noisy = noise.test_noise.map(|n| noisy_copy(&samples, n.kind, n.snr_db, args.seed ^ TEST_NOISE_SEED));
+    let noisy = noise.test_noise.map(|n| noisy_copy(&samples, n.kind, n.snr_db, seed ^ TEST_NOISE_SEED));
     let judge = |samples: &Samples| evaluate_ensemble(&models, samples, card.normalization, &card.classes);
     let test = judge(noisy.as_ref().unwrap_or(&samples))?;
     let clean = noisy.is_some().then(|| judge(&samples)).transpose()?;
@@ -188,7 +192,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
                 card.normalization,
                 &kinds,
                 &paper_snrs(),
-                args.seed ^ SWEEP_NOISE_SEED,
+                seed ^ SWEEP_NOISE_SEED,
                 &CancelToken::new(),
             )
         })

@@ -179,6 +179,23 @@ fn drsn_train_writes_a_model_folder_that_drsn_evaluate_reads() {
     assert_eq!(ood.calibrated_on.windows, trained_on.windows, "{trained_on:?}");
     assert_eq!(recalibrated.weights_sha256, card.weights_sha256, "the weights are untouched");
 
+    // Without --seed, evaluate splits as training did (seed 3, from the card): the same
+    // test windows, so the same figures as training's clean test.
+    let output = Command::new(env!("CARGO_BIN_EXE_drsn"))
+        .args(["evaluate", "--model"])
+        .arg(&out)
+        .arg("--data")
+        .arg(&manifest)
+        .args(["--filter", "load_hp=0", "--filter", "label=normal,IR007,OR021@6", "--max-per-class", "12"])
+        .args(["--no-sweep", "--json", "--threads", "1", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "drsn evaluate failed: {}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let clean = card.metrics.clean_test.as_ref().unwrap();
+    assert_eq!(json["test"]["samples"].as_u64(), Some(clean.samples as u64), "{}", json["test"]);
+    assert_eq!(json["test"]["accuracy"].as_f64(), Some(clean.accuracy), "{}", json["test"]);
+
     // Load 1 was never seen: evaluate all of it, with the model's classes mapped by name.
     let output = Command::new(env!("CARGO_BIN_EXE_drsn"))
         .args(["evaluate", "--model"])
