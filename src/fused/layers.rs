@@ -260,7 +260,7 @@ pub(super) fn channel_means(x: &[f32], len: usize, out: &mut [f32], f: impl Fn(f
 /// Mean of `f(value)` over `row`, summed in eight interleaved lanes (vectorised, and close
 /// to libtorch's own lane-wise reduction).
 #[inline(always)]
-pub(super) fn mean(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(crate) fn mean(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = row.chunks_exact(8);
     let rest: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();

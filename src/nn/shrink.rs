@@ -27,6 +27,12 @@ fn training_soft_threshold(xs: &Tensor, tau: &Tensor) -> Tensor {
     })
 }
 
+/// `mean |x|` over the spatial axes with gradients: one pass each way for 1-D inputs on the
+/// CPU.
+fn training_mean_abs(xs: &Tensor) -> Tensor {
+    cpu::or_libtorch(cpu::applies(xs).then(|| cpu::mean_abs(xs)), "mean |x|", || global_average(&xs.abs()))
+}
+
 /// What one shrinkage unit did to a batch: the explanation behind a verdict.
 #[derive(Debug)]
 pub struct ShrinkDiagnostics {
@@ -64,7 +70,7 @@ impl Shrinkage {
     /// Shrinks `xs` (a unit's own convolution output, which it may overwrite); with
     /// `diagnostics`, also reports what the thresholds were and did.
     pub fn forward_t(&self, mut xs: Tensor, train: bool, diagnostics: bool) -> (Tensor, Option<ShrinkDiagnostics>) {
-        let mean_abs = global_average(&xs.abs());
+        let mean_abs = if xs.requires_grad() { training_mean_abs(&xs) } else { global_average(&xs.abs()) };
         let scales = self.fc2.forward(&self.bn.forward_t(&self.fc1.forward(&mean_abs), train).relu_()).sigmoid();
         let thresholds =
             if self.shared { &scales * mean_abs.mean_dim(1, true, Kind::Float) } else { &scales * &mean_abs };

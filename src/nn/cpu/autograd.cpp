@@ -1,12 +1,12 @@
-// Three libtorch autograd functions for training the 1-D networks on the CPU (convolution,
-// batch norm, soft thresholding), whose arithmetic lives in Rust (kernels.rs, reached
+// Four libtorch autograd functions for training the 1-D networks on the CPU (convolution,
+// batch norm, soft thresholding, mean |x|), whose arithmetic lives in Rust (kernels.rs, reached
 // through the table `drsn_cpu_set_kernels` stores). libtorch runs the autograd graph, the
 // thread pool and every other operation.
 //
 // Why: for these networks' 4-16 channels, oneDNN's convolution reorders every activation
 // into 16-channel blocks and back on each call, and its stride-1 input gradient is about
 // 15x the cost of the forward; native batch norm's training statistics cost 15x a ReLU;
-// soft thresholding as library operations is six passes over the data each way.
+// soft thresholding and mean |x| as library operations are several passes each way.
 //
 // Entry points never throw: they return null and leave the message for
 // `drsn_cpu_last_error`. Kernel failures inside backward become c10 errors, which the
@@ -41,6 +41,8 @@ typedef int32_t (*soft_threshold_fn)(const float* x, const float* tau, float* ou
                                      int64_t per_sample);
 typedef int32_t (*soft_threshold_grad_fn)(const float* x, const float* tau, const float* g, float* gx, float* gtau,
                                           drsn_rows rows, int64_t per_sample);
+typedef int32_t (*mean_abs_fn)(const float* x, float* out, drsn_rows rows);
+typedef int32_t (*mean_abs_grad_fn)(const float* x, const float* g, float* gx, drsn_rows rows);
 struct drsn_cpu_kernels {
   conv_forward_fn conv_forward;
   conv_weight_grad_fn conv_weight_grad;
@@ -49,6 +51,8 @@ struct drsn_cpu_kernels {
   channel_combine_fn channel_combine;
   soft_threshold_fn soft_threshold;
   soft_threshold_grad_fn soft_threshold_grad;
+  mean_abs_fn mean_abs;
+  mean_abs_grad_fn mean_abs_grad;
 };
 }
 
@@ -258,6 +262,37 @@ struct SoftThreshold : public torch::autograd::Function<SoftThreshold> {
   }
 };
 
+// mean |x| over the length of x (N x C x L), N x C: one pass each way instead of abs, sum
+// and division and their backwards.
+struct MeanAbs : public torch::autograd::Function<MeanAbs> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+    ctx->save_for_backward({x});
+    const int64_t n = x.size(0), c = x.size(1), len = x.size(2);
+    auto out = at::empty({n, c}, x.options());
+    const float* xp = x.const_data_ptr<float>();
+    float* op = out.mutable_data_ptr<float>();
+    for_chunks(n, chunk_count(n), [&](int64_t, int64_t begin, int64_t end) {
+      check(kernels.mean_abs(xp + begin * c * len, op + begin * c, {end - begin, c, len}), "mean_abs");
+    });
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto x = ctx->get_saved_variables()[0];
+    const at::Tensor g = grads[0].contiguous();
+    const int64_t n = x.size(0), c = x.size(1), len = x.size(2);
+    auto gx = at::empty_like(x);
+    const float* xp = x.const_data_ptr<float>();
+    const float* gp = g.const_data_ptr<float>();
+    float* op = gx.mutable_data_ptr<float>();
+    for_chunks(n, chunk_count(n), [&](int64_t, int64_t begin, int64_t end) {
+      const int64_t at = begin * c * len;
+      check(kernels.mean_abs_grad(xp + at, gp + begin * c, op + at, {end - begin, c, len}), "mean_abs_grad");
+    });
+    return {gx};
+  }
+};
+
 template <typename F>
 at::Tensor* guarded(const F& f) {
   try {
@@ -342,5 +377,13 @@ extern "C" at::Tensor* drsn_cpu_soft_threshold(const at::Tensor* x, const at::Te
   return guarded([&] {
     check_soft_threshold(*x, *tau);
     return SoftThreshold::apply(x->contiguous(), tau->contiguous());
+  });
+}
+
+extern "C" at::Tensor* drsn_cpu_mean_abs(const at::Tensor* x) {
+  return guarded([&] {
+    check_float_cpu(*x, "input");
+    TORCH_CHECK(x->dim() == 3 && x->size(1) > 0 && x->size(2) > 0, "input must be N x C x L, got ", x->sizes());
+    return MeanAbs::apply(x->contiguous());
   });
 }

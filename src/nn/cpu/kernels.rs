@@ -6,7 +6,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::fused::fma_available;
-use crate::fused::layers::{madd, Conv};
+use crate::fused::layers::{madd, mean, Conv};
 
 /// The table `drsn_cpu_set_kernels` takes (`drsn_cpu_kernels` in autograd.cpp).
 #[repr(C)]
@@ -18,6 +18,8 @@ pub(super) struct Table {
     channel_combine: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, Rows) -> i32,
     soft_threshold: unsafe extern "C" fn(*const f32, *const f32, *mut f32, Rows, i64) -> i32,
     soft_threshold_grad: unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, *mut f32, Rows, i64) -> i32,
+    mean_abs: unsafe extern "C" fn(*const f32, *mut f32, Rows) -> i32,
+    mean_abs_grad: unsafe extern "C" fn(*const f32, *const f32, *mut f32, Rows) -> i32,
 }
 
 pub(super) static TABLE: Table = Table {
@@ -28,6 +30,8 @@ pub(super) static TABLE: Table = Table {
     channel_combine,
     soft_threshold,
     soft_threshold_grad,
+    mean_abs,
+    mean_abs_grad,
 };
 
 /// Runs `f`, mapping a shape error to 1 and a panic to 2.
@@ -438,13 +442,61 @@ unsafe extern "C" fn soft_threshold_grad(
         for (row, ((x, g), gx)) in rows.enumerate() {
             let i = threshold_index(row, channels, per_sample);
             let t = tau[i];
-            let mut lanes = [0f32; LANES];
-            for (k, ((gx, &g), &v)) in gx.iter_mut().zip(g).zip(x).enumerate() {
+            // What passes, and its share of the threshold's gradient (selects, no branches).
+            let step = |gx: &mut f32, g: f32, v: f32| -> f32 {
                 let pass = if v.abs() > t { g } else { 0.0 };
                 *gx = pass;
-                lanes[k % LANES] += if v < 0.0 { pass } else { -pass };
+                if v < 0.0 {
+                    pass
+                } else {
+                    -pass
+                }
+            };
+            let mut lanes = [0f32; LANES];
+            let (mut gxc, gc, xc) = (gx.chunks_exact_mut(LANES), g.chunks_exact(LANES), x.chunks_exact(LANES));
+            let (g_rest, x_rest) = (gc.remainder(), xc.remainder());
+            for ((gx, g), x) in (&mut gxc).zip(gc).zip(xc) {
+                for i in 0..LANES {
+                    lanes[i] += step(&mut gx[i], g[i], x[i]);
+                }
             }
-            gtau[i] += lanes.iter().sum::<f32>();
+            let rows_rest = gxc.into_remainder().iter_mut().zip(g_rest).zip(x_rest);
+            let rest: f32 = rows_rest.map(|((gx, &g), &v)| step(gx, g, v)).sum();
+            gtau[i] += lanes.iter().sum::<f32>() + rest;
+        }
+        Some(())
+    })
+}
+
+/// `out[row] = mean |x[row]|` for every row (sample and channel) of `x`.
+unsafe extern "C" fn mean_abs(x: *const f32, out: *mut f32, rows: Rows) -> i32 {
+    guarded(|| {
+        let (n, channels, len, size) = rows.checked()?;
+        let (x, out) = (slice(x, size)?, slice_mut(out, n.checked_mul(channels)?)?);
+        for (row, o) in x.chunks_exact(len).zip(out.iter_mut()) {
+            *o = mean(row, f32::abs);
+        }
+        Some(())
+    })
+}
+
+/// The gradient of [`mean_abs`] from `g` (one value per row): `gx = sign(x) * g / len`.
+unsafe extern "C" fn mean_abs_grad(x: *const f32, g: *const f32, gx: *mut f32, rows: Rows) -> i32 {
+    guarded(|| {
+        let (n, channels, len, size) = rows.checked()?;
+        let (x, g, gx) = (slice(x, size)?, slice(g, n.checked_mul(channels)?)?, slice_mut(gx, size)?);
+        for ((x, gx), &g) in x.chunks_exact(len).zip(gx.chunks_exact_mut(len)).zip(g) {
+            let share = g / len as f32;
+            for (o, &v) in gx.iter_mut().zip(x) {
+                // sign(0) = 0, as libtorch's.
+                *o = if v > 0.0 {
+                    share
+                } else if v < 0.0 {
+                    -share
+                } else {
+                    0.0
+                };
+            }
         }
         Some(())
     })

@@ -1,5 +1,6 @@
-//! Training-mode convolution and batch norm of the 1-D networks on the CPU, as libtorch
-//! autograd functions (`autograd.cpp`) over hand-written kernels (`kernels`).
+//! Training-mode convolution, batch norm, soft thresholding and mean |x| of the 1-D networks
+//! on the CPU, as libtorch autograd functions (`autograd.cpp`) over hand-written kernels
+//! (`kernels`).
 //!
 //! For these networks' few channels, libtorch's own versions spend most of a training
 //! step outside the arithmetic: oneDNN reorders every activation into 16-channel blocks and
@@ -30,6 +31,7 @@ extern "C" {
         eps: f64,
     ) -> *mut C_tensor;
     fn drsn_cpu_soft_threshold(x: *const C_tensor, tau: *const C_tensor) -> *mut C_tensor;
+    fn drsn_cpu_mean_abs(x: *const C_tensor) -> *mut C_tensor;
 }
 
 /// Whether `xs` takes these functions: a single-precision `N x C x L` tensor on the CPU.
@@ -78,6 +80,13 @@ pub fn soft_threshold(xs: &Tensor, tau: &Tensor) -> Result<Tensor, String> {
     install();
     // SAFETY: as in `conv1d`.
     wrap(unsafe { drsn_cpu_soft_threshold(xs.as_ptr(), tau.as_ptr()) })
+}
+
+/// `mean |x|` over the length of `xs` (`N x C x L`): `N x C`.
+pub fn mean_abs(xs: &Tensor) -> Result<Tensor, String> {
+    install();
+    // SAFETY: as in `conv1d`.
+    wrap(unsafe { drsn_cpu_mean_abs(xs.as_ptr()) })
 }
 
 /// The result of one of these functions when it ran and succeeded, else `libtorch`'s
@@ -183,6 +192,15 @@ mod tests {
                 |t| (&t[0] - &t[1]).relu() - (-&t[0] - &t[1]).relu(),
             );
         }
+    }
+
+    #[test]
+    fn mean_abs_matches_libtorch_in_values_and_gradients() {
+        tch::manual_seed(4);
+        let x = Tensor::randn([3, 5, 21], (Kind::Float, Device::Cpu));
+        // Exact zeros, whose gradient is zero in both.
+        let _ = x.narrow(2, 0, 3).fill_(0.0);
+        compare(&[x], |t| mean_abs(&t[0]).unwrap(), |t| t[0].abs().mean_dim(2, false, Kind::Float));
     }
 
     #[test]
