@@ -21,7 +21,10 @@ fn main() {
     }
 }
 
-/// `src/nn/cpu/autograd.cpp`, with the flags torch-sys builds its own C++ with.
+/// `src/nn/cpu/autograd.cpp`, with the flags torch-sys builds its own C++ with, and OpenMP:
+/// libtorch's `at::parallel_for` is a header template whose threads are an OpenMP pragma,
+/// so without it every "parallel" loop runs on one thread. It links to libtorch's own
+/// `libgomp.so.1` (one OpenMP runtime and thread pool in the process, not two).
 fn compile_autograd(lib: &std::path::Path) {
     const SOURCE: &str = "src/nn/cpu/autograd.cpp";
     println!("cargo:rerun-if-changed={SOURCE}");
@@ -35,6 +38,15 @@ fn compile_autograd(lib: &std::path::Path) {
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag("-fopenmp")
         .file(SOURCE)
         .compile("drsn_cpu_autograd");
+    // `libgomp.so.1`, or `libgomp-<hash>.so.1` in some wheels.
+    let bundled = std::fs::read_dir(lib).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libgomp") && n.contains(".so"))
+    });
+    match bundled {
+        Some(gomp) => println!("cargo:rustc-link-arg={}", gomp.display()),
+        None => println!("cargo:rustc-link-lib=dylib=gomp"),
+    }
 }
