@@ -28,7 +28,12 @@ fn main() {
 fn compile_autograd(lib: &std::path::Path) {
     const SOURCE: &str = "src/nn/cpu/autograd.cpp";
     println!("cargo:rerun-if-changed={SOURCE}");
-    let include = lib.join("../include");
+    // The variables torch-sys reads for the same purposes, with its defaults.
+    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let root = std::env::var_os("LIBTORCH_INCLUDE").map(std::path::PathBuf::from).unwrap_or_else(|| lib.join(".."));
+    let include = root.join("include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
     cc::Build::new()
         .cpp(true)
         .pic(true)
@@ -36,7 +41,7 @@ fn compile_autograd(lib: &std::path::Path) {
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .flag("-fopenmp")
         .file(SOURCE)

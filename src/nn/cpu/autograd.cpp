@@ -56,11 +56,15 @@ struct drsn_cpu_kernels {
 };
 }
 
+// Nine function pointers, as many as kernels.rs's `Table` holds, in the same order.
+static_assert(sizeof(drsn_cpu_kernels) == 9 * sizeof(void*), "drsn_cpu_kernels must match kernels.rs's Table");
+
 drsn_cpu_kernels kernels{};
 thread_local std::string last_error;
 
+// Status 1: the kernel found the sizes inconsistent; 2: it panicked (kernels.rs).
 void check(int32_t status, const char* what) {
-  TORCH_CHECK(status == 0, "drsn cpu kernel ", what, " failed (", status, ")");
+  TORCH_CHECK(status == 0, "drsn cpu kernel ", what, status == 1 ? " refused the sizes it was given" : " panicked");
 }
 
 // Runs f(chunk, begin, end) over [0, n) split into `chunks` ranges on libtorch's threads;
@@ -165,7 +169,7 @@ struct BatchNorm1d : public torch::autograd::Function<BatchNorm1d> {
 
   // With xhat = (x - mean) * invstd and per-channel sums over samples and length:
   // gb = sum g, gw = sum g * xhat, gx = w * invstd * (g - mean(g) - xhat * mean(g * xhat)),
-  // which is g * k_g + x * k_x + k_0 per channel.
+  // which is g * k_g + (x - mean) * k_x + k_0 per channel.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &w = saved[1], &mean = saved[2], &invstd = saved[3];
@@ -188,8 +192,8 @@ struct BatchNorm1d : public torch::autograd::Function<BatchNorm1d> {
       const auto inv = invstd.to(at::kDouble);
       const auto scale = (w.defined() ? w.to(at::kDouble) : at::ones_like(inv)) * inv;
       const auto k_x = -scale * inv * sum_gx / count;
-      const auto k_0 = -scale * sum_g / count - mean.to(at::kDouble) * k_x;
-      const auto k = at::cat({scale, k_x, k_0}).to(at::kFloat).contiguous();
+      const auto k_0 = -scale * sum_g / count;
+      const auto k = at::cat({scale, k_x, k_0, mean.to(at::kDouble)}).to(at::kFloat).contiguous();
       gx = at::empty_like(x);
       const float* kp = k.const_data_ptr<float>();
       float* op = gx.mutable_data_ptr<float>();
@@ -209,18 +213,21 @@ struct BatchNorm1d : public torch::autograd::Function<BatchNorm1d> {
 // running statistics updated as libtorch does (unbiased variance), then the function above.
 at::Tensor batch_norm_train(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::Tensor running_mean,
                             at::Tensor running_var, double momentum, double eps) {
-  at::Tensor mean, var;
+  at::Tensor mean, var, var64;
   const int64_t count = x.size(0) * x.size(2);
   {
     at::NoGradGuard no_grad;
     mean = (channel_moments(x, at::Tensor()) / count).to(at::kFloat);
-    const auto var64 = channel_moments(x, mean) / count;
+    var64 = channel_moments(x, mean) / count;
     var = var64.to(at::kFloat);
-    if (running_mean.defined()) running_mean.mul_(1 - momentum).add_(mean, momentum);
-    if (running_var.defined() && count > 1)
-      running_var.mul_(1 - momentum).add_((var64 * (double(count) / double(count - 1))).to(at::kFloat), momentum);
   }
-  return BatchNorm1d::apply(x, w, b, mean, var, eps);
+  auto out = BatchNorm1d::apply(x, w, b, mean, var, eps);
+  // Only once nothing can fail: libtorch's operator, run instead after a failure, moves them.
+  at::NoGradGuard no_grad;
+  if (running_mean.defined()) running_mean.mul_(1 - momentum).add_(mean, momentum);
+  if (running_var.defined())
+    running_var.mul_(1 - momentum).add_((var64 * (double(count) / double(count - 1))).to(at::kFloat), momentum);
+  return out;
 }
 
 // Soft thresholding of x (N x C x L) by tau (N x C' x 1, C' = C or 1), in one pass each way
@@ -297,6 +304,8 @@ template <typename F>
 at::Tensor* guarded(const F& f) {
   try {
     return new at::Tensor(f());
+  } catch (const c10::Error& e) {
+    last_error = e.what_without_backtrace();
   } catch (const std::exception& e) {
     last_error = e.what();
   } catch (...) {
@@ -358,7 +367,8 @@ const char* drsn_cpu_last_error() { return last_error.c_str(); }
 at::Tensor* drsn_cpu_conv1d(const at::Tensor* x, const at::Tensor* w, const at::Tensor* b, int64_t stride) {
   return guarded([&] {
     check_conv(*x, *w, optional(b), stride);
-    return Conv1d::apply(x->contiguous(), w->contiguous(), optional(b), stride);
+    const auto bias = optional(b);
+    return Conv1d::apply(x->contiguous(), w->contiguous(), bias.defined() ? bias.contiguous() : bias, stride);
   });
 }
 
@@ -371,19 +381,19 @@ at::Tensor* drsn_cpu_batch_norm1d(const at::Tensor* x, const at::Tensor* w, cons
                             momentum, eps);
   });
 }
-}
 
-extern "C" at::Tensor* drsn_cpu_soft_threshold(const at::Tensor* x, const at::Tensor* tau) {
+at::Tensor* drsn_cpu_soft_threshold(const at::Tensor* x, const at::Tensor* tau) {
   return guarded([&] {
     check_soft_threshold(*x, *tau);
     return SoftThreshold::apply(x->contiguous(), tau->contiguous());
   });
 }
 
-extern "C" at::Tensor* drsn_cpu_mean_abs(const at::Tensor* x) {
+at::Tensor* drsn_cpu_mean_abs(const at::Tensor* x) {
   return guarded([&] {
     check_float_cpu(*x, "input");
     TORCH_CHECK(x->dim() == 3 && x->size(1) > 0 && x->size(2) > 0, "input must be N x C x L, got ", x->sizes());
     return MeanAbs::apply(x->contiguous());
   });
+}
 }

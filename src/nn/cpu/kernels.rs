@@ -199,10 +199,16 @@ fn weight_grad<const FMA: bool>(shape: &Conv, x: &[f32], g: &[f32], len: usize, 
         // Where tap `j` reads, and the outputs it reaches: (source, first, end).
         let source = |j: usize| -> (&[f32], usize, usize) {
             if direct {
-                let (ci, k) = (j / k_size, j % k_size);
-                let (first, end) = (((k_size / 2).saturating_sub(k)).min(out_len), (len + k_size / 2 - k).min(out_len));
-                let start = ci * len + first + k - k_size / 2;
-                (x.get(start..start + end.saturating_sub(first)).unwrap_or_default(), first, end.max(first))
+                let (ci, k, pad) = (j / k_size, j % k_size, k_size / 2);
+                // The outputs whose input sample `t + k - pad` lies inside the row (none
+                // when the kernel reaches past a short row on both sides).
+                let first = pad.saturating_sub(k).min(out_len);
+                let end = (len + pad).saturating_sub(k).min(out_len).max(first);
+                if first == end {
+                    return (&[], first, end);
+                }
+                let start = ci * len + first + k - pad;
+                (x.get(start..start + (end - first)).unwrap_or_default(), first, end)
             } else {
                 let tap = taps.get(j).copied().unwrap_or_default();
                 (phases.get(tap..tap + out_len).unwrap_or_default(), 0, out_len)
@@ -356,21 +362,23 @@ unsafe extern "C" fn channel_grad_sums(
     })
 }
 
-/// `out = g * k[0][c] + x * k[1][c] + k[2][c]` per channel `c` of `n` samples, with `k`
-/// (`3 x channels`) the coefficients batch norm's input gradient reduces to.
+/// `out = g * k[0][c] + (x - k[3][c]) * k[1][c] + k[2][c]` per channel `c` of `n` samples,
+/// with `k` (`4 x channels`) the coefficients batch norm's input gradient reduces to and the
+/// batch mean (subtracted first: no cancellation when the mean is large).
 unsafe extern "C" fn channel_combine(g: *const f32, x: *const f32, k: *const f32, out: *mut f32, rows: Rows) -> i32 {
     guarded(|| {
         let (_, channels, len, size) = rows.checked()?;
         let (g, x, out) = (slice(g, size)?, slice(x, size)?, slice_mut(out, size)?);
-        let k = slice(k, 3 * channels)?;
+        let k = slice(k, channels.checked_mul(4)?)?;
         let (k_g, rest) = k.split_at(channels);
-        let (k_x, k_0) = rest.split_at(channels);
+        let (k_x, rest) = rest.split_at(channels);
+        let (k_0, mean) = rest.split_at(channels);
         let rows = g.chunks_exact(len).zip(x.chunks_exact(len)).zip(out.chunks_exact_mut(len));
         // Rows run through the channels in order, sample after sample.
         for (((g, x), out), c) in rows.zip((0..channels).cycle()) {
-            let (a, b, d) = (k_g[c], k_x[c], k_0[c]);
+            let (a, b, d, m) = (k_g[c], k_x[c], k_0[c], mean[c]);
             for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
-                *o = g * a + x * b + d;
+                *o = g * a + (x - m) * b + d;
             }
         }
         Some(())
@@ -406,6 +414,11 @@ unsafe extern "C" fn soft_threshold(x: *const f32, tau: *const f32, out: *mut f3
         let (x, out, tau) = (slice(x, size)?, slice_mut(out, size)?, slice(tau, n.checked_mul(per_sample)?)?);
         for (row, (x, out)) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).enumerate() {
             let t = tau[threshold_index(row, channels, per_sample)];
+            if t.is_nan() {
+                // As libtorch's form gives: a diverged threshold must show in the loss.
+                out.fill(f32::NAN);
+                continue;
+            }
             for (o, &v) in out.iter_mut().zip(x) {
                 // max/min rather than clamp: no panic on a NaN threshold.
                 *o = v - v.max(-t).min(t);
@@ -442,6 +455,11 @@ unsafe extern "C" fn soft_threshold_grad(
         for (row, ((x, g), gx)) in rows.enumerate() {
             let i = threshold_index(row, channels, per_sample);
             let t = tau[i];
+            if t.is_nan() {
+                gx.fill(f32::NAN);
+                gtau[i] = f32::NAN;
+                continue;
+            }
             // What passes, and its share of the threshold's gradient (selects, no branches).
             let step = |gx: &mut f32, g: f32, v: f32| -> f32 {
                 let pass = if v.abs() > t { g } else { 0.0 };

@@ -150,14 +150,18 @@ mod tests {
     fn convolution_matches_libtorch_in_values_and_gradients() {
         tch::manual_seed(1);
         // Odd and even lengths, strides 1 and 2, blocks of four output channels and singles.
-        for (c_in, c_out, len, stride) in [(1, 4, 64, 2), (3, 6, 37, 1), (4, 4, 40, 2), (5, 7, 33, 2), (8, 8, 16, 1)] {
+        let cases = [(1, 4, 64, 2, 3), (3, 6, 37, 1, 3), (4, 4, 40, 2, 3), (5, 7, 33, 2, 3), (8, 8, 16, 1, 3)];
+        // Wide kernels over rows shorter than their reach, stride 3.
+        let short =
+            [(2, 5, 1, 1, 5), (2, 4, 2, 1, 7), (3, 4, 3, 1, 9), (2, 4, 2, 2, 7), (2, 5, 11, 3, 5), (1, 1, 1, 1, 3)];
+        for (c_in, c_out, len, stride, kernel) in cases.into_iter().chain(short) {
             let x = Tensor::randn([3, c_in, len], (Kind::Float, Device::Cpu));
-            let w = Tensor::randn([c_out, c_in, 3], (Kind::Float, Device::Cpu));
+            let w = Tensor::randn([c_out, c_in, kernel], (Kind::Float, Device::Cpu));
             let b = Tensor::randn([c_out], (Kind::Float, Device::Cpu));
             compare(
                 &[x, w, b],
                 |t| conv1d(&t[0], &t[1], &t[2], stride).unwrap(),
-                |t| t[0].conv1d(&t[1], Some(&t[2]), [stride], [1], [1], 1),
+                |t| t[0].conv1d(&t[1], Some(&t[2]), [stride], [kernel / 2], [1], 1),
             );
         }
     }
@@ -183,15 +187,27 @@ mod tests {
     #[test]
     fn soft_thresholding_matches_the_relu_form_in_values_and_gradients() {
         tch::manual_seed(3);
-        for per_channel in [true, false] {
-            let x = Tensor::randn([4, 6, 29], (Kind::Float, Device::Cpu));
-            let tau = Tensor::rand([4, if per_channel { 6 } else { 1 }, 1], (Kind::Float, Device::Cpu));
+        for (n, channels, per_channel) in [(4, 6, true), (4, 6, false), (1, 1, false)] {
+            let x = Tensor::randn([n, channels, 29], (Kind::Float, Device::Cpu));
+            let tau = Tensor::rand([n, if per_channel { channels } else { 1 }, 1], (Kind::Float, Device::Cpu));
             compare(
                 &[x, tau],
                 |t| soft_threshold(&t[0], &t[1]).unwrap(),
                 |t| (&t[0] - &t[1]).relu() - (-&t[0] - &t[1]).relu(),
             );
         }
+    }
+
+    #[test]
+    fn a_nan_threshold_shows_in_the_output_and_its_gradient() {
+        let x = Tensor::randn([2, 3, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let tau = Tensor::from_slice(&[0.5f32, f32::NAN]).view([2, 1, 1]).set_requires_grad(true);
+        let out = soft_threshold(&x, &tau).unwrap();
+        let nan_share = |t: &Tensor| t.isnan().to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        assert_eq!(nan_share(&out), 0.5, "the second sample's values are NaN, the first's are not");
+        out.sum(Kind::Float).backward();
+        assert!(tau.grad().double_value(&[1, 0, 0]).is_nan());
+        assert!(tau.grad().double_value(&[0, 0, 0]).is_finite());
     }
 
     #[test]
