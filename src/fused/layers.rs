@@ -261,13 +261,20 @@ pub(super) fn channel_means(x: &[f32], len: usize, out: &mut [f32], f: impl Fn(f
 /// to libtorch's own lane-wise reduction).
 #[inline(always)]
 pub(crate) fn mean(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut lanes = [0f32; 8];
-    let chunks = row.chunks_exact(8);
+    lane_sum::<8>(row, f) / row.len() as f32
+}
+
+/// Sum of `f(value)` over `row` in `L` interleaved lanes (vectorised; each lane sums every
+/// `L`-th value), the leftover values after them.
+#[inline(always)]
+pub(crate) fn lane_sum<const L: usize>(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; L];
+    let chunks = row.chunks_exact(L);
     let rest: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
     for c in chunks {
         for (l, &v) in lanes.iter_mut().zip(c) {
             *l += f(v);
         }
     }
-    (lanes.iter().sum::<f32>() + rest) / row.len() as f32
+    lanes.iter().sum::<f32>() + rest
 }

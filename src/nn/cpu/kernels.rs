@@ -6,7 +6,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::fused::fma_available;
-use crate::fused::layers::{madd, mean, Conv};
+use crate::fused::layers::{lane_sum, madd, mean, Conv};
 
 /// The table `drsn_cpu_set_kernels` takes (`drsn_cpu_kernels` in autograd.cpp).
 #[repr(C)]
@@ -216,30 +216,40 @@ fn weight_grad<const FMA: bool>(shape: &Conv, x: &[f32], g: &[f32], len: usize, 
         };
         let mut co = 0;
         while co < shape.c_out {
-            let rows = |b: usize| g.get((co + b) * out_len..(co + b + 1) * out_len).unwrap_or_default();
+            let g = g.get(co * out_len..).unwrap_or_default();
+            let (gw, gb) = (gw.get_mut(co * per_out..).unwrap_or_default(), gb.get_mut(co..).unwrap_or_default());
             if shape.c_out - co >= BLOCK {
-                let rows: [&[f32]; BLOCK] = std::array::from_fn(rows);
-                for j in 0..per_out {
-                    let (src, first, end) = source(j);
-                    let sums = dot_block::<FMA, BLOCK>(rows.map(|r| r.get(first..end).unwrap_or_default()), src);
-                    for (b, s) in sums.iter().enumerate() {
-                        gw[(co + b) * per_out + j] += s;
-                    }
-                }
-                for (b, r) in rows.iter().enumerate() {
-                    gb[co + b] += sum(r);
-                }
+                grad_block::<FMA, BLOCK>(g, out_len, &source, per_out, gw, gb);
                 co += BLOCK;
             } else {
-                let row = rows(0);
-                for j in 0..per_out {
-                    let (src, first, end) = source(j);
-                    gw[co * per_out + j] += dot_block::<FMA, 1>([row.get(first..end).unwrap_or_default()], src)[0];
-                }
-                gb[co] += sum(row);
+                grad_block::<FMA, 1>(g, out_len, &source, per_out, gw, gb);
                 co += 1;
             }
         }
+    }
+}
+
+/// Adds the gradients of `B` consecutive output channels: their rows of `g` (`out_len`
+/// each) against every tap's `source` into `gw` (`B x per_out`), and their sums into `gb`.
+#[inline(always)]
+fn grad_block<'a, const FMA: bool, const B: usize>(
+    g: &[f32],
+    out_len: usize,
+    source: &impl Fn(usize) -> (&'a [f32], usize, usize),
+    per_out: usize,
+    gw: &mut [f32],
+    gb: &mut [f32],
+) {
+    let rows: [&[f32]; B] = std::array::from_fn(|b| g.get(b * out_len..(b + 1) * out_len).unwrap_or_default());
+    for j in 0..per_out {
+        let (src, first, end) = source(j);
+        let sums = dot_block::<FMA, B>(rows.map(|r| r.get(first..end).unwrap_or_default()), src);
+        for (b, s) in sums.iter().enumerate() {
+            gw[b * per_out + j] += s;
+        }
+    }
+    for (b, r) in rows.iter().enumerate() {
+        gb[b] += sum(r);
     }
 }
 
@@ -274,15 +284,7 @@ const LANES: usize = 16;
 
 #[inline(always)]
 fn sum(a: &[f32]) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let chunks = a.chunks_exact(LANES);
-    let rest: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for i in 0..LANES {
-            lanes[i] += c[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + rest
+    lane_sum::<LANES>(a, |v| v)
 }
 
 /// Adds to `out` (`channels`, in double) each channel's sum over `n` samples of `x`, or,
@@ -298,26 +300,12 @@ unsafe extern "C" fn channel_moments(x: *const f32, centre: *const f32, out: *mu
             for (c, (row, o)) in sample.chunks_exact(len).zip(out.iter_mut()).enumerate() {
                 *o += f64::from(match centre {
                     None => sum(row),
-                    Some(m) => squared_deviation(row, m[c]),
+                    Some(m) => lane_sum::<LANES>(row, |v| (v - m[c]) * (v - m[c])),
                 });
             }
         }
         Some(())
     })
-}
-
-#[inline(always)]
-fn squared_deviation(a: &[f32], m: f32) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let chunks = a.chunks_exact(LANES);
-    let rest: f32 = chunks.remainder().iter().map(|&v| (v - m) * (v - m)).sum();
-    for c in chunks {
-        for i in 0..LANES {
-            let d = c[i] - m;
-            lanes[i] += d * d;
-        }
-    }
-    lanes.iter().sum::<f32>() + rest
 }
 
 /// The sizes of a per-channel call (`drsn_rows` in autograd.cpp): `n` samples of

@@ -42,10 +42,9 @@ pub fn applies(xs: &Tensor) -> bool {
 /// A convolution with "same" padding (odd kernel) of `xs` (`N x C_in x L`) with `weight`
 /// (`C_out x C_in x K`) and `bias`.
 pub fn conv1d(xs: &Tensor, weight: &Tensor, bias: &Tensor, stride: i64) -> Result<Tensor, String> {
-    install();
     // SAFETY: the pointers are live tensors for the duration of the call; the C++ side
     // reads them and returns a new tensor that we own, or null.
-    wrap(unsafe { drsn_cpu_conv1d(xs.as_ptr(), weight.as_ptr(), bias.as_ptr(), stride) })
+    call(|| unsafe { drsn_cpu_conv1d(xs.as_ptr(), weight.as_ptr(), bias.as_ptr(), stride) })
 }
 
 /// Training-mode batch norm over axis 1 of `xs` (`N x C x L`), updating the running
@@ -59,9 +58,8 @@ pub fn batch_norm1d(
     momentum: f64,
     eps: f64,
 ) -> Result<Tensor, String> {
-    install();
     // SAFETY: as in `conv1d`.
-    wrap(unsafe {
+    call(|| unsafe {
         drsn_cpu_batch_norm1d(
             xs.as_ptr(),
             weight.as_ptr(),
@@ -77,16 +75,14 @@ pub fn batch_norm1d(
 /// `sign(x) * max(|x| - tau, 0)` of `xs` (`N x C x L`) with `tau` (`N x C x 1`, or
 /// `N x 1 x 1` for one threshold per sample), and its gradients in one pass each.
 pub fn soft_threshold(xs: &Tensor, tau: &Tensor) -> Result<Tensor, String> {
-    install();
     // SAFETY: as in `conv1d`.
-    wrap(unsafe { drsn_cpu_soft_threshold(xs.as_ptr(), tau.as_ptr()) })
+    call(|| unsafe { drsn_cpu_soft_threshold(xs.as_ptr(), tau.as_ptr()) })
 }
 
 /// `mean |x|` over the length of `xs` (`N x C x L`): `N x C`.
 pub fn mean_abs(xs: &Tensor) -> Result<Tensor, String> {
-    install();
     // SAFETY: as in `conv1d`.
-    wrap(unsafe { drsn_cpu_mean_abs(xs.as_ptr()) })
+    call(|| unsafe { drsn_cpu_mean_abs(xs.as_ptr()) })
 }
 
 /// The result of one of these functions when it ran and succeeded, else `libtorch`'s
@@ -103,8 +99,11 @@ pub fn or_libtorch(ours: Option<Result<Tensor, String>>, what: &str, libtorch: i
     }
 }
 
-/// Owns the tensor the C++ side returned, or reads its error.
-fn wrap(ptr: *mut C_tensor) -> Result<Tensor, String> {
+/// Runs one C++ entry point (the kernels handed over first) and owns the tensor it
+/// returned, or reads its error.
+fn call(entry: impl FnOnce() -> *mut C_tensor) -> Result<Tensor, String> {
+    install();
+    let ptr = entry();
     if ptr.is_null() {
         // SAFETY: a null result leaves a NUL-terminated message in this thread's slot.
         return Err(unsafe { CStr::from_ptr(drsn_cpu_last_error()) }.to_string_lossy().into_owned());
