@@ -8,8 +8,8 @@
 //!     eval "$(bash scripts/libtorch.sh)"
 //!     cargo bench --bench serve -- [--seconds 10] [--clients 64] [--model models/cwru-bearing]
 //!                                  [--serve-args "--torch-threads 1"] [--no-python]
-//!                                  [--curve] [--only LABEL-PREFIX] [--mosec-args "--decoders 2"]
-//!                                  [--baseline OLD-DRSN-BINARY]
+//!                                  [--curve] [--only "LABEL-PREFIX|..."] [--mosec-args "--decoders 2"]
+//!                                  [--baseline OLD-DRSN-BINARY] [--rounds 1]
 //!
 //! For each server: single-window latency p50/p99 with one client (unloaded), then
 //! throughput and latency p50/p99 with `--clients` clients in a closed loop. Every request
@@ -19,7 +19,8 @@
 //! present, else a freshly initialised paper-1d DRSN-CW (speed does not depend on the
 //! weights' values). `--baseline` adds another `drsn` binary (e.g. built from an older
 //! commit) serving the same model and JSON bodies with its own defaults, for ratios against
-//! the service as it was.
+//! the service as it was. `--rounds N` measures the set-ups N times, taking turns, and keeps
+//! each one's median round (by throughput): the machine's speed drifts between minutes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,8 +50,10 @@ struct Args {
     model: Option<PathBuf>,
     python: bool,
     curve: bool,
-    /// Only the set-ups whose label starts with this.
-    only: Option<String>,
+    /// Only the set-ups whose label starts with one of these.
+    only: Vec<String>,
+    /// Turns each set-up is measured in.
+    rounds: usize,
     /// mosec_server.py's own flags (e.g. "--decoders 2").
     mosec_args: Vec<String>,
     /// Further `drsn serve` flags for both drsn set-ups (e.g. "--torch-threads 2").
@@ -66,7 +69,8 @@ fn args() -> anyhow::Result<Args> {
         model: None,
         python: true,
         curve: false,
-        only: None,
+        only: Vec::new(),
+        rounds: 1,
         mosec_args: Vec::new(),
         serve_args: Vec::new(),
         baseline: None,
@@ -80,7 +84,10 @@ fn args() -> anyhow::Result<Args> {
             "--no-python" => args.python = false,
             "--baseline" => args.baseline = Some(it.next().context("--baseline BINARY")?.into()),
             "--curve" => args.curve = true,
-            "--only" => args.only = Some(it.next().context("--only LABEL-PREFIX")?),
+            "--only" => {
+                args.only = it.next().context("--only \"LABEL-PREFIX|...\"")?.split('|').map(String::from).collect()
+            }
+            "--rounds" => args.rounds = it.next().context("--rounds N")?.parse::<usize>()?.max(1),
             "--mosec-args" => {
                 args.mosec_args =
                     it.next().context("--mosec-args \"FLAGS\"")?.split_whitespace().map(String::from).collect()
@@ -321,13 +328,16 @@ fn main() -> anyhow::Result<()> {
         });
         setups.push(setup("FastAPI + PyTorch (uvicorn, 1 worker)", peer("bench/fastapi_server.py", Vec::new()), &json));
     }
-    if let Some(only) = &args.only {
-        setups.retain(|s| s.label.starts_with(only.as_str()));
+    if !args.only.is_empty() {
+        setups.retain(|s| args.only.iter().any(|o| s.label.starts_with(o.as_str())));
     }
-    let mut rows = Vec::new();
-    for s in &setups {
-        rows.push(measure(&runtime, &client, s, args.clients, args.seconds)?);
+    let mut rounds: Vec<Vec<Row>> = setups.iter().map(|_| Vec::new()).collect();
+    for _ in 0..args.rounds {
+        for (s, measured) in setups.iter().zip(&mut rounds) {
+            measured.push(measure(&runtime, &client, s, args.clients, args.seconds)?);
+        }
     }
+    let rows: Vec<Row> = rounds.into_iter().map(median_round).collect();
 
     println!(
         "\nmodel: {} | {} clients for {} s | {} logical CPUs",
@@ -391,6 +401,16 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The round with the median throughput, after printing every round's.
+fn median_round(mut rounds: Vec<Row>) -> Row {
+    rounds.sort_by(|a, b| tp(&a.loaded).total_cmp(&tp(&b.loaded)));
+    if rounds.len() > 1 {
+        let each: Vec<String> = rounds.iter().map(|r| format!("{:.0}", tp(&r.loaded))).collect();
+        eprintln!("{}: windows/s by round, sorted: {}", rounds[0].label, each.join(" / "));
+    }
+    rounds.swap_remove(rounds.len() / 2)
 }
 
 fn tp(m: &Measured) -> f64 {

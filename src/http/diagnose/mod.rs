@@ -1,11 +1,14 @@
 //! `POST /diagnose`: decode and check the body, queue its windows on the engine, report.
 
 mod nested;
+mod number;
+mod one_pass;
 pub(crate) mod physics;
 pub(crate) mod response;
 pub(crate) mod trace;
 pub(crate) mod windows;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -163,7 +166,8 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
             (None, Some(a)) => (a, false),
             _ => return Err(ApiError::Validation("give exactly one of `signals` and `signal`".into())),
         };
-        let (card, sample_rate, bounds) = (entry.card.clone(), body.sample_rate, state.config.bounds());
+        // The entry, not a copy of its card (tens of kB with its metrics and calibration).
+        let (held, sample_rate, bounds) = (Arc::clone(&entry), body.sample_rate, state.config.bounds());
         // Windows are no recording: the physics only when asked for.
         let evidence = body.evidence.unwrap_or(false);
         let ask = physics::Ask {
@@ -172,7 +176,7 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
             bearing: body.bearing,
             spectrum: body.spectrum.unwrap_or(false),
         };
-        let work = move || windows::from_json(&card, array, many, sample_rate, evidence, &bounds);
+        let work = move || windows::from_json(&held.card, array, many, sample_rate, evidence, &bounds);
         let prepared = blocking_if(&state, large || sample_rate.is_some(), work).await?;
         let wants = Wants { level, physics: ask, trace: false };
         return respond(&state, &entry, prepared, wants, started, incoming).await;
@@ -189,7 +193,7 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
     };
     let entry = state.registry.for_inference(&model, query.version).await?;
     let level = query.diagnostics.unwrap_or_default();
-    let (card, bounds) = (entry.card.clone(), state.config.bounds());
+    let (held, bounds) = (Arc::clone(&entry), state.config.bounds());
     let ask = physics::Ask {
         evidence: query.evidence,
         rpm: query.rpm,
@@ -205,7 +209,7 @@ pub async fn diagnose(State(state): State<AppState>, request: Request) -> Result
         && query.stride.is_none()
         && files.iter().all(|f| f.media == Media::Raw)
         && files.iter().map(|f| f.bytes.len()).sum::<usize>() <= BLOCKING_BODY_BYTES;
-    let prepared = blocking_if(&state, !quick, move || prepare_uploads(&card, files, &query, &bounds)).await?;
+    let prepared = blocking_if(&state, !quick, move || prepare_uploads(&held.card, files, &query, &bounds)).await?;
     respond(&state, &entry, prepared, wants, started, incoming).await
 }
 
@@ -224,7 +228,12 @@ async fn blocking_if<T: Send + 'static>(
     state.decode(work).await
 }
 
-fn parse_json(body: &[u8]) -> Result<DiagnoseRequest, ApiError> {
+/// A JSON diagnosis body: the usual kind in one pass, anything else (and every error) by
+/// serde_json.
+pub fn parse_json(body: &[u8]) -> Result<DiagnoseRequest, ApiError> {
+    if let Some(request) = one_pass::read(body) {
+        return Ok(request);
+    }
     serde_json::from_slice(body).map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
 }
 
@@ -346,7 +355,7 @@ fn too_large(state: &AppState) -> ApiError {
 
 async fn respond(
     state: &AppState,
-    entry: &ModelEntry,
+    entry: &Arc<ModelEntry>,
     prepared: Prepared,
     wants: Wants,
     started: Instant,
@@ -392,8 +401,8 @@ async fn respond(
         // Not asked for: no trip through the blocking pool.
         Some(_) if ask.evidence == Some(false) => None,
         Some((signal, label)) => {
-            let card = entry.card.clone();
-            state.decode(move || physics::second_opinion(&card, &signal, &label, &ask)).await?
+            let held = Arc::clone(entry);
+            state.decode(move || physics::second_opinion(&held.card, &signal, &label, &ask)).await?
         }
         None => None,
     };

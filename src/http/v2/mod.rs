@@ -161,7 +161,6 @@ async fn run(state: &AppState, name: &str, version: Option<&str>, http: Request)
     // Announced, so that a batch being formed waits for this request while it is read.
     let incoming = state.registry.engine().incoming();
     let entry = entry(state, name, version).await?;
-    let card = &entry.card;
     if let Some(encoding) = http.headers().get(header::CONTENT_ENCODING).filter(|e| *e != "identity") {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Encoding {encoding:?} is not supported; send the request uncompressed"
@@ -170,13 +169,13 @@ async fn run(state: &AppState, name: &str, version: Option<&str>, http: Request)
     }
     let headers = http.headers().clone();
     let body = read_body(state, http).await?;
-    let (card, bounds) = (card.clone(), state.config.bounds());
+    let (held, bounds) = (Arc::clone(&entry), state.config.bounds());
     let (infer, prepared, selected) = state
         .decode(move || {
             let (json, binary) = request::split_body(&headers, body)?;
             let mut infer = request::parse(&json)?;
-            let prepared = request::input(&card, &mut infer, &binary, &bounds)?;
-            let selected = request::outputs_asked(&card, &infer)?;
+            let prepared = request::input(&held.card, &mut infer, &binary, &bounds)?;
+            let selected = request::outputs_asked(&held.card, &infer)?;
             Ok((infer, prepared, selected))
         })
         .await?;
