@@ -1,13 +1,15 @@
-//! JSON numbers read straight from the body's text to `f32`, eight digits at a time.
+//! JSON numbers read straight from the body's text to `f32`, eight digits at a time, to
+//! the same value serde_json gives.
 //!
 //! serde_json reads a number one character at a time and builds an `f64`; a window of 2048
 //! samples written as float64 text is some 40 kB of digits, and that loop was a quarter of a
 //! served JSON request's CPU. Here the digits are taken eight per step (the SWAR arithmetic
-//! of fast_float and simdjson), the first 19 significant ones kept in a `u64`, and the value
-//! made with one correctly rounded multiplication or division by an exact power of ten.
-//! Digits past the 19th change an `f32` only when a value lies within 1e-18 of halfway
-//! between two of them; numbers whose power of ten is not exact in `f64` (beyond 1e±22)
-//! go through the standard library's parser.
+//! of fast_float and simdjson) into a `u64`, and the value is made as serde_json makes it
+//! without its `float_roundtrip` feature: the digits as an `f64`, times or divided by a
+//! power of ten, then `as f32`. That is the same arithmetic only while the digits fit in 19
+//! and the power of ten is exact (1e0 to 1e22), which covers what clients write (Python's
+//! float64 text has at most 17 digits); any other number's text is handed to serde_json
+//! itself, so that every value is serde_json's to the bit.
 
 /// 10^0 ..= 10^22: the powers of ten an `f64` holds exactly.
 const EXACT_POWERS: [f64; 23] = [
@@ -15,7 +17,7 @@ const EXACT_POWERS: [f64; 23] = [
     1e21, 1e22,
 ];
 
-/// Significant digits a `u64` always holds.
+/// Significant digits a `u64` always holds: more, and serde_json reads the number.
 const KEPT_DIGITS: u32 = 19;
 
 /// The number at `s[start..]` in JSON's grammar, as `f32`, and the index just past it.
@@ -57,8 +59,7 @@ pub(super) fn read(s: &[u8], start: usize) -> Option<(f32, usize)> {
         };
         let first = i;
         while let Some(d) = s.get(i).filter(|c| c.is_ascii_digit()) {
-            // Past 10^5 every value is 0 or infinite: stop growing.
-            exponent = (exponent * 10 + i64::from(d - b'0')).min(100_000);
+            exponent = exponent.saturating_mul(10).saturating_add(i64::from(d - b'0'));
             i += 1;
         }
         if i == first {
@@ -67,17 +68,21 @@ pub(super) fn read(s: &[u8], start: usize) -> Option<(f32, usize)> {
         exponent *= sign;
     }
     let power = digits.exponent.saturating_add(exponent);
-    // Below 2^53 the conversion is exact; above, one rounding of at most 2^-53.
-    let magnitude = digits.mantissa as f64;
-    let magnitude = match power {
-        _ if digits.mantissa == 0 => 0.0,
-        0 => magnitude,
-        1..=22 => magnitude * EXACT_POWERS.get(power as usize)?,
-        -22..=-1 => magnitude / EXACT_POWERS.get(power.unsigned_abs() as usize)?,
-        _ => std::str::from_utf8(s.get(start..i)?).ok()?.parse::<f64>().ok()?.abs(),
+    let value = match (digits.dropped, power) {
+        (false, 0..=22) => digits.mantissa as f64 * EXACT_POWERS.get(power.unsigned_abs() as usize)?,
+        (false, -22..=-1) => digits.mantissa as f64 / EXACT_POWERS.get(power.unsigned_abs() as usize)?,
+        _ => by_serde_json(s.get(start..i)?)?.abs(),
     };
-    let value = if negative { -magnitude } else { magnitude } as f32;
+    let value = if negative { -value } else { value } as f32;
     value.is_finite().then_some((value, i))
+}
+
+/// A number with more digits than a `u64` holds or far from 1: serde_json's own reading of
+/// its text (out of line: the common path stays small enough to inline).
+#[cold]
+#[inline(never)]
+fn by_serde_json(text: &[u8]) -> Option<f64> {
+    serde_json::from_slice(text).ok()
 }
 
 /// The significant digits read so far and the power of ten that scales them.
@@ -87,6 +92,8 @@ struct Digits {
     /// Digits in `mantissa`, from the first non-zero one.
     kept: u32,
     exponent: i64,
+    /// Whether digits were left out of `mantissa` (more than it holds).
+    dropped: bool,
 }
 
 impl Digits {
@@ -117,9 +124,8 @@ impl Digits {
                 if fraction {
                     self.exponent -= 1;
                 }
-            } else if !fraction {
-                // A dropped digit before the point still scales the value.
-                self.exponent = self.exponent.saturating_add(1);
+            } else {
+                self.dropped = true;
             }
             i += 1;
         }
@@ -211,9 +217,35 @@ mod tests {
             let ours = read(text.as_bytes(), 0).filter(|&(_, end)| end == text.len());
             assert!(ours.is_none(), "{text:?} read as {ours:?}");
         }
+        // Numbers whose digits carry a power of ten against their exponent's, or that lie next
+        // to halfway between two `f32`s (found by a reviewer): serde_json's values, to the bit.
+        let zeros = |n: usize| "0".repeat(n);
+        for text in [
+            format!("0.{}1e100015", zeros(100_010)),
+            format!("1{}e-100015", zeros(100_010)),
+            format!("0.{}1e100040", zeros(100_000)),
+            format!("0.{}1e700001", zeros(700_000)),
+            format!("123{}e-100010", zeros(100_010)),
+            "1.36717313528060890881".into(),
+            "6.3268505527958032587e-6".into(),
+            "2.034772040509653e-38".into(),
+            "1.1129607621656245e-14".into(),
+        ] {
+            check(&text);
+        }
         // Where a number stops: the caller checks what follows.
         assert_eq!(read(b"12, 3", 0), Some((12.0, 2)));
         assert_eq!(read(b"[-2.5]", 1), Some((-2.5, 5)));
         assert_eq!(read(b"1e99999999999999999999", 0), None);
+    }
+
+    #[test]
+    fn serde_json_reads_numbers_with_the_arithmetic_copied_here() {
+        // Its `float_roundtrip` feature would round this correctly (…238); without it, the
+        // digits as an `f64` divided by 1e17 give …24. Should a dependency ever turn the
+        // feature on, `read` must follow.
+        let serde: f64 = serde_json::from_str("0.11215044773942239").unwrap();
+        assert_eq!(serde, 11_215_044_773_942_239u64 as f64 / 1e17);
+        assert_ne!(serde, "0.11215044773942239".parse::<f64>().unwrap());
     }
 }

@@ -111,6 +111,10 @@ fn array(text: &mut Text) -> Option<NestedArray> {
     let room = text.s.len().saturating_sub(text.i) / 16;
     let mut nest = Nest { values: Vec::with_capacity(room), shape: Vec::new(), rank: None };
     nest.level(text, 0)?;
+    if nest.values.capacity() > 2 * nest.values.len() {
+        // Short numbers in a long body: give the room back for the request's lifetime.
+        nest.values.shrink_to_fit();
+    }
     let shape = nest.shape.into_iter().collect::<Option<Vec<usize>>>()?;
     Some(NestedArray { values: nest.values, shape })
 }
@@ -132,6 +136,8 @@ impl Nest {
         }
         let inner = depth + 1;
         text.space();
+        // An array holds numbers or arrays, told by its first element (`[]` counts as
+        // numbers, then fails to read one: serde_json names the empty array).
         let numbers = text.s.get(text.i) != Some(&b'[');
         if numbers {
             if *self.rank.get_or_insert(inner) != inner {
