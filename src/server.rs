@@ -57,12 +57,7 @@ impl Server {
 
     /// Serves `app` on `listener` until `shutdown` resolves; then stops taking connections,
     /// lets every request in flight finish, and stops the engine.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        app: Router,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn serve(self, listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) {
         let metrics = self.state.metrics.clone();
         let upkeep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -75,13 +70,13 @@ impl Server {
         // keep-alive): nobody is coming back on this connection.
         let idle = (self.state.config.request_timeout * 2).max(Duration::from_secs(60));
         let listener = BoundedListener::new(listener, self.max_connections, idle);
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        // A request's head is part of the request: it gets no longer than the whole.
+        crate::http::connections::serve(listener, app, self.state.config.request_timeout, shutdown).await;
         upkeep.abort();
         let engine = self.engine().clone();
         engine.shutdown();
         tokio::task::spawn_blocking(move || engine.join()).await.ok();
         tracing::info!("stopped");
-        served
     }
 }
 
@@ -270,7 +265,7 @@ impl Application {
     /// Serves until `shutdown` resolves: then jobs stop first (their event streams end, so
     /// that open connections can drain), requests in flight finish, the engine stops and
     /// the database is closed.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let routes = self.jobs.as_ref().map(|j| j.routes()).unwrap_or_default();
         let app = self.server.app(routes);
         tracing::info!(addr = %self.addr, models = ?self.server.state.registry.names(), "ready");
@@ -281,10 +276,9 @@ impl Application {
                 jobs.shutdown().await;
             }
         };
-        let served = self.server.serve(self.listener, app, shutdown).await;
+        self.server.serve(self.listener, app, shutdown).await;
         if let Some(jobs) = &self.jobs {
             jobs.close().await;
         }
-        served
     }
 }

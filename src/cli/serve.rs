@@ -313,6 +313,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let config = AppConfig { addr: args.addr, server: config, jobs: Some(jobs_config) };
         let app = Application::build(config).await?;
-        app.run_until(shutdown_signal()).await.context("serving")
+        app.run_until(shutdown_signal()).await;
+        anyhow::Ok(())
     })
 }

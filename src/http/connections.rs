@@ -1,7 +1,10 @@
 //! The listening socket, bounded: at most `max_connections` connections open at once
-//! (further ones wait in the kernel's backlog until one closes), and a connection on
-//! which nothing is read or written for `idle` is closed. Together they keep slow or
-//! silent clients from holding the service's sockets and memory.
+//! (further ones wait in the kernel's backlog until one closes), a connection on which
+//! nothing is read or written for `idle` is closed, and a request whose head (request line
+//! and headers) has not fully arrived within `head` is dropped with its connection. Together
+//! they keep slow or silent clients from holding the service's sockets and memory: the idle
+//! clock alone would let a client that sends one header byte a minute hold a connection for
+//! ever.
 
 use std::future::Future;
 use std::io;
@@ -11,10 +14,45 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+
+/// Serves `app` on `listener` until `shutdown` resolves, each request's head within `head`;
+/// then takes no more connections and waits for those open to finish their requests.
+pub async fn serve(
+    mut listener: BoundedListener,
+    app: Router,
+    head: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1().timer(TokioTimer::new()).header_read_timeout(head);
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let io = tokio::select! {
+            (io, _) = listener.accept() => io,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(io), service).into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // A client gone, idle, or too slow with its head: its own business.
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
 
 pub struct BoundedListener {
     inner: TcpListener,

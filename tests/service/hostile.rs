@@ -365,6 +365,26 @@ fn cases() -> Vec<Case> {
 }
 
 /// Peak resident set size of a process, from `/proc/<pid>/status` (kB).
+/// Sends a request line and then one header byte every 100 ms; how long until the service
+/// closed the connection.
+async fn trickle_headers(addr: &str) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"POST /diagnose HTTP/1.1\r\nhost: drsn\r\nx-slow: ").await.unwrap();
+    let started = Instant::now();
+    let mut answer = [0u8; 512];
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(20), "a header trickle held its connection");
+        if stream.write_all(b"x").await.is_err() {
+            return started.elapsed();
+        }
+        // Closed (an answer before the close, or nothing yet, reads on).
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut answer)).await {
+            return started.elapsed();
+        }
+    }
+}
+
 fn peak_rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process is alive");
     status
@@ -452,6 +472,12 @@ async fn hostile_requests_are_refused_quickly_and_the_service_stays_up_with_boun
     assert_eq!(slow.status().as_u16(), 408);
     assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
     drop(tx);
+
+    // A client that trickles its headers a byte at a time never goes idle: its connection is
+    // dropped once the head has taken the request deadline (3 s here), not held for ever.
+    let closed_after = trickle_headers(&served.addr).await;
+    assert!(closed_after > Duration::from_secs(2) && closed_after < Duration::from_secs(6), "{closed_after:?}");
+    assert_alive(&mut served, "a header trickle");
 
     // Jobs over manifests that lead out of the data root, or at a FIFO, fail with a reason
     // that names the file as the job does, never the server's folders.
