@@ -28,12 +28,16 @@ pub struct ServerConfig {
     pub max_loaded_versions: usize,
     /// Connections open at once.
     pub max_connections: usize,
+    /// The longest a request's head may take to arrive (and a kept-alive connection may wait
+    /// for the next one).
+    pub header_timeout: Duration,
 }
 
 /// A started service: models loaded and warmed up, not yet listening.
 pub struct Server {
     pub state: AppState,
     max_connections: usize,
+    header_timeout: Duration,
 }
 
 impl Server {
@@ -42,8 +46,8 @@ impl Server {
         let engine = Engine::start(config.engine)?;
         let registry =
             Registry::open_with(&config.models_dir, &config.data_dir, engine, config.max_loaded_versions).await?;
-        let max_connections = config.max_connections;
-        Ok(Server { state: AppState::new(Arc::new(registry), config.http), max_connections })
+        let (max_connections, header_timeout) = (config.max_connections, config.header_timeout);
+        Ok(Server { state: AppState::new(Arc::new(registry), config.http), max_connections, header_timeout })
     }
 
     /// The HTTP application, with `extra` routes merged in.
@@ -70,8 +74,7 @@ impl Server {
         // keep-alive): nobody is coming back on this connection.
         let idle = (self.state.config.request_timeout * 2).max(Duration::from_secs(60));
         let listener = BoundedListener::new(listener, self.max_connections, idle);
-        // A request's head is part of the request: it gets no longer than the whole.
-        crate::http::connections::serve(listener, app, self.state.config.request_timeout, shutdown).await;
+        crate::http::connections::serve(listener, app, self.header_timeout, shutdown).await;
         upkeep.abort();
         let engine = self.engine().clone();
         engine.shutdown();

@@ -57,6 +57,11 @@ pub struct LimitArgs {
     /// dataset uploads excepted); beyond it, 408.
     #[arg(long, env = "DRSN_REQUEST_TIMEOUT_S", default_value_t = 30.0)]
     pub request_timeout_s: f64,
+    /// Seconds a request's head (request line and headers) may take to arrive, counted on a
+    /// kept-alive connection from the end of the previous answer: a client that trickles its
+    /// headers, or a kept-alive connection unused this long, is closed.
+    #[arg(long, env = "DRSN_HEADER_TIMEOUT_S", default_value_t = 60.0)]
+    pub header_timeout_s: f64,
     /// Requests handled at once; beyond it, 503 at once.
     #[arg(long, env = "DRSN_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
     pub max_concurrent_requests: usize,
@@ -105,11 +110,15 @@ impl LimitArgs {
     }
 
     pub fn request_timeout(&self) -> anyhow::Result<Duration> {
-        anyhow::ensure!(
-            self.request_timeout_s.is_finite() && self.request_timeout_s > 0.0,
-            "--request-timeout-s must be a positive number of seconds, got {}",
-            self.request_timeout_s
-        );
-        Ok(Duration::from_secs_f64(self.request_timeout_s))
+        seconds("--request-timeout-s", self.request_timeout_s)
     }
+
+    pub fn header_timeout(&self) -> anyhow::Result<Duration> {
+        seconds("--header-timeout-s", self.header_timeout_s)
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(value.is_finite() && value > 0.0, "{flag} must be a positive number of seconds, got {value}");
+    Ok(Duration::from_secs_f64(value))
 }

@@ -210,6 +210,7 @@ impl ServeArgs {
             },
             max_loaded_versions: self.limits.max_loaded_versions,
             max_connections: self.limits.max_connections,
+            header_timeout: self.limits.header_timeout()?,
         })
     }
 

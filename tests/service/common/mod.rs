@@ -282,6 +282,7 @@ impl Setup {
             http: self.http,
             max_loaded_versions: drsn::registry::DEFAULT_MAX_LOADED_VERSIONS,
             max_connections: 1024,
+            header_timeout: Duration::from_secs(60),
         };
         let config = AppConfig { addr: "127.0.0.1:0".parse().expect("loopback address"), server, jobs };
         let app = Application::build(config).await.expect("the service starts");
