@@ -12,7 +12,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::engine::{Engine, EngineConfig};
-use crate::http::connections::BoundedListener;
+use crate::http::connections::{BoundedListener, Deadlines};
 use crate::http::{AppState, HttpConfig};
 use crate::registry::{Registry, RegistryError};
 
@@ -74,7 +74,11 @@ impl Server {
         // keep-alive): nobody is coming back on this connection.
         let idle = (self.state.config.request_timeout * 2).max(Duration::from_secs(60));
         let listener = BoundedListener::new(listener, self.max_connections, idle);
-        crate::http::connections::serve(listener, app, self.header_timeout, shutdown).await;
+        // Requests in flight end within their deadline (408 at worst); a connection still open
+        // a little after that is not coming back.
+        let deadlines =
+            Deadlines { head: self.header_timeout, drain: self.state.config.request_timeout + Duration::from_secs(1) };
+        crate::http::connections::serve(listener, app, deadlines, shutdown).await;
         upkeep.abort();
         let engine = self.engine().clone();
         engine.shutdown();

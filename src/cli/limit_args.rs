@@ -53,13 +53,15 @@ pub struct LimitArgs {
     /// Bodies decoded at once (each up to --max-samples values); others wait their turn.
     #[arg(long, env = "DRSN_DECODE_CONCURRENCY", default_value_t = 4)]
     pub decode_concurrency: usize,
-    /// Seconds a request may take, from its first byte to its answer (event streams and
-    /// dataset uploads excepted); beyond it, 408.
+    /// Seconds a request may take, from its head (request line and headers) to its answer,
+    /// body included (event streams and dataset uploads excepted); beyond it, 408. Also how
+    /// long requests in flight get to finish at shutdown.
     #[arg(long, env = "DRSN_REQUEST_TIMEOUT_S", default_value_t = 30.0)]
     pub request_timeout_s: f64,
     /// Seconds a request's head (request line and headers) may take to arrive, counted on a
     /// kept-alive connection from the end of the previous answer: a client that trickles its
-    /// headers, or a kept-alive connection unused this long, is closed.
+    /// headers, or a kept-alive connection unused this long, is closed (HTTP/1, the only
+    /// protocol served).
     #[arg(long, env = "DRSN_HEADER_TIMEOUT_S", default_value_t = 60.0)]
     pub header_timeout_s: f64,
     /// Requests handled at once; beyond it, 503 at once.

@@ -1,10 +1,13 @@
-//! The listening socket, bounded: at most `max_connections` connections open at once
-//! (further ones wait in the kernel's backlog until one closes), a connection on which
-//! nothing is read or written for `idle` is closed, and a request whose head (request line
-//! and headers) has not fully arrived within `head` is dropped with its connection. Together
-//! they keep slow or silent clients from holding the service's sockets and memory: the idle
-//! clock alone would let a client that sends one header byte a minute hold a connection for
-//! ever.
+//! Serving connections, bounded: at most `max_connections` open at once (further ones wait
+//! in the kernel's backlog until one closes); a connection on which nothing is read or
+//! written for `idle` is closed; a request head (request line and headers) that has not fully
+//! arrived within `head` closes its connection, and so does a kept-alive connection that
+//! waits that long for its next request (hyper's header timer runs from the end of the
+//! previous answer). Together they keep slow or silent clients from holding the service's
+//! sockets and memory: the idle clock alone would let a client that sends one header byte a
+//! minute hold a connection for ever. HTTP/1 only: HTTP/2 would need limits of its own (its
+//! streams and flow-control windows, and no header timer in hyper), and no client of this
+//! service needs it.
 
 use std::future::Future;
 use std::io;
@@ -15,8 +18,8 @@ use std::time::Duration;
 
 use axum::serve::Listener;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -24,16 +27,24 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// Serves `app` on `listener` until `shutdown` resolves, each request's head within `head`;
-/// then takes no more connections and waits for those open to finish their requests.
+/// How long [`serve`] gives its connections at once.
+pub struct Deadlines {
+    /// For a request head to arrive.
+    pub head: Duration,
+    /// For the connections still open at shutdown to finish their requests.
+    pub drain: Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; then takes no more connections and
+/// gives those open `deadlines.drain` to finish the requests they are answering.
 pub async fn serve(
     mut listener: BoundedListener,
     app: Router,
-    head: Duration,
+    deadlines: Deadlines,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1().timer(TokioTimer::new()).header_read_timeout(head);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(deadlines.head);
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -42,7 +53,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(app.clone());
-        let connection = connections.watch(http.serve_connection(TokioIo::new(io), service).into_owned());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 // A client gone, idle, or too slow with its head: its own business.
@@ -51,7 +62,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    connections.shutdown().await;
+    let open = connections.count();
+    if tokio::time::timeout(deadlines.drain, connections.shutdown()).await.is_err() {
+        tracing::warn!(open, drain_s = deadlines.drain.as_secs_f64(), "connections still open after the drain: closed");
+    }
 }
 
 pub struct BoundedListener {

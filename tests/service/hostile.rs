@@ -366,7 +366,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Peak resident set size of a process, from `/proc/<pid>/status` (kB).
 /// Sends a request line and then one header byte every 100 ms; how long until the service
 /// closed the connection.
 async fn trickle_headers(addr: &str) -> Duration {
@@ -387,6 +386,18 @@ async fn trickle_headers(addr: &str) -> Duration {
     }
 }
 
+/// Sends HTTP/2's connection preface; what came back before the close, and when it closed.
+async fn http2_preface(addr: &str) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await.ok();
+    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+}
+
+/// Peak resident set size of a process, from `/proc/<pid>/status` (kB).
 fn peak_rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process is alive");
     status
@@ -480,6 +491,12 @@ async fn hostile_requests_are_refused_quickly_and_the_service_stays_up_with_boun
     let closed_after = trickle_headers(&served.addr).await;
     assert!(closed_after > Duration::from_millis(1500) && closed_after < Duration::from_secs(5), "{closed_after:?}");
     assert_alive(&mut served, "a header trickle");
+
+    // HTTP/2 is not spoken (it would need limits of its own): its preface is answered as a bad
+    // HTTP/1 request and the connection closed at once.
+    let (answer, took) = http2_preface(&served.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 4") || answer.starts_with("HTTP/1.1 5") || answer.is_empty(), "{answer}");
+    assert!(took < Duration::from_secs(1), "HTTP/2 preface held for {took:?}");
 
     // Jobs over manifests that lead out of the data root, or at a FIFO, fail with a reason
     // that names the file as the job does, never the server's folders.
