@@ -7,7 +7,8 @@
 //!
 //! Bodies as clients send them: `{"model": ..., "signals": [[...2048 numbers...], ...]}` with
 //! the numbers written as Python's `json` writes float64 (about 19 characters each), for 1
-//! and 64 windows. Prints microseconds per body (best round) and the ratios.
+//! and 64 windows, and as the shortest float32 text (about 10) for 1 window. Prints
+//! microseconds per body (best round) and the ratios.
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -40,9 +40,7 @@ pub(super) fn read(body: &[u8]) -> Option<DiagnoseRequest> {
                     rest.extend_from_slice(value);
                 }
             }
-            text.space();
-            if !text.eat(b',') {
-                text.expect(b'}')?;
+            if !text.more(b'}')? {
                 break;
             }
         }
@@ -80,6 +78,15 @@ impl<'a> Text<'a> {
     fn expect(&mut self, c: u8) -> Option<()> {
         self.space();
         self.eat(c).then_some(())
+    }
+
+    /// After an element: `true` past a comma (another follows), `false` past `close`.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.space();
+        if self.eat(b',') {
+            return Some(true);
+        }
+        self.eat(close).then_some(false)
     }
 
     /// A key without escapes and the colon after it.
@@ -160,9 +167,7 @@ impl Nest {
         loop {
             self.level(text, inner)?;
             count += 1;
-            text.space();
-            if !text.eat(b',') {
-                text.expect(b']')?;
+            if !text.more(b']')? {
                 return Some(count);
             }
         }
