@@ -126,7 +126,7 @@ fn main() -> anyhow::Result<()> {
             let t1 = transactions(&url).await?;
             let idle_tps = (t1 - t0) as f64 / idle_started.elapsed().as_secs_f64();
             let serving_started = Instant::now();
-            let m = load(&client, &urls, &bodies, args.clients, args.seconds).await;
+            let m = load(&urls, &bodies, args.clients, args.seconds).await;
             let t2 = transactions(&url).await?;
             let serving_tps = (t2 - t1) as f64 / serving_started.elapsed().as_secs_f64();
             let job_transactions = match args.job && n == 1 {

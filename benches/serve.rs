@@ -14,8 +14,9 @@
 //! For each server: single-window latency p50/p99 with one client (unloaded), then
 //! throughput and latency p50/p99 with `--clients` clients in a closed loop. Every request
 //! is one 2048-sample window with `"diagnostics": "none"` (the Python servers return
-//! probabilities only). `--curve` adds drsn on its fused forward at 1, 8, 64 and 256 clients with
-//! at most 1, 8 and 64 windows a batch. Without `--model`, `models/cwru-bearing` is used when
+//! probabilities only). `--curve` adds drsn on its fused forward at 1, 8, 64 and 256 clients,
+//! each request on the HTTP thread that read it (the default), and queued with at most 1, 8
+//! and 64 windows a batch. Without `--model`, `models/cwru-bearing` is used when
 //! present, else a freshly initialised paper-1d DRSN-CW (speed does not depend on the
 //! weights' values). `--baseline` adds another `drsn` binary (e.g. built from an older
 //! commit) serving the same model and JSON bodies with its own defaults, for ratios against
@@ -38,7 +39,7 @@ use cpu::{cpu_seconds, machine_busy_seconds};
 use drsn::data::Normalization;
 use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::registry::{sha256_file, ModelCard, WindowInfo, WEIGHTS_FILE};
-use load::{load, one, percentile, signals, windows, Bodies, Measured};
+use load::{load, percentile, signals, windows, Bodies, Connection, Measured};
 use support::{free_port, resident_kb, wait_ready, Server};
 
 /// Starts a server on the given port.
@@ -136,24 +137,29 @@ fn model_dir(args: &Args, tmp: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn unloaded(client: &reqwest::Client, url: &str, bodies: &Bodies) -> Measured {
-    let (content_type, bodies) = (bodies.content_type, &bodies.bodies);
-    for b in bodies.iter().take(50) {
-        one(client, url, content_type, b).await;
+/// Single-window latency with one client: 50 requests to warm up, then 500 timed.
+async fn unloaded(url: &str, bodies: &Bodies) -> Measured {
+    let (address, requests) = bodies.requests(url);
+    let mut connection = Connection::new(&address);
+    for r in requests.iter().take(50) {
+        connection.send(r).await;
     }
     let started = Instant::now();
     let mut latencies = Vec::new();
     let mut errors = 0;
     for i in 0..500 {
         let t0 = Instant::now();
-        errors += usize::from(!one(client, url, content_type, &bodies[i % bodies.len()]).await);
+        errors += usize::from(!connection.send(&requests[i % requests.len()]).await);
         latencies.push(t0.elapsed());
     }
     latencies.sort();
+    let seconds = started.elapsed().as_secs_f64();
     Measured {
         requests: latencies.len(),
         errors,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
+        sent: latencies.len(),
+        wall: seconds,
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),
     }
@@ -280,10 +286,10 @@ fn main() -> anyhow::Result<()> {
         bodies,
     };
     let mut setups = vec![
-        setup("drsn fused, batching on (max 64, 2 ms)", drsn(flags("fused", 64)), &json),
+        setup("drsn fused (its defaults: small requests on the HTTP thread)", drsn(flags("fused", 64)), &json),
         Setup {
             path: "/diagnose?model=cwru-bearing&diagnostics=none&evidence=false",
-            ..setup("drsn fused, batching on, raw f32 body", drsn(flags("fused", 64)), &raw)
+            ..setup("drsn fused, raw f32 body", drsn(flags("fused", 64)), &raw)
         },
         setup("drsn onnxruntime, batching on (max 64, 2 ms)", drsn(flags("onnxruntime", 64)), &json),
         setup("drsn libtorch, batching on (max 64, 2 ms)", drsn(flags("libtorch", 64)), &json),
@@ -337,6 +343,13 @@ fn main() -> anyhow::Result<()> {
             measured.push(measure(&runtime, &client, s, args.clients, args.seconds)?);
         }
     }
+    // Each round's throughputs, for ratios taken within a round (set-ups measured minutes
+    // apart share less of the machine's drift than those measured back to back).
+    let by_round: Vec<(String, Vec<f64>)> = rounds
+        .iter()
+        .zip(&setups)
+        .map(|(r, s)| (s.label.clone(), r.iter().map(|row| tp(&row.loaded)).collect()))
+        .collect();
     let rows: Vec<Row> = rounds.into_iter().map(median_round).collect();
 
     println!(
@@ -365,7 +378,7 @@ fn main() -> anyhow::Result<()> {
     let find = |prefix: &str| rows.iter().find(|r| r.label.starts_with(prefix));
     // The default (fused) and ONNX Runtime, JSON, against the other servers.
     for (ours_label, ours_name) in
-        [("drsn fused, batching on (", "drsn fused"), ("drsn onnxruntime, batching on (", "drsn onnxruntime")]
+        [("drsn fused (", "drsn fused"), ("drsn onnxruntime, batching on (", "drsn onnxruntime")]
     {
         let Some(ours) = find(ours_label) else { continue };
         for (peer, name) in [
@@ -377,27 +390,44 @@ fn main() -> anyhow::Result<()> {
         ] {
             if let Some(theirs) = find(peer).filter(|t| t.label != ours.label) {
                 println!(
-                    "{ours_name} (batching on) vs {name}: throughput x{:.2}, p99 {:.2} of theirs",
+                    "{ours_name} vs {name}: throughput x{:.2}, p99 {:.2} of theirs",
                     tp(&ours.loaded) / tp(&theirs.loaded),
                     ours.loaded.p99_ms / theirs.loaded.p99_ms
                 );
+                let round = |label: &str| by_round.iter().find(|(l, _)| l == label).map(|(_, t)| t.clone());
+                if let (Some(a), Some(b), true) = (round(&ours.label), round(&theirs.label), args.rounds > 1) {
+                    let mut ratios: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x / y).collect();
+                    let listed = ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
+                    ratios.sort_by(f64::total_cmp);
+                    println!(
+                        "  round by round (each pair measured back to back): x{listed}; median x{:.2}",
+                        ratios[ratios.len() / 2]
+                    );
+                }
             }
         }
     }
 
     if args.curve {
-        println!("\ndrsn fused: windows/s and p99 ms by clients (columns) and largest batch (rows)");
+        println!("\ndrsn fused: windows/s and p99 ms by clients (columns) and how requests run (rows)");
         let clients = [1, 8, 64, 256];
-        println!("| max batch | {} |", clients.map(|c| format!("{c} clients")).join(" | "));
+        println!("| requests | {} |", clients.map(|c| format!("{c} clients")).join(" | "));
         println!("|---|{}", "---|".repeat(clients.len()));
-        for batch in [1, 8, 64] {
+        let queued = |batch: usize| [flags("fused", batch), vec!["--inline-max-windows".into(), "0".into()]].concat();
+        let rows = [
+            ("on the HTTP thread (default)".to_string(), flags("fused", 64)),
+            ("queued, max batch 1".to_string(), queued(1)),
+            ("queued, max batch 8".to_string(), queued(8)),
+            ("queued, max batch 64".to_string(), queued(64)),
+        ];
+        for (name, row_flags) in rows {
             let mut cells = Vec::new();
             for c in clients {
-                let s = setup(&format!("curve: max batch {batch}, {c} clients"), drsn(flags("fused", batch)), &json);
+                let s = setup(&format!("curve: {name}, {c} clients"), drsn(row_flags.clone()), &json);
                 let row = measure(&runtime, &client, &s, c, args.seconds)?;
                 cells.push(format!("{:.0} / {:.1}", tp(&row.loaded), row.loaded.p99_ms));
             }
-            println!("| {batch} | {} |", cells.join(" | "));
+            println!("| {name} | {} |", cells.join(" | "));
         }
     }
     Ok(())
@@ -432,11 +462,11 @@ fn measure(
     let (alone, loaded) = runtime.block_on(async {
         wait_ready(client, &format!("{base}{}", s.ready), &mut server).await?;
         let start = stages(client, &base).await.unwrap_or_default();
-        let alone = unloaded(client, &url, s.bodies).await;
+        let alone = unloaded(&url, s.bodies).await;
         let between = stages(client, &base).await;
         let pid = server.0.id();
         let cpu_before = (cpu_seconds(pid), machine_busy_seconds());
-        let loaded = load(client, std::slice::from_ref(&url), s.bodies, clients, seconds).await;
+        let loaded = load(std::slice::from_ref(&url), s.bodies, clients, seconds).await;
         if let ((Ok(server_before), Ok(machine_before)), Ok(server_after), Ok(machine_after)) =
             (cpu_before, cpu_seconds(pid), machine_busy_seconds())
         {
@@ -444,9 +474,9 @@ fn measure(
             eprintln!(
                 "{}: {clients} clients: server CPU {:.3} ms a request ({:.2} cores; main process), machine busy {:.2} cores",
                 s.label,
-                server * 1e3 / (loaded.requests as f64).max(1.0),
-                server / loaded.seconds,
-                machine / loaded.seconds
+                server * 1e3 / (loaded.sent as f64).max(1.0),
+                server / loaded.wall,
+                machine / loaded.wall
             );
         }
         if let (Some(between), Some(end)) = (between, stages(client, &base).await) {

@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// How long a batch may wait for more requests, in milliseconds.
     #[arg(long, env = "DRSN_MAX_WAIT_MS", default_value_t = 2.0)]
     pub max_wait_ms: f64,
+    /// Requests of at most this many windows for a model on the fused forward run
+    /// unbatched on the HTTP thread that read them, without the hand-over to an inference
+    /// thread (faster under load on few cores: see the README); 0 queues every request.
+    #[arg(long, env = "DRSN_INLINE_MAX_WINDOWS", default_value_t = 4)]
+    pub inline_max_windows: usize,
     /// Most windows queued or running at once; beyond it requests answer 429.
     #[arg(long, env = "DRSN_QUEUE_CAPACITY", default_value_t = 4096)]
     pub queue_capacity: usize,
@@ -190,6 +195,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             engine: EngineConfig {
                 max_batch_size: self.max_batch_size,
+                inline_max_windows: self.inline_max_windows,
                 max_wait: Duration::from_secs_f64(self.max_wait_ms / 1e3),
                 queue_capacity: self.queue_capacity,
                 workers,

@@ -1,6 +1,8 @@
 //! The inference engine: dedicated threads own the models; requests reach them through a
 //! bounded queue, are batched dynamically and answered through oneshot channels. Nothing
-//! here runs on the async runtime except handing requests over and awaiting replies.
+//! here runs on the async runtime except handing requests over and awaiting replies, and
+//! the forward pass of a small request for a model on the fused forward (`inline`), which
+//! costs less where it is than the hand-over would.
 //!
 //! Capacity is counted in windows (a long recording is many windows): a request takes as
 //! many permits as it has windows and holds them until it is answered; when too few are
@@ -8,12 +10,15 @@
 // On the path of every request or job: no panicking shortcuts outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+mod inline;
 mod queue;
+mod values;
 mod worker;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,6 +46,10 @@ pub struct EngineConfig {
     pub device: Device,
     /// What runs the forward passes.
     pub backend: Backend,
+    /// Requests of at most this many windows (and `max_batch_size`) for a model on the
+    /// fused forward run on the calling thread, unbatched (see `inline`); 0: every request
+    /// goes through the queue.
+    pub inline_max_windows: usize,
 }
 
 /// What runs a model's forward passes. libtorch is the reference (and trains every model);
@@ -77,6 +86,7 @@ impl Default for EngineConfig {
             torch_threads: None,
             device: Device::Cpu,
             backend: Backend::Libtorch,
+            inline_max_windows: 4,
         }
     }
 }
@@ -167,9 +177,16 @@ struct LoadSpec {
     ood: Option<OodCalibration>,
 }
 
+/// What a worker reports of a model it loaded.
+struct LoadReport {
+    backend: Backend,
+    /// The model for any thread to run, when it is on the fused forward.
+    inline: Option<Arc<inline::InlineModel>>,
+}
+
 enum Control {
     // Boxed: the calibration makes a load much larger than an unload.
-    Load(Box<LoadSpec>, oneshot::Sender<Result<Backend, EngineError>>),
+    Load(Box<LoadSpec>, oneshot::Sender<Result<LoadReport, EngineError>>),
     Unload(ModelKey, oneshot::Sender<()>),
 }
 
@@ -179,7 +196,17 @@ struct Queued {
     enqueued: Instant,
     reply: oneshot::Sender<Result<Prediction, EngineError>>,
     /// Released when the job is answered (or dropped).
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Queued {
+    /// Answers the request, its windows' permits released first: a client that asks again
+    /// the moment it has its answer finds them free (not a 429 at the queue's edge).
+    fn answer(self, result: Result<Prediction, EngineError>) {
+        let Queued { reply, permit, .. } = self;
+        drop(permit);
+        let _ = reply.send(result);
+    }
 }
 
 /// Senders, taken away on shutdown so that workers finish the queue and stop.
@@ -192,7 +219,6 @@ struct Channels {
 struct Occupancy {
     /// One permit per window the engine may hold (queued or in a forward pass).
     permits: Arc<Semaphore>,
-    capacity: usize,
     /// Windows queued and not yet taken into a batch.
     queued: AtomicUsize,
     /// Requests announced by [`Engine::incoming`] and not yet queued (being read or decoded).
@@ -201,10 +227,11 @@ struct Occupancy {
 
 impl Occupancy {
     /// Whether anything beyond the `collected` windows of the batch being formed is on its
-    /// way: queued, running on another worker, or still being read by a handler.
+    /// way: queued, or still being read by a handler.
     fn busy(&self, collected: usize) -> bool {
-        let held = self.capacity - self.permits.available_permits();
-        held > collected || self.incoming.load(Ordering::Relaxed) > 0
+        // Not the windows of batches running on other workers: they will not join this one,
+        // and waiting for them left cores idle under load.
+        self.queued.load(Ordering::Relaxed) > collected || self.incoming.load(Ordering::Relaxed) > 0
     }
 }
 
@@ -223,6 +250,8 @@ struct EngineShared {
     channels: Mutex<Option<Channels>>,
     load: Arc<Occupancy>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The models small requests run on the calling thread (`config.inline_max_windows`).
+    inline: RwLock<HashMap<ModelKey, Arc<inline::InlineModel>>>,
 }
 
 /// A cheap handle to the engine; clones share it. Dropping the last one stops the workers
@@ -246,7 +275,6 @@ impl Engine {
         let (work_tx, work_rx) = crossbeam_channel::bounded(config.queue_capacity);
         let load = Arc::new(Occupancy {
             permits: Arc::new(Semaphore::new(config.queue_capacity)),
-            capacity: config.queue_capacity,
             queued: AtomicUsize::new(0),
             incoming: AtomicUsize::new(0),
         });
@@ -268,6 +296,7 @@ impl Engine {
                 channels: Mutex::new(Some(Channels { work: work_tx, controls })),
                 load,
                 threads: Mutex::new(threads),
+                inline: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -294,18 +323,30 @@ impl Engine {
         weights: PathBuf,
         ood: Option<OodCalibration>,
     ) -> Result<Backend, EngineError> {
-        let load = LoadSpec { key, spec, weights, ood };
+        let load = LoadSpec { key: key.clone(), spec, weights, ood };
         let replies = self.broadcast(|reply| Control::Load(Box::new(load.clone()), reply))?;
         // Every worker runs the same check on the same windows: they agree.
         let mut backend = self.inner.config.backend;
+        let mut inline = None;
         for reply in replies {
-            backend = reply.await.map_err(|_| EngineError::Stopped)??;
+            let loaded = reply.await.map_err(|_| EngineError::Stopped)??;
+            backend = loaded.backend;
+            inline = inline.or(loaded.inline);
+        }
+        if let Ok(mut models) = self.inner.inline.write() {
+            match inline.filter(|_| self.inner.config.inline_max_windows > 0) {
+                Some(model) => models.insert(key, model),
+                None => models.remove(&key),
+            };
         }
         Ok(backend)
     }
 
     /// Drops a model from every worker; requests for it then fail with `NotLoaded`.
     pub async fn unload(&self, key: ModelKey) -> Result<(), EngineError> {
+        if let Ok(mut models) = self.inner.inline.write() {
+            models.remove(&key);
+        }
         let replies = self.broadcast(|reply| Control::Unload(key.clone(), reply))?;
         for reply in replies {
             reply.await.map_err(|_| EngineError::Stopped)?;
@@ -355,8 +396,13 @@ impl Engine {
             .clone()
             .try_acquire_many_owned(windows as u32)
             .map_err(|_| EngineError::Overloaded { capacity })?;
+        if let Some(model) = self.inline_model(&request) {
+            // Its permits are held while it runs, as a queued request's are.
+            let _permit = permit;
+            return model.run(&request);
+        }
         let (reply, answer) = oneshot::channel();
-        let job = Queued { request, enqueued: Instant::now(), reply, _permit: permit };
+        let job = Queued { request, enqueued: Instant::now(), reply, permit };
         {
             let channels = self.inner.channels.lock().map_err(|_| EngineError::Stopped)?;
             let channels = channels.as_ref().ok_or(EngineError::Stopped)?;
@@ -376,8 +422,21 @@ impl Engine {
         answer.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// The model to run `request` on this thread, when it is small and its model is on the
+    /// fused forward.
+    fn inline_model(&self, request: &Request) -> Option<Arc<inline::InlineModel>> {
+        let config = &self.inner.config;
+        if request.windows > config.inline_max_windows.min(config.max_batch_size) {
+            return None;
+        }
+        self.inner.inline.read().ok()?.get(&request.model).cloned()
+    }
+
     /// Stops taking requests; the workers answer what is queued, then exit.
     pub fn shutdown(&self) {
+        if let Ok(mut models) = self.inner.inline.write() {
+            models.clear();
+        }
         if let Ok(mut channels) = self.inner.channels.lock() {
             channels.take();
         }
@@ -392,4 +451,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// Why a request's inputs do not fit a model of `sample_len` values a window, if they do not.
+fn size_mismatch(request: &Request, sample_len: usize) -> Option<String> {
+    (request.windows.checked_mul(sample_len) != Some(request.inputs.len()))
+        .then(|| format!("{} values for {} windows of {sample_len} values each", request.inputs.len(), request.windows))
+}
+
+/// Records one forward pass of `windows` windows of the model named `model`.
+fn record_pass(model: &str, windows: usize, elapsed: Duration) {
+    metrics::histogram!(telemetry::BATCH_SIZE, "model" => model.to_string()).record(windows as f64);
+    metrics::histogram!(telemetry::INFERENCE_DURATION, "model" => model.to_string()).record(elapsed.as_secs_f64());
 }

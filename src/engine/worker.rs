@@ -6,20 +6,21 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{select, Receiver};
 use tch::{Kind, Tensor};
 
-use super::queue;
+use super::inline::InlineModel;
+use super::values::Values;
 use super::{
-    Backend, BlockValues, Control, EngineConfig, EngineError, LoadSpec, ModelKey, Occupancy, Prediction, Queued,
-    WindowPrediction,
+    queue, record_pass, size_mismatch, Backend, Control, EngineConfig, EngineError, LoadReport, LoadSpec, ModelKey,
+    Occupancy, Prediction, Queued, WindowPrediction,
 };
 use crate::fused::{FusedError, FusedModel};
 use crate::nn::{flat_values, Forward, ForwardValues, Model};
 use crate::onnx::OnnxModel;
-use crate::ood::{Pooled, Scorer};
+use crate::ood::Scorer;
 use crate::telemetry;
 
 pub(super) struct Worker {
@@ -34,14 +35,14 @@ pub(super) struct Worker {
 struct Loaded {
     network: Network,
     sample_shape: Vec<i64>,
-    scorer: Option<Scorer>,
+    scorer: Option<Arc<Scorer>>,
 }
 
 /// The model as the backend that serves it runs it.
 enum Network {
     Libtorch(Model),
     Onnxruntime(OnnxModel),
-    Fused(FusedModel),
+    Fused(Arc<FusedModel>),
 }
 
 impl Worker {
@@ -86,9 +87,9 @@ impl Worker {
                         Err(EngineError::Load { key: key.clone(), message: panic_message(&panic) })
                     });
                 let result = loaded.map(|model| {
-                    let backend = model.backend();
+                    let reported = LoadReport { backend: model.backend(), inline: model.inline() };
                     self.models.insert(key.clone(), model);
-                    backend
+                    reported
                 });
                 if let Err(e) = &result {
                     tracing::error!(model = %key, error = %e, "model not loaded");
@@ -127,21 +128,19 @@ impl Worker {
         let started = Instant::now();
         let Some(loaded) = self.models.get_mut(key) else {
             for job in jobs {
-                let _ = job.reply.send(Err(EngineError::NotLoaded(key.clone())));
+                job.answer(Err(EngineError::NotLoaded(key.clone())));
             }
             return;
         };
         let sample_len = loaded.sample_len();
-        let (jobs, wrong): (Vec<Queued>, Vec<Queued>) =
-            jobs.into_iter().partition(|j| j.request.inputs.len() == j.request.windows * sample_len);
-        for job in wrong {
-            let message = format!(
-                "{} values for {} windows of {sample_len} values each",
-                job.request.inputs.len(),
-                job.request.windows
-            );
-            let _ = job.reply.send(Err(EngineError::Input(message)));
+        let mut fitting = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match size_mismatch(&job.request, sample_len) {
+                Some(message) => job.answer(Err(EngineError::Input(message))),
+                None => fitting.push(job),
+            }
         }
+        let jobs = fitting;
         if jobs.is_empty() {
             return;
         }
@@ -177,18 +176,18 @@ impl Worker {
                 inference,
                 batch_windows: total,
             };
-            let _ = job.reply.send(Ok(prediction));
+            job.answer(Ok(prediction));
         }
     }
 }
 
 fn reply_all(jobs: Vec<Queued>, error: impl Fn() -> EngineError) {
     for job in jobs {
-        let _ = job.reply.send(Err(error()));
+        job.answer(Err(error()));
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
         .map(String::as_str)
@@ -204,7 +203,7 @@ fn load_and_warm_up(load: &LoadSpec, config: &EngineConfig) -> Result<Loaded, En
     let fail = |message: String| EngineError::Load { key: load.key.clone(), message };
     let device = config.device;
     let model = Model::load(&load.spec, &load.weights, device).map_err(|e| fail(e.to_string()))?;
-    let scorer = load.ood.as_ref().map(Scorer::new).transpose().map_err(|e| fail(e.to_string()))?;
+    let scorer = load.ood.as_ref().map(Scorer::new).transpose().map_err(|e| fail(e.to_string()))?.map(Arc::new);
     let sample_shape = load.spec.sample_shape();
     let mut shape = vec![WARM_UP_WINDOWS as i64];
     shape.extend(&sample_shape);
@@ -235,7 +234,7 @@ fn load_and_warm_up(load: &LoadSpec, config: &EngineConfig) -> Result<Loaded, En
         Backend::Libtorch => Network::Libtorch(model),
         Backend::Onnxruntime => on_onnx(model),
         Backend::Fused => match fused_twin(&model, fused_threads(config), &xs, &out) {
-            Ok(fused) => Network::Fused(fused),
+            Ok(fused) => Network::Fused(Arc::new(fused)),
             Err(e) => {
                 if !matches!(e, FusedError::Unsupported) {
                     tracing::error!(model = %load.key, error = %e, "not on the fused forward: it failed the load check");
@@ -258,6 +257,18 @@ impl Loaded {
     /// Values in one window.
     fn sample_len(&self) -> usize {
         self.sample_shape.iter().product::<i64>() as usize
+    }
+
+    /// The model for any thread to run, when it is on the fused forward.
+    fn inline(&self) -> Option<Arc<InlineModel>> {
+        match &self.network {
+            Network::Fused(model) => Some(Arc::new(InlineModel {
+                model: Arc::clone(model),
+                scorer: self.scorer.clone(),
+                sample_len: self.sample_len(),
+            })),
+            _ => None,
+        }
     }
 
     fn backend(&self) -> Backend {
@@ -377,94 +388,15 @@ fn run_windows(
                     tracing::error!(model = model_label, error = %e, "ONNX Runtime forward pass failed");
                     "the forward pass failed (see the service log)".to_string()
                 })?;
-                Values::scored(out, loaded.scorer.as_ref())?
+                Values::scored(out, loaded.scorer.as_deref())?
             }
             Network::Fused(model) => {
                 let out = model.infer(chunk, len, diagnostics).map_err(|e| e.to_string())?;
-                Values::scored(out, loaded.scorer.as_ref())?
+                Values::scored(out, loaded.scorer.as_deref())?
             }
         };
         windows.extend(values.into_windows(len));
-        let elapsed: Duration = t0.elapsed();
-        metrics::histogram!(telemetry::BATCH_SIZE, "model" => model_label.to_string()).record(len as f64);
-        metrics::histogram!(telemetry::INFERENCE_DURATION, "model" => model_label.to_string())
-            .record(elapsed.as_secs_f64());
+        record_pass(model_label, len, t0.elapsed());
     }
     Ok(windows)
-}
-
-/// One forward pass's results as plain values, from either backend.
-struct Values {
-    probabilities: Vec<f32>,
-    scores: Option<Vec<f32>>,
-    /// Per shrinkage unit: name, stage, thresholds, scales, mean |x|, zeroed shares.
-    units: Vec<(Arc<str>, usize, [Vec<f32>; 4])>,
-}
-
-impl Values {
-    /// Copies a libtorch forward pass off its device.
-    fn from_forward(out: &Forward, scores: Option<Vec<f32>>) -> Result<Self, tch::TchError> {
-        let mut units = Vec::with_capacity(out.blocks.len());
-        for block in &out.blocks {
-            let d = &block.diagnostics;
-            let values = [
-                flat_values(&d.thresholds)?,
-                flat_values(&d.scales)?,
-                flat_values(&d.mean_abs)?,
-                flat_values(&d.zeroed_fraction)?,
-            ];
-            units.push((Arc::from(block.name.as_str()), block.stage, values));
-        }
-        Ok(Values { probabilities: flat_values(&out.probabilities())?, scores, units })
-    }
-
-    /// Another backend's values, with their out-of-distribution scores when calibrated.
-    fn scored(out: ForwardValues, scorer: Option<&Scorer>) -> Result<Self, String> {
-        let pooled = Pooled {
-            windows: out.windows,
-            logits: &out.logits,
-            features: &out.features,
-            stage_features: &out.stage_features,
-        };
-        let scores = scorer.map(|s| s.score(&pooled)).transpose().map_err(|e| e.to_string())?;
-        Ok(Values::from_values(out, scores))
-    }
-
-    fn from_values(out: ForwardValues, scores: Option<Vec<f32>>) -> Self {
-        let units = out
-            .units
-            .into_iter()
-            .map(|u| (u.unit.name, u.unit.stage, [u.thresholds, u.scales, u.mean_abs, u.zeroed_fraction]))
-            .collect();
-        Values { probabilities: out.probabilities, scores, units }
-    }
-
-    /// Splits the batch's values into its `n` windows.
-    fn into_windows(self, n: usize) -> Vec<WindowPrediction> {
-        let classes = self.probabilities.len() / n.max(1);
-        let mut windows: Vec<WindowPrediction> = self
-            .probabilities
-            .chunks(classes.max(1))
-            .enumerate()
-            .map(|(i, p)| WindowPrediction {
-                probabilities: p.to_vec(),
-                blocks: Vec::with_capacity(self.units.len()),
-                ood_score: self.scores.as_ref().and_then(|s| s.get(i).copied()),
-            })
-            .collect();
-        for (name, stage, [thresholds, scales, mean_abs, zeroed]) in &self.units {
-            let (t, c) = (thresholds.len() / n.max(1), mean_abs.len() / n.max(1));
-            for (i, w) in windows.iter_mut().enumerate() {
-                w.blocks.push(BlockValues {
-                    name: name.clone(),
-                    stage: *stage,
-                    thresholds: thresholds.get(i * t..(i + 1) * t).unwrap_or_default().to_vec(),
-                    scales: scales.get(i * t..(i + 1) * t).unwrap_or_default().to_vec(),
-                    mean_abs: mean_abs.get(i * c..(i + 1) * c).unwrap_or_default().to_vec(),
-                    zeroed_fraction: zeroed.get(i).copied().unwrap_or_default(),
-                });
-            }
-        }
-        windows
-    }
 }

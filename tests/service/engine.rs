@@ -184,3 +184,47 @@ fn same_answers(torch: &[Prediction], other: &[Prediction]) {
     }
     assert_eq!(windows, (1 + 2 + 3) + (4 + 5 + 6) + 2);
 }
+
+/// Small requests for a model on the fused forward run on the caller's thread: the same
+/// answers (bit for bit) as through the queue, each in a pass of its own, within the same
+/// capacity; larger ones still go through the queue; unload and shutdown apply to both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_fused_requests_run_on_the_callers_thread_with_the_queues_answers() {
+    async fn answers(inline_max_windows: usize) -> (Engine, Vec<Prediction>) {
+        let config = EngineConfig { inline_max_windows, queue_capacity: 8, ..engine_config() };
+        let engine = Engine::start(config).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cwru-bearing");
+        let card = ModelCard::read(&dir).unwrap();
+        let served = engine.load(key(BEARING), card.spec, dir.join(WEIGHTS_FILE), card.ood).await.unwrap();
+        assert_eq!(served, Backend::Fused);
+        let mut out = Vec::new();
+        for (windows, diagnostics) in [(1, false), (3, true), (4, false), (5, true)] {
+            let inputs = (0..windows).flat_map(|i| signal(2048, 70 + i)).collect();
+            let request = Request { model: key(BEARING), inputs, windows: windows as usize, diagnostics };
+            out.push(engine.infer(request).await.unwrap());
+        }
+        (engine, out)
+    }
+    let (_, queued) = answers(0).await;
+    let (engine, inline) = answers(4).await;
+    for (q, i) in queued.iter().zip(&inline) {
+        assert_eq!(q.windows, i.windows, "the same values from either path");
+    }
+    // Up to four windows ran here, alone and unqueued; five went through the queue.
+    for p in &inline[..3] {
+        assert_eq!((p.batch_windows, p.queued), (p.windows.len(), Duration::ZERO));
+    }
+    assert_eq!(inline[3].batch_windows, 5);
+    assert!(inline[1].windows.iter().all(|w| !w.blocks.is_empty() && w.ood_score.is_some()));
+    // The queue's capacity (8 windows here) bounds them too; wrong sizes are refused alike.
+    let nine = Request { model: key(BEARING), inputs: vec![0.1; 9 * 2048], windows: 9, diagnostics: false };
+    assert!(matches!(engine.infer(nine).await, Err(EngineError::TooLarge { windows: 9, capacity: 8 })));
+    let wrong = engine.infer(request(BEARING, vec![0.0; 100], 1)).await.unwrap_err();
+    assert!(wrong.to_string().contains("100 values for 1 windows of 2048"), "{wrong}");
+    engine.unload(key(BEARING)).await.unwrap();
+    assert!(matches!(engine.infer(request(BEARING, signal(2048, 1), 1)).await, Err(EngineError::NotLoaded(_))));
+    let (engine, _) = answers(4).await;
+    engine.shutdown();
+    assert!(matches!(engine.infer(request(BEARING, signal(2048, 1), 1)).await, Err(EngineError::Stopped)));
+    tokio::task::spawn_blocking(move || engine.join()).await.unwrap();
+}

@@ -1,8 +1,10 @@
 //! 200 concurrent diagnoses against a real server: every answer is the right one for its
-//! own window, and the engine batched them.
+//! own window, whether the engine batched them or each ran on its HTTP thread.
 
 use crate::common::*;
 use drsn::data::Normalization;
+use drsn::engine::EngineConfig;
+use drsn::http::HttpConfig;
 use drsn::nn::Model;
 use drsn::registry::{ModelCard, WEIGHTS_FILE};
 use serde_json::{json, Value};
@@ -32,9 +34,21 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .unwrap_or_else(|| panic!("{prefix} missing from\n{text}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_concurrent_requests_are_all_answered_correctly_in_batches() {
-    let app = spawn_app().await;
+/// What 200 concurrent single-window requests showed: the batch each answer says it ran
+/// in and how long it queued, and the batch-size histogram's count, sum and passes of one
+/// window (process-wide: other tests add to them).
+struct Served {
+    batches: Vec<u64>,
+    longest_queue_ms: f64,
+    passes: f64,
+    windows_run: f64,
+    singles: f64,
+}
+
+/// Sends 200 concurrent requests of one window each to a server with `engine` and checks
+/// every answer against the model run directly.
+async fn two_hundred_concurrent(engine: EngineConfig) -> Served {
+    let app = spawn_app_with(engine, HttpConfig::default()).await;
     let windows: Vec<Vec<f32>> = (0..200).map(|i| signal(2048, 1000 + i)).collect();
     let expected = direct(&windows);
     let classes: Vec<String> = CWRU_CLASSES.iter().map(|c| c.to_string()).collect();
@@ -51,23 +65,42 @@ async fn two_hundred_concurrent_requests_are_all_answered_correctly_in_batches()
             })
         })
         .collect();
-    let mut largest_batch = 0;
+    let (mut batches, mut longest_queue_ms) = (Vec::new(), 0f64);
     for (i, task) in tasks.into_iter().enumerate() {
         let body = task.await.expect("request task");
-        largest_batch = largest_batch.max(body["timings"]["batch_windows"].as_u64().unwrap());
+        batches.push(body["timings"]["batch_windows"].as_u64().unwrap());
+        longest_queue_ms = longest_queue_ms.max(body["timings"]["queue_ms"].as_f64().unwrap());
         let got = probabilities(&body["windows"][0]);
         for (class, p) in got {
             let k = classes.iter().position(|c| *c == class).expect("a known class");
             assert!((p - expected[i][k] as f64).abs() < 1e-4, "request {i}, {class}: {p} vs {}", expected[i][k]);
         }
     }
-    assert!(largest_batch > 1, "no request shared its forward pass");
-
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let singles = metric(&text, &format!("drsn_batch_size_bucket{{model=\"{BEARING}\",le=\"1\"}}"));
-    let batches = metric(&text, &format!("drsn_batch_size_count{{model=\"{BEARING}\"}}"));
-    let windows_run = metric(&text, &format!("drsn_batch_size_sum{{model=\"{BEARING}\"}}"));
-    assert!(windows_run >= 200.0, "{windows_run} windows in the batch-size histogram");
-    assert!(batches > singles, "every one of {batches} forward passes held a single window");
-    assert!(batches < 200.0, "{batches} forward passes for 200 windows: no batching");
+    Served {
+        batches,
+        longest_queue_ms,
+        singles: metric(&text, &format!("drsn_batch_size_bucket{{model=\"{BEARING}\",le=\"1\"}}")),
+        passes: metric(&text, &format!("drsn_batch_size_count{{model=\"{BEARING}\"}}")),
+        windows_run: metric(&text, &format!("drsn_batch_size_sum{{model=\"{BEARING}\"}}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_through_the_queue_are_answered_correctly_in_batches() {
+    let served = two_hundred_concurrent(EngineConfig { inline_max_windows: 0, ..engine_config() }).await;
+    let shared = served.batches.iter().filter(|&&b| b > 1).count();
+    assert!(shared >= 2, "{shared} of 200 requests shared their forward pass");
+    assert!(served.windows_run >= 200.0, "{} windows in the batch-size histogram", served.windows_run);
+    assert!(served.passes > served.singles, "every one of {} forward passes held a single window", served.passes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_small_requests_run_on_their_http_threads_and_are_answered_correctly() {
+    // The default: a request of one window for a model on the fused forward runs where it
+    // was read, in a forward pass of its own.
+    let served = two_hundred_concurrent(engine_config()).await;
+    assert!(served.batches.iter().all(|&b| b == 1), "{:?}", served.batches);
+    assert_eq!(served.longest_queue_ms, 0.0);
+    assert!(served.singles >= 200.0, "{} forward passes of one window", served.singles);
 }

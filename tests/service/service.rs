@@ -279,8 +279,14 @@ async fn a_body_over_the_configured_limit_answers_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_429_and_the_queued_request_still_succeeds() {
     // Two windows fit. A request announced as on its way (and never sent) makes the first
-    // request's batch wait 600 ms for it, so the second finds no room.
-    let engine = EngineConfig { queue_capacity: 2, max_wait: Duration::from_millis(600), ..engine_config() };
+    // request's batch wait 600 ms for it, so the second finds no room. (Every request
+    // through the queue: run where they are read, they would hold no room while waiting.)
+    let engine = EngineConfig {
+        queue_capacity: 2,
+        max_wait: Duration::from_millis(600),
+        inline_max_windows: 0,
+        ..engine_config()
+    };
     let app = spawn_app_with(engine, HttpConfig::default()).await;
     let announced = app.state.registry.engine().incoming();
     let first = {
@@ -469,7 +475,9 @@ async fn versions_named_by_requests_are_loaded_on_demand_and_the_least_used_unlo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_client_has_gone_is_dropped_from_the_queue_before_it_is_computed() {
-    let app = spawn_app_with(EngineConfig { queue_capacity: 16_384, ..engine_config() }, HttpConfig::default()).await;
+    // Every request through the queue (one of a window would otherwise run where it is read).
+    let engine = EngineConfig { queue_capacity: 16_384, inline_max_windows: 0, ..engine_config() };
+    let app = spawn_app_with(engine, HttpConfig::default()).await;
     let abandoned = |text: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with("drsn_abandoned_requests_total"))
