@@ -17,8 +17,23 @@ const EXACT_POWERS: [f64; 23] = [
     1e21, 1e22,
 ];
 
-/// Significant digits a `u64` always holds: more, and serde_json reads the number.
-const KEPT_DIGITS: u32 = 19;
+/// 10^(19 - n) for n = 0..=8: digits are kept in a `u64` while their value stays below
+/// 10^19 (a number with more significant digits is handed to serde_json); n more digits
+/// fit while the value so far is below `KEEP_BELOW[n]`.
+const KEEP_BELOW: [u64; 9] = [
+    10_000_000_000_000_000_000,
+    1_000_000_000_000_000_000,
+    100_000_000_000_000_000,
+    10_000_000_000_000_000,
+    1_000_000_000_000_000,
+    100_000_000_000_000,
+    10_000_000_000_000,
+    1_000_000_000_000,
+    100_000_000_000,
+];
+
+/// 10^n for n = 0..=8.
+const SCALE: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
 
 /// The number at `s[start..]` in JSON's grammar, as `f32`, and the index just past it.
 /// `None` when the text there is not a JSON number or its value is not a finite `f32`.
@@ -88,67 +103,81 @@ fn by_serde_json(text: &[u8]) -> Option<f64> {
 /// The significant digits read so far and the power of ten that scales them.
 #[derive(Default)]
 struct Digits {
+    /// The digits' value, below 10^19.
     mantissa: u64,
-    /// Digits in `mantissa`, from the first non-zero one.
-    kept: u32,
     exponent: i64,
-    /// Whether digits were left out of `mantissa` (more than it holds).
+    /// Whether the digits reached 10^19 (more than a `u64` always holds): the number is
+    /// then serde_json's to read.
     dropped: bool,
 }
 
 impl Digits {
     /// Reads the run of digits at `s[i..]` (after the point when `fraction`); returns the
-    /// index past it.
+    /// index past it. Eight bytes at a time: the digits among them are counted and valued
+    /// without a branch on how many there are, which varies from number to number.
     #[inline]
     fn take(&mut self, s: &[u8], mut i: usize, fraction: bool) -> usize {
-        if fraction && self.mantissa == 0 {
-            // Zeros before the first significant digit scale the value; they do not count.
-            while s.get(i) == Some(&b'0') {
-                self.exponent -= 1;
-                i += 1;
+        while let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+            let word = u64::from_le_bytes(*chunk);
+            let n = leading_digits(word);
+            self.push(n, digits_value(word, n), fraction);
+            i += n;
+            if n < 8 {
+                return i;
             }
         }
-        while self.kept + 8 <= KEPT_DIGITS {
-            let Some(value) = s.get(i..i + 8).and_then(eight_digits) else { break };
-            self.mantissa = self.mantissa * 100_000_000 + u64::from(value);
-            self.kept += 8;
-            if fraction {
-                self.exponent -= 8;
-            }
-            i += 8;
-        }
+        // The body's last few bytes (a body ends with brackets: never a number's).
         while let Some(d) = s.get(i).filter(|c| c.is_ascii_digit()) {
-            if self.kept < KEPT_DIGITS {
-                self.mantissa = self.mantissa * 10 + u64::from(d - b'0');
-                self.kept += 1;
-                if fraction {
-                    self.exponent -= 1;
-                }
-            } else {
-                self.dropped = true;
-            }
+            self.push(1, u64::from(d - b'0'), fraction);
             i += 1;
         }
         i
     }
+
+    /// Appends `n` digits worth `value`.
+    #[inline(always)]
+    fn push(&mut self, n: usize, value: u64, fraction: bool) {
+        match (KEEP_BELOW.get(n), SCALE.get(n)) {
+            (Some(&below), Some(&scale)) if self.mantissa < below => {
+                self.mantissa = self.mantissa * scale + value;
+                if fraction {
+                    self.exponent -= n as i64;
+                }
+            }
+            _ => self.dropped = true,
+        }
+    }
 }
 
-/// The value of eight ASCII digits, `None` if any byte is not one (fast_float's
-/// `is_8digits` and `parse_8digits`).
-#[inline]
-fn eight_digits(chunk: &[u8]) -> Option<u32> {
-    let v = u64::from_le_bytes(chunk.try_into().ok()?);
-    let all_digits = ((v & 0xF0F0_F0F0_F0F0_F0F0)
-        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4))
-        == 0x3333_3333_3333_3333;
-    if !all_digits {
-        return None;
-    }
-    let v = v - 0x3030_3030_3030_3030;
+/// How many of the eight bytes of `word` (the first in its lowest byte) are ASCII digits
+/// before the first one that is not (fast_float's digit test, byte by byte: a byte is a
+/// digit when its high nibble and that of itself plus 6 are both 3).
+#[inline(always)]
+fn leading_digits(word: u64) -> usize {
+    let high = |v: u64| v & 0xF0F0_F0F0_F0F0_F0F0;
+    // Zero bytes where there are digits. (A carry out of a byte's +6 reaches only the
+    // bytes after it, which follow a byte that is not a digit.)
+    let others = (high(word) | (high(word.wrapping_add(0x0606_0606_0606_0606)) >> 4)) ^ 0x3333_3333_3333_3333;
+    (others.trailing_zeros() / 8) as usize
+}
+
+/// The value of the first `n` bytes of `word`, digits.
+#[inline(always)]
+fn digits_value(word: u64, n: usize) -> u64 {
+    // Their values, moved up to the top bytes, below them zeros, as leading digits; what
+    // follows them (and the borrows of their subtraction) falls off the top.
+    let values = word.wrapping_sub(0x3030_3030_3030_3030);
+    combine(values.checked_shl(8 * (8 - n) as u32).unwrap_or(0))
+}
+
+/// The value of eight digit values (0-9) in the bytes of `v`, the first one the most
+/// significant (fast_float's `parse_8digits`).
+#[inline(always)]
+fn combine(v: u64) -> u64 {
     let v = v.wrapping_mul(10).wrapping_add(v >> 8);
     let v1 = (v & 0x0000_00FF_0000_00FF).wrapping_mul(0x000F_4240_0000_0064);
     let v2 = ((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(0x0000_2710_0000_0001);
-    Some((v1.wrapping_add(v2) >> 32) as u32)
+    v1.wrapping_add(v2) >> 32
 }
 
 #[cfg(test)]
