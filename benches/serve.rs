@@ -1,6 +1,7 @@
-//! Serving benchmark (not a test): `drsn serve` on its fused forward (the default; JSON
-//! windows and raw f32 windows), on ONNX Runtime with batching on and off (JSON windows,
-//! and raw f32 windows), on libtorch with batching on, and two Python peers
+//! Serving benchmark (not a test): `drsn serve` on its fused forward (the default, with JSON
+//! and raw f32 windows; and JSON with every request through the queue), on ONNX Runtime with
+//! batching on and off (JSON and raw f32 windows), on libtorch with batching on, and two
+//! Python peers
 //! on the same model: mosec with dynamic batching running the twin's ONNX export on
 //! onnxruntime (`bench/mosec_server.py`), and the usual FastAPI + PyTorch server
 //! (`bench/fastapi_server.py`); all measured in one run by the same client.
@@ -287,6 +288,11 @@ fn main() -> anyhow::Result<()> {
     };
     let mut setups = vec![
         setup("drsn fused (its defaults: small requests on the HTTP thread)", drsn(flags("fused", 64)), &json),
+        setup(
+            "drsn fused, every request queued (max 64, 2 ms)",
+            drsn([flags("fused", 64), vec!["--inline-max-windows".into(), "0".into()]].concat()),
+            &json,
+        ),
         Setup {
             path: "/diagnose?model=cwru-bearing&diagnostics=none&evidence=false",
             ..setup("drsn fused, raw f32 body", drsn(flags("fused", 64)), &raw)
@@ -382,6 +388,7 @@ fn main() -> anyhow::Result<()> {
     {
         let Some(ours) = find(ours_label) else { continue };
         for (peer, name) in [
+            ("drsn fused, every request queued", "drsn fused with every request queued"),
             ("drsn onnxruntime, batching on (", "drsn on onnxruntime"),
             ("drsn libtorch", "drsn on libtorch"),
             ("drsn baseline", "the baseline binary"),
