@@ -67,6 +67,9 @@ fn describe() {
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration by route");
     describe_counter!(HTTP_FAILURES, "HTTP requests answered with an error, by error type");
     describe_gauge!(QUEUE_DEPTH, "Windows waiting for a batch");
+    // Listed from the start: a service whose requests all run on the HTTP threads may never
+    // queue one.
+    metrics::gauge!(QUEUE_DEPTH).set(0.0);
     describe_histogram!(BATCH_SIZE, "Windows per forward pass");
     describe_histogram!(QUEUE_DURATION, Unit::Seconds, "Time from enqueue to the start of its batch");
     describe_histogram!(INFERENCE_DURATION, Unit::Seconds, "Duration of one forward pass");

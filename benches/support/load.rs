@@ -77,16 +77,24 @@ impl Connection {
     }
 
     /// Sends one prepared request; whether the answer was a 2xx read whole. A failed
-    /// exchange drops the connection (the next one opens another).
+    /// exchange drops the connection (the next one opens another); one that failed before
+    /// any answer came, on a kept-alive connection the server may have closed meanwhile, is
+    /// tried once more on a new one, as HTTP clients do.
     pub async fn send(&mut self, request: &[u8]) -> bool {
-        let ok = self.exchange(request).await;
-        if !matches!(ok, Ok(true)) {
+        let reused = self.stream.is_some();
+        let mut answer = self.exchange(request).await;
+        if answer.is_err() && reused && self.buffer.is_empty() {
+            self.stream = None;
+            answer = self.exchange(request).await;
+        }
+        if answer.is_err() {
             self.stream = None;
         }
-        ok.unwrap_or(false)
+        answer.unwrap_or(false)
     }
 
     async fn exchange(&mut self, request: &[u8]) -> std::io::Result<bool> {
+        self.buffer.clear();
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => {
@@ -96,7 +104,6 @@ impl Connection {
             }
         };
         stream.write_all(request).await?;
-        self.buffer.clear();
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut response = httparse::Response::new(&mut headers);
@@ -108,10 +115,10 @@ impl Connection {
                     .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
                     .ok_or_else(|| std::io::Error::other("an answer without a content-length"))?;
                 let success = response.code.is_some_and(|c| (200..300).contains(&c));
-                let close = response
-                    .headers
-                    .iter()
-                    .any(|h| h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close"));
+                let close = response.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("connection")
+                        && h.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+                });
                 while self.buffer.len() < head + length {
                     if read_more(stream, &mut self.buffer).await? == 0 {
                         return Err(std::io::ErrorKind::UnexpectedEof.into());

@@ -32,7 +32,7 @@ impl InlineModel {
         let (n, label) = (request.windows, request.model.name.as_str());
         let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let out = self.model.infer(&request.inputs, n, request.diagnostics).map_err(|e| e.to_string())?;
+            let out = self.model.infer_here(&request.inputs, n, request.diagnostics).map_err(|e| e.to_string())?;
             Values::scored(out, self.scorer.as_deref())
         }));
         let values = match outcome {

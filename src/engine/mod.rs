@@ -219,19 +219,20 @@ struct Channels {
 struct Occupancy {
     /// One permit per window the engine may hold (queued or in a forward pass).
     permits: Arc<Semaphore>,
-    /// Windows queued and not yet taken into a batch.
+    /// Windows queued and not yet taken into a batch (counted in before a request is sent,
+    /// off as a worker takes it).
     queued: AtomicUsize,
     /// Requests announced by [`Engine::incoming`] and not yet queued (being read or decoded).
     incoming: AtomicUsize,
 }
 
 impl Occupancy {
-    /// Whether anything beyond the `collected` windows of the batch being formed is on its
-    /// way: queued, or still being read by a handler.
-    fn busy(&self, collected: usize) -> bool {
-        // Not the windows of batches running on other workers: they will not join this one,
-        // and waiting for them left cores idle under load.
-        self.queued.load(Ordering::Relaxed) > collected || self.incoming.load(Ordering::Relaxed) > 0
+    /// Whether requests that could join the batch being formed are on their way: queued and
+    /// not yet taken, or still being read by a handler. (Not those in batches running or
+    /// being formed on other workers, which will not join it: waiting for them left cores
+    /// idle under load.)
+    fn busy(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) > 0 || self.incoming.load(Ordering::Relaxed) > 0
     }
 }
 
@@ -333,8 +334,11 @@ impl Engine {
             backend = loaded.backend;
             inline = inline.or(loaded.inline);
         }
+        // Under the map's lock, as `shutdown` clears it: a load that finishes after a shutdown
+        // puts nothing back.
         if let Ok(mut models) = self.inner.inline.write() {
-            match inline.filter(|_| self.inner.config.inline_max_windows > 0) {
+            let running = self.inner.channels.lock().is_ok_and(|c| c.is_some());
+            match inline.filter(|_| running && self.inner.config.inline_max_windows > 0) {
                 Some(model) => models.insert(key, model),
                 None => models.remove(&key),
             };
@@ -434,11 +438,13 @@ impl Engine {
 
     /// Stops taking requests; the workers answer what is queued, then exit.
     pub fn shutdown(&self) {
-        if let Ok(mut models) = self.inner.inline.write() {
-            models.clear();
-        }
+        // The map's lock first, as in `load`.
+        let models = self.inner.inline.write();
         if let Ok(mut channels) = self.inner.channels.lock() {
             channels.take();
+        }
+        if let Ok(mut models) = models {
+            models.clear();
         }
     }
 

@@ -10,15 +10,17 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::{ModelKey, Queued};
 
-/// Collects a batch that starts with `first`. It takes whatever is queued; it waits for
-/// more (until `max_wait` after `first` was queued) only while `busy(windows collected)`
-/// says other requests are in the engine, queued or running on another worker.
+/// Collects a batch that starts with `first` (already taken off the queue). It takes
+/// whatever is queued, telling `took(windows)` of each request it takes; it waits for more
+/// (until `max_wait` after `first` was queued) only while `busy()` says others are on their
+/// way (queued, or still being read).
 pub(super) fn collect(
     first: Queued,
     work: &Receiver<Queued>,
     max_batch_size: usize,
     max_wait: Duration,
-    busy: impl Fn(usize) -> bool,
+    busy: impl Fn() -> bool,
+    took: impl Fn(usize),
 ) -> Vec<Queued> {
     let deadline = first.enqueued + max_wait;
     let mut windows = first.request.windows;
@@ -29,7 +31,7 @@ pub(super) fn collect(
             Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Empty) => {
                 let now = Instant::now();
-                if now >= deadline || !busy(windows) {
+                if now >= deadline || !busy() {
                     break;
                 }
                 match work.recv_timeout(deadline - now) {
@@ -38,6 +40,7 @@ pub(super) fn collect(
                 }
             }
         };
+        took(next.request.windows);
         windows += next.request.windows;
         jobs.push(next);
     }

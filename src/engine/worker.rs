@@ -105,11 +105,15 @@ impl Worker {
 
     fn run_batch(&mut self, first: Queued) {
         let load = &self.load;
-        let busy = |collected| load.busy(collected);
-        let mut jobs = queue::collect(first, &self.work, self.config.max_batch_size, self.config.max_wait, busy);
-        let taken: usize = jobs.iter().map(|j| j.request.windows).sum();
-        let depth = self.load.queued.fetch_sub(taken, Ordering::Relaxed).saturating_sub(taken);
-        metrics::gauge!(telemetry::QUEUE_DEPTH).set(depth as f64);
+        // Counted off as they are taken: another worker forming a batch at the same time
+        // then does not wait for windows already in this one.
+        let took = |windows| {
+            load.queued.fetch_sub(windows, Ordering::Relaxed);
+        };
+        took(first.request.windows);
+        let (max_batch, max_wait) = (self.config.max_batch_size, self.config.max_wait);
+        let mut jobs = queue::collect(first, &self.work, max_batch, max_wait, || load.busy(), took);
+        metrics::gauge!(telemetry::QUEUE_DEPTH).set(load.queued.load(Ordering::Relaxed) as f64);
         // A request whose client has gone (its handler dropped the reply's receiver) is not
         // worth a forward pass; dropping it releases its permits.
         let before = jobs.len();

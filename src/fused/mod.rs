@@ -82,13 +82,30 @@ impl FusedModel {
         })
     }
 
-    /// Runs `n` windows (`inputs` row-major, `n x in_channels x len`).
+    /// Runs `n` windows (`inputs` row-major, `n x in_channels x len`), split over the
+    /// model's threads.
     pub fn infer(&self, inputs: &[f32], n: usize, diagnostics: bool) -> Result<ForwardValues, FusedError> {
+        self.infer_over(inputs, n, diagnostics, self.threads)
+    }
+
+    /// The same on the calling thread alone, starting none (for a caller on an async
+    /// runtime's thread).
+    pub fn infer_here(&self, inputs: &[f32], n: usize, diagnostics: bool) -> Result<ForwardValues, FusedError> {
+        self.infer_over(inputs, n, diagnostics, 1)
+    }
+
+    fn infer_over(
+        &self,
+        inputs: &[f32],
+        n: usize,
+        diagnostics: bool,
+        threads: usize,
+    ) -> Result<ForwardValues, FusedError> {
         let per_window = self.in_channels * self.len;
         if n == 0 || inputs.len() != per_window * n {
             return Err(FusedError::Input(format!("{} values for {n} windows of {per_window}", inputs.len())));
         }
-        let parts = self.threads.min(n);
+        let parts = threads.min(n);
         let per_part = n.div_ceil(parts);
         let mut outputs: Vec<Part> = if parts == 1 {
             vec![self.run(inputs, diagnostics)]

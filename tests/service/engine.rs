@@ -115,7 +115,10 @@ async fn every_worker_serves_a_model_loaded_live_until_it_is_unloaded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fused_onnxruntime_and_libtorch_engines_give_the_same_answers_diagnostics_and_scores() {
     async fn answers(backend: Backend) -> Vec<Prediction> {
-        let config = EngineConfig { backend, max_wait: Duration::from_millis(50), ..engine_config() };
+        // Every request through the queue, so that the fused forward runs batches of several
+        // requests too (run where they are read, each would be a pass of its own).
+        let config =
+            EngineConfig { backend, max_wait: Duration::from_millis(50), inline_max_windows: 0, ..engine_config() };
         let engine = Engine::start(config).unwrap();
         let mut out = Vec::new();
         // The shipped models: calibrated, so every window also has a score.
