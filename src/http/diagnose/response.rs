@@ -167,12 +167,13 @@ pub struct RecordingReport {
 pub struct Timings {
     /// Reading and checking the body, cutting and normalising windows.
     pub decode_ms: f64,
-    /// Waiting for a batch.
+    /// Waiting for a batch (0 for a small request run on its HTTP thread).
     pub queue_ms: f64,
     /// The forward pass(es) of the batch.
     pub inference_ms: f64,
     pub total_ms: f64,
-    /// Windows in the batch that carried this request (with other requests').
+    /// Windows in the batch that carried this request (with other requests'; its own alone
+    /// when it ran on its HTTP thread).
     pub batch_windows: usize,
 }
 
