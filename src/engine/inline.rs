@@ -4,12 +4,11 @@
 //! while requests waited for the hand-over. The fused model is plain Rust and read-only, so
 //! any thread may run it; the engine's threads keep their own copies for larger requests.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::values::Values;
-use super::{record_pass, size_mismatch, worker::panic_message, EngineError, Prediction, Request};
+use super::{record_pass, size_mismatch, worker::guarded, EngineError, Prediction, Request};
 use crate::fused::FusedModel;
 use crate::ood::Scorer;
 use crate::telemetry;
@@ -31,18 +30,11 @@ impl InlineModel {
         }
         let (n, label) = (request.windows, request.model.name.as_str());
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let values = guarded(&request.model, || {
             let out = self.model.infer_here(&request.inputs, n, request.diagnostics).map_err(|e| e.to_string())?;
             Values::scored(out, self.scorer.as_deref())
-        }));
-        let values = match outcome {
-            Ok(values) => values.map_err(EngineError::Internal)?,
-            Err(panic) => {
-                let message = panic_message(&panic);
-                tracing::error!(model = %request.model, error = %message, "forward pass panicked");
-                return Err(EngineError::Internal(message));
-            }
-        };
+        })
+        .map_err(EngineError::Internal)?;
         let inference = started.elapsed();
         record_pass(label, n, inference);
         metrics::histogram!(telemetry::QUEUE_DURATION, "model" => label.to_string()).record(0.0);

@@ -155,18 +155,12 @@ impl Worker {
         }
         let diagnostics = jobs.iter().any(|j| j.request.diagnostics);
         let total: usize = jobs.iter().map(|j| j.request.windows).sum();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            run_windows(loaded, &jobs, total, diagnostics, self.config.max_batch_size, &model_label)
-        }));
+        let max_batch = self.config.max_batch_size;
+        let outcome = guarded(key, || run_windows(loaded, &jobs, total, diagnostics, max_batch, &model_label));
         let inference = started.elapsed();
         let mut windows = match outcome {
-            Ok(Ok(windows)) => windows.into_iter(),
-            Ok(Err(e)) => return reply_all(jobs, || EngineError::Internal(e.clone())),
-            Err(panic) => {
-                let message = panic_message(&panic);
-                tracing::error!(model = %key, error = %message, "forward pass panicked");
-                return reply_all(jobs, || EngineError::Internal(message.clone()));
-            }
+            Ok(windows) => windows.into_iter(),
+            Err(e) => return reply_all(jobs, || EngineError::Internal(e.clone())),
         };
         metrics::counter!(telemetry::WINDOWS, "model" => model_label).increment(total as u64);
         for job in jobs {
@@ -191,7 +185,17 @@ fn reply_all(jobs: Vec<Queued>, error: impl Fn() -> EngineError) {
     }
 }
 
-pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// Runs a forward pass; a panic inside it (libtorch, ONNX Runtime, the fused kernels) becomes
+/// its message, logged, and fails the requests it carried, not the thread running it.
+pub(super) fn guarded<T>(model: &ModelKey, run: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        let message = panic_message(&panic);
+        tracing::error!(model = %model, error = %message, "forward pass panicked");
+        Err(message)
+    })
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
         .map(String::as_str)

@@ -1,15 +1,15 @@
-//! JSON numbers read straight from the body's text to `f32`, eight digits at a time, to
+//! JSON numbers read straight from the body's text to `f32`, eight bytes at a time, to
 //! the same value serde_json gives.
 //!
 //! serde_json reads a number one character at a time and builds an `f64`; a window of 2048
 //! samples written as float64 text is some 40 kB of digits, and that loop was a quarter of a
-//! served JSON request's CPU. Here the digits are taken eight per step (the SWAR arithmetic
-//! of fast_float and simdjson) into a `u64`, and the value is made as serde_json makes it
-//! without its `float_roundtrip` feature: the digits as an `f64`, times or divided by a
-//! power of ten, then `as f32`. That is the same arithmetic only while the digits fit in 19
-//! and the power of ten is exact (1e0 to 1e22), which covers what clients write (Python's
-//! float64 text has at most 17 digits); any other number's text is handed to serde_json
-//! itself, so that every value is serde_json's to the bit.
+//! served JSON request's CPU. Here the digits are taken eight bytes per step (the SWAR
+//! arithmetic of fast_float and simdjson) into a `u64`, and the value is made as serde_json
+//! makes it without its `float_roundtrip` feature: the digits as an `f64`, times or divided
+//! by a power of ten, then `as f32`. That is the same arithmetic only while the digits' value
+//! stays below 10^19 and the power of ten is exact (1e0 to 1e22), which covers what clients
+//! write (Python's float64 text has at most 17 digits); any other number's text is handed to
+//! serde_json itself, so that every value is serde_json's to the bit.
 
 /// 10^0 ..= 10^22: the powers of ten an `f64` holds exactly.
 const EXACT_POWERS: [f64; 23] = [
@@ -17,23 +17,23 @@ const EXACT_POWERS: [f64; 23] = [
     1e21, 1e22,
 ];
 
+/// 10^n for n = 0..=8.
+const SCALE: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+
 /// 10^(19 - n) for n = 0..=8: digits are kept in a `u64` while their value stays below
 /// 10^19 (a number with more significant digits is handed to serde_json); n more digits
 /// fit while the value so far is below `KEEP_BELOW[n]`.
-const KEEP_BELOW: [u64; 9] = [
-    10_000_000_000_000_000_000,
-    1_000_000_000_000_000_000,
-    100_000_000_000_000_000,
-    10_000_000_000_000_000,
-    1_000_000_000_000_000,
-    100_000_000_000_000,
-    10_000_000_000_000,
-    1_000_000_000_000,
-    100_000_000_000,
-];
-
-/// 10^n for n = 0..=8.
-const SCALE: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+// Evaluated while compiling: an index out of range fails the build, not a request.
+#[allow(clippy::indexing_slicing)]
+const KEEP_BELOW: [u64; 9] = {
+    let mut below = [0; 9];
+    let mut n = 0;
+    while n < 9 {
+        below[n] = 10_000_000_000_000_000_000 / SCALE[n];
+        n += 1;
+    }
+    below
+};
 
 /// The number at `s[start..]` in JSON's grammar, as `f32`, and the index just past it.
 /// `None` when the text there is not a JSON number or its value is not a finite `f32`.
