@@ -187,18 +187,20 @@ fn main() -> anyhow::Result<()> {
                 _ => twin.time(*batch, iterations, "onnxruntime"),
             }
         };
-        // Warm every side up, then size a round to take about `seconds` on the slowest.
-        let mut slowest = 0f64;
+        // Warm every side up, then size each side's round to take about `seconds`: a round
+        // of a fast side sized by the slowest would last a few milliseconds, short enough
+        // for the previous side's thread pools, still spinning, to weigh on it.
+        let mut iterations = Vec::with_capacity(SIDES.len());
         for side in 0..SIDES.len() {
-            slowest = slowest.max(time(side, 5)?);
+            let warm = time(side, 5)?;
+            iterations.push(((args.seconds * 5.0 / warm).ceil() as usize).max(1));
         }
-        let iterations = ((args.seconds * 5.0 / slowest).ceil() as usize).max(1);
-        let per_second = |s: f64| (*batch as f64 * iterations as f64) / s;
         let mut rounds = vec![Vec::new(); SIDES.len()];
         for round in 0..args.rounds {
             for k in 0..SIDES.len() {
                 let side = (round + k) % SIDES.len();
-                rounds[side].push(per_second(time(side, iterations)?));
+                let seconds = time(side, iterations[side])?;
+                rounds[side].push((*batch as f64 * iterations[side] as f64) / seconds);
             }
         }
         // Other processes can only slow a round down: the best round is the closest to

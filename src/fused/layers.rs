@@ -7,7 +7,7 @@
 
 /// Output samples computed together: they stay in registers while every input channel
 /// and kernel tap is added in, so each output is loaded and stored once.
-const TILE: usize = 16;
+pub(super) const TILE: usize = 16;
 
 /// A multiply-add, fused into one instruction (one rounding) in the FMA copy.
 #[inline(always)]
@@ -32,6 +32,18 @@ pub(crate) struct Conv {
     /// The same weights as [`conv_block`] reads them: in blocks of [`BLOCK`] output
     /// channels (the last ones singly), each block `taps x channels`.
     blocked: Vec<f32>,
+    /// Per kernel tap `k`: its phase `k % stride` and its offset `k / stride` in it.
+    tap_phase: Vec<(usize, usize)>,
+}
+
+/// A convolution's input split into phases ([`Conv::split_phases`]): working memory that
+/// one thread reuses from one convolution to the next.
+#[derive(Debug, Default)]
+pub(crate) struct Phases {
+    /// Per input channel, its `stride` phases, zero-padded.
+    pub values: Vec<f32>,
+    /// Where each (input channel, kernel tap) starts in `values`, in the weights' order.
+    pub taps: Vec<usize>,
 }
 
 /// Output channels computed together, sharing every input load.
@@ -40,7 +52,8 @@ const BLOCK: usize = 4;
 impl Conv {
     /// `weight` is `c_out x c_in x kernel`, `bias` `c_out` (checked by the caller).
     pub fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
-        let mut conv = Conv { c_in, c_out, kernel, stride, weight, bias, blocked: Vec::new() };
+        let tap_phase = (0..kernel).map(|k| (k % stride, k / stride)).collect();
+        let mut conv = Conv { c_in, c_out, kernel, stride, weight, bias, blocked: Vec::new(), tap_phase };
         conv.blocked = conv.block_weights();
         conv
     }
@@ -88,17 +101,19 @@ impl Conv {
     /// Splits the zero-padded `x` (`c_in x len`) into `stride` phases (phase `r` holds
     /// samples `stride * t + r`), so that every kernel tap reads a contiguous run of one
     /// phase: tap `k` of output `t` is sample `t + k / stride` of phase `k % stride`.
-    /// `taps` gets where each (input channel, tap) starts in `phases`, in the weights'
-    /// order; every tap can read whole tiles up to the output length rounded up to a tile.
+    /// With `bn_relu`, the samples are taken through that batch norm and a ReLU on the way
+    /// (the padding stays zero, as when a ReLU's output is padded).
+    /// Every tap can read whole tiles up to the output length rounded up to a tile.
     #[inline(always)]
-    pub fn split_phases(&self, x: &[f32], len: usize, phases: &mut Vec<f32>, taps: &mut Vec<usize>) {
+    pub fn split_phases<const FMA: bool>(&self, x: &[f32], len: usize, bn_relu: Option<&Affine>, into: &mut Phases) {
+        let Phases { values: phases, taps } = into;
         let (k_size, stride, pad) = (self.kernel, self.stride, self.kernel / 2);
         let tiles = self.out_len(len).div_ceil(TILE);
         // Every tile reads TILE samples from each tap's start: room for the last tile's.
         let plen = tiles * TILE + (k_size - 1) / stride;
         phases.clear();
         phases.resize(self.c_in * stride * plen, 0.0);
-        for (row, p) in x.chunks_exact(len).zip(phases.chunks_exact_mut(stride * plen)) {
+        for (ci, (row, p)) in x.chunks_exact(len).zip(phases.chunks_exact_mut(stride * plen)).enumerate() {
             for (r, phase) in p.chunks_exact_mut(plen).enumerate() {
                 // Phase r, position t: padded sample stride * t + r, input sample
                 // stride * t + r - pad; the first position inside the input, and its sample.
@@ -106,34 +121,31 @@ impl Conv {
                 let start = stride * first + r - pad;
                 let samples = row.get(start..).unwrap_or_default();
                 let dst = phase.get_mut(first..).unwrap_or_default();
-                if stride == 1 {
-                    let n = dst.len().min(samples.len());
-                    dst[..n].copy_from_slice(&samples[..n]);
-                } else {
-                    dst.iter_mut().zip(samples.iter().step_by(stride)).for_each(|(d, &v)| *d = v);
-                }
+                gather::<FMA>(dst, samples, stride, bn_relu.map(|bn| (bn.scale[ci], bn.shift[ci])));
             }
         }
         taps.clear();
-        taps.extend(
-            (0..self.c_in).flat_map(|ci| (0..k_size).map(move |k| (ci * stride + k % stride) * plen + k / stride)),
-        );
+        for ci in 0..self.c_in {
+            let channel = ci * stride * plen;
+            taps.extend(self.tap_phase.iter().map(|&(phase, at)| channel + phase * plen + at));
+        }
     }
 
-    /// `out` (`c_out x out_len`) gets the convolution of `x` (`c_in x len`), through ReLU
-    /// when `relu`. `phases` and `taps` are scratch space for [`Conv::split_phases`].
+    /// `out` (`c_out x out_len`) gets the convolution of `x` (`c_in x len`), taken through
+    /// `bn_relu` first when given, and through ReLU when `relu`.
     #[inline(always)]
     pub fn forward<const FMA: bool>(
         &self,
         x: &[f32],
         len: usize,
+        bn_relu: Option<&Affine>,
         out: &mut [f32],
-        phases: &mut Vec<f32>,
-        taps: &mut Vec<usize>,
+        phases: &mut Phases,
         relu: bool,
     ) {
         let out_len = self.out_len(len);
-        self.split_phases(x, len, phases, taps);
+        self.split_phases::<FMA>(x, len, bn_relu, phases);
+        let Phases { values: phases, taps } = phases;
         let per_out = taps.len();
         let mut co = 0;
         while co < self.c_out {
@@ -151,9 +163,53 @@ impl Conv {
     }
 }
 
+/// `dst[t] = f(src[stride * t])` while both last, `f` the batch norm `(scale, shift)` and a
+/// ReLU when given, else the identity. Strides 1 and 2 (every convolution of the shipped
+/// networks) run in vector registers; others one value at a time.
+#[inline(always)]
+pub(super) fn gather<const FMA: bool>(dst: &mut [f32], src: &[f32], stride: usize, bn_relu: Option<(f32, f32)>) {
+    let f = |v: f32| match bn_relu {
+        Some((scale, shift)) => (v * scale + shift).max(0.0),
+        None => v,
+    };
+    let mut done = 0;
+    if stride == 1 {
+        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = f(v));
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if FMA && stride == 2 {
+        // SAFETY: the FMA copies run only where the CPU has AVX2 and FMA (`fma_available`).
+        done = unsafe { super::avx2::gather_even(dst, src, bn_relu) };
+    }
+    let rest = dst.get_mut(done..).unwrap_or_default();
+    rest.iter_mut()
+        .zip(src.get(stride * done..).unwrap_or_default().iter().step_by(stride))
+        .for_each(|(d, &v)| *d = f(v));
+}
+
 /// `B` output channels (`weights`: `taps x B`) over the whole length, a tile at a time.
 #[inline(always)]
 fn conv_block<const FMA: bool, const B: usize>(
+    weights: &[f32],
+    bias: &[f32],
+    taps: &[usize],
+    phases: &[f32],
+    out: &mut [f32],
+    out_len: usize,
+    relu: bool,
+) {
+    // SAFETY: the FMA copies run only where the CPU has AVX2 and FMA (`fma_available`).
+    #[cfg(target_arch = "x86_64")]
+    if FMA && unsafe { super::avx2::conv_block::<B>(weights, bias, taps, phases, out, out_len, relu) }.is_some() {
+        return;
+    }
+    conv_tiles::<FMA, B>(weights, bias, taps, phases, out, out_len, relu);
+}
+
+/// [`conv_block`] in portable code.
+#[inline(always)]
+pub(super) fn conv_tiles<const FMA: bool, const B: usize>(
     weights: &[f32],
     bias: &[f32],
     taps: &[usize],
@@ -206,18 +262,7 @@ impl Affine {
         Affine { scale, shift }
     }
 
-    /// `out = relu(x * scale + shift)` per channel of `x` (`channels x len`).
-    #[inline(always)]
-    pub fn relu_into(&self, x: &[f32], len: usize, out: &mut [f32]) {
-        for (((row, o), &s), &t) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(&self.scale).zip(&self.shift)
-        {
-            for (o, &v) in o.iter_mut().zip(row) {
-                *o = (v * s + t).max(0.0);
-            }
-        }
-    }
-
-    /// The same on a vector of channels, in place.
+    /// `x = relu(x * scale + shift)` on a vector of channels, in place.
     #[inline(always)]
     pub fn relu_in_place(&self, x: &mut [f32]) {
         for ((v, &s), &t) in x.iter_mut().zip(&self.scale).zip(&self.shift) {
@@ -231,20 +276,26 @@ impl Affine {
 pub(super) struct Dense {
     pub c_in: usize,
     pub c_out: usize,
-    /// `c_out x c_in`.
-    weight: Vec<f32>,
+    /// `c_in x c_out`: the weights transposed, so that all outputs advance together.
+    by_input: Vec<f32>,
     bias: Vec<f32>,
 }
 
 impl Dense {
+    /// `weight` is `c_out x c_in`, `bias` `c_out` (checked by the caller).
     pub fn new(c_in: usize, c_out: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
-        Dense { c_in, c_out, weight, bias }
+        let by_input = (0..c_in).flat_map(|i| weight.iter().skip(i).step_by(c_in).copied()).collect();
+        Dense { c_in, c_out, by_input, bias }
     }
 
+    /// Every output is `b + w_0 x_0 + w_1 x_1 + ...` in that order, as before; the outputs
+    /// are summed side by side (in vector lanes) instead of one dependent chain after another.
     #[inline(always)]
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
-        for ((o, w), &b) in out.iter_mut().zip(self.weight.chunks_exact(self.c_in)).zip(&self.bias) {
-            *o = w.iter().zip(x).fold(b, |acc, (&w, &x)| acc + w * x);
+        let out = &mut out[..self.c_out];
+        out.copy_from_slice(&self.bias);
+        for (&x, w) in x.iter().zip(self.by_input.chunks_exact(self.c_out)) {
+            out.iter_mut().zip(w).for_each(|(o, &w)| *o += w * x);
         }
     }
 }

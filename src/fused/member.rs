@@ -3,7 +3,7 @@
 //! folded into its first convolution, and the shrinkage, the identity and the
 //! diagnostics computed in passes over activations that stay in the core's cache.
 
-use super::layers::{channel_means, mean, Affine, Conv, Dense};
+use super::layers::{channel_means, mean, Affine, Conv, Dense, Phases};
 
 #[derive(Debug, Clone)]
 pub(super) struct Member {
@@ -44,8 +44,7 @@ pub(super) struct Scratch {
     h: Vec<f32>,
     a: Vec<f32>,
     b: Vec<f32>,
-    phases: Vec<f32>,
-    taps: Vec<usize>,
+    phases: Phases,
     small: Small,
 }
 
@@ -66,8 +65,7 @@ impl Scratch {
             h: big(),
             a: big(),
             b: big(),
-            phases: Vec::new(),
-            taps: Vec::new(),
+            phases: Phases::default(),
             small: Small { mean_abs: small(), hidden: small(), scales: small(), thresholds: small() },
         }
     }
@@ -106,16 +104,16 @@ impl Member {
         let mut len = len;
         let mut width = self.stem.c_out;
         let out_len = self.stem.out_len(len);
-        self.stem.forward::<FMA>(x, len, &mut s.h[..width * out_len], &mut s.phases, &mut s.taps, false);
+        self.stem.forward::<FMA>(x, len, None, &mut s.h[..width * out_len], &mut s.phases, false);
         len = out_len;
         let mut shrink_index = 0;
         for unit in &self.units {
             let c_out = unit.conv2.c_out;
             let out_len = unit.conv1.out_len(len);
             let (input, wide) = (width * len, c_out * out_len);
-            unit.bn1.relu_into(&s.h[..input], len, &mut s.a[..input]);
-            unit.conv1.forward::<FMA>(&s.a[..input], len, &mut s.b[..wide], &mut s.phases, &mut s.taps, true);
-            unit.conv2.forward::<FMA>(&s.b[..wide], out_len, &mut s.a[..wide], &mut s.phases, &mut s.taps, false);
+            let (h, b) = (&s.h[..input], &mut s.b[..wide]);
+            unit.conv1.forward::<FMA>(h, len, Some(&unit.bn1), b, &mut s.phases, true);
+            unit.conv2.forward::<FMA>(b, out_len, None, &mut s.a[..wide], &mut s.phases, false);
             if let Some(shrink) = &unit.shrink {
                 let diagnostics = sink.units.as_deref_mut().and_then(|u| u.get_mut(shrink_index));
                 shrink.apply(&mut s.a[..wide], out_len, &mut s.small, diagnostics);
@@ -196,19 +194,23 @@ impl Shrink {
 /// eight; returns how many values became zero.
 #[inline(always)]
 fn soft_threshold(row: &mut [f32], tau: f32) -> usize {
-    let one = |v: &mut f32| {
-        let below = if *v < tau { *v } else { tau };
-        let inside = if below > -tau { below } else { -tau };
-        *v -= inside;
-        u32::from(*v == 0.0)
+    let shrink = |v: f32| {
+        let below = if v < tau { v } else { tau };
+        v - if below > -tau { below } else { -tau }
     };
-    let mut lanes = [0u32; 8];
+    // Counted in f32 lanes (exact below 2^24 a lane), which vectorise with the shrinking;
+    // integer counts from the comparisons kept the loop scalar.
+    let mut lanes = [0f32; 8];
     let mut chunks = row.chunks_exact_mut(8);
     for chunk in &mut chunks {
         for (l, v) in lanes.iter_mut().zip(chunk) {
-            *l += one(v);
+            *v = shrink(*v);
+            *l += if *v == 0.0 { 1.0 } else { 0.0 };
         }
     }
-    let rest: u32 = chunks.into_remainder().iter_mut().map(one).sum();
-    lanes.iter().sum::<u32>() as usize + rest as usize
+    let rest = chunks.into_remainder().iter_mut().fold(0usize, |n, v| {
+        *v = shrink(*v);
+        n + usize::from(*v == 0.0)
+    });
+    lanes.iter().sum::<f32>() as usize + rest
 }

@@ -13,6 +13,8 @@
 // slices whose sizes the constructor checked against the spec; they stay out of this rule.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub(crate) mod layers;
 mod member;
 

@@ -6,7 +6,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::fused::fma_available;
-use crate::fused::layers::{lane_sum, madd, mean, Conv};
+use crate::fused::layers::{lane_sum, madd, mean, Conv, Phases};
 
 /// The table `drsn_cpu_set_kernels` takes (`drsn_cpu_kernels` in autograd.cpp).
 #[repr(C)]
@@ -137,10 +137,10 @@ impl Simd for ConvForward<'_> {
     #[inline(always)]
     fn run<const FMA: bool>(self) {
         let (conv, len) = (&self.conv, self.len);
-        let (mut phases, mut taps) = (Vec::new(), Vec::new());
+        let mut phases = Phases::default();
         let per_out = conv.c_out * conv.out_len(len);
         for (x, out) in self.x.chunks_exact(conv.c_in * len).zip(self.out.chunks_exact_mut(per_out)) {
-            conv.forward::<FMA>(x, len, out, &mut phases, &mut taps, false);
+            conv.forward::<FMA>(x, len, None, out, &mut phases, false);
         }
     }
 }
@@ -186,7 +186,7 @@ impl Simd for WeightGrad<'_> {
 
 #[inline(always)]
 fn weight_grad<const FMA: bool>(shape: &Conv, x: &[f32], g: &[f32], len: usize, gw: &mut [f32], gb: &mut [f32]) {
-    let (mut phases, mut taps) = (Vec::new(), Vec::new());
+    let mut phases = Phases::default();
     let (k_size, out_len) = (shape.kernel, shape.out_len(len));
     let per_out = shape.c_in * k_size;
     for (x, g) in x.chunks_exact(shape.c_in * len).zip(g.chunks_exact(shape.c_out * out_len)) {
@@ -194,7 +194,7 @@ fn weight_grad<const FMA: bool>(shape: &Conv, x: &[f32], g: &[f32], len: usize, 
         // outputs a tap sees); other strides read the phases, zeros included.
         let direct = shape.stride == 1;
         if !direct {
-            shape.split_phases(x, len, &mut phases, &mut taps);
+            shape.split_phases::<FMA>(x, len, None, &mut phases);
         }
         // Where tap `j` reads, and the outputs it reaches: (source, first, end).
         let source = |j: usize| -> (&[f32], usize, usize) {
@@ -210,8 +210,8 @@ fn weight_grad<const FMA: bool>(shape: &Conv, x: &[f32], g: &[f32], len: usize, 
                 let start = ci * len + first + k - pad;
                 (x.get(start..start + (end - first)).unwrap_or_default(), first, end)
             } else {
-                let tap = taps.get(j).copied().unwrap_or_default();
-                (phases.get(tap..tap + out_len).unwrap_or_default(), 0, out_len)
+                let tap = phases.taps.get(j).copied().unwrap_or_default();
+                (phases.values.get(tap..tap + out_len).unwrap_or_default(), 0, out_len)
             }
         };
         let mut co = 0;
