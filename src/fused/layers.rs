@@ -284,7 +284,7 @@ pub(super) struct Dense {
 impl Dense {
     /// `weight` is `c_out x c_in`, `bias` `c_out` (checked by the caller).
     pub fn new(c_in: usize, c_out: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
-        let by_input = (0..c_in).flat_map(|i| weight.iter().skip(i).step_by(c_in).copied()).collect();
+        let by_input = (0..c_in).flat_map(|i| weight.iter().skip(i).step_by(c_in.max(1)).copied()).collect();
         Dense { c_in, c_out, by_input, bias }
     }
 
