@@ -7,6 +7,9 @@
 //!
 //!     cargo bench --bench forward [-- --threads 2 --rounds 15 --seconds 0.2]
 //!
+//! With `--device cuda` (and say `--batches 256,4096`): drsn on libtorch on the GPU against
+//! the twin eager and through `torch.compile` on the same GPU (`scripts/gpu-check.sh`).
+//!
 //! The twin runs in a child process that times forward passes on request, so the five
 //! sides take turns (rotating which goes first) and share whatever noise the machine has.
 //! All report probabilities and every unit's diagnostics.
@@ -23,8 +26,6 @@ use drsn::nn::{Arch, Model, ModelSpec};
 use drsn::onnx::OnnxModel;
 use tch::{Device, Kind, Tensor};
 
-const BATCHES: [i64; 2] = [1, 64];
-
 #[derive(Parser)]
 struct Args {
     /// Intra-op threads on every side: libtorch and ONNX Runtime's pool in drsn, torch and
@@ -37,6 +38,16 @@ struct Args {
     /// Roughly how long one timed round takes, in seconds.
     #[arg(long, default_value_t = 0.2)]
     seconds: f64,
+    /// `cpu` (drsn's three backends against eager PyTorch and onnxruntime) or `cuda` (drsn
+    /// on libtorch against eager PyTorch and torch.compile, on the first GPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Also time the twin through torch.compile (always on CUDA).
+    #[arg(long)]
+    compile: bool,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 64])]
+    batches: Vec<i64>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -50,14 +61,18 @@ struct Twin {
 }
 
 impl Twin {
-    fn start(dir: &Path, threads: i32) -> anyhow::Result<Self> {
+    fn start(dir: &Path, threads: i32, device: &str, compile: bool) -> anyhow::Result<Self> {
         let python = std::env::var("DRSN_PYTHON").unwrap_or_else(|_| "python3".to_string());
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/drsn_twin.py");
+        // Relative to the package root, where cargo runs benchmarks (and scripts/gpu-check.sh
+        // runs them, built elsewhere).
+        let script = Path::new("python/drsn_twin.py");
         let mut child = Command::new(&python)
-            .arg(&script)
+            .arg(script)
             .arg("bench")
             .args(["--spec", &path(dir, "spec.json"), "--weights", &path(dir, "weights.safetensors")])
             .args(["--inputs", &path(dir, "inputs.safetensors"), "--threads", &threads.to_string()])
+            .args(["--device", device])
+            .args(compile.then_some("--compile"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -81,7 +96,7 @@ impl Twin {
     }
 
     /// Seconds that `iterations` forward passes at `batch` took in the twin, eager
-    /// (`torch`) or exported (`onnxruntime`).
+    /// (`torch`), compiled (`compiled`) or exported (`onnxruntime`).
     fn time(&mut self, batch: i64, iterations: usize, side: &str) -> anyhow::Result<f64> {
         writeln!(self.stdin, "{batch} {iterations} {side}")?;
         self.stdin.flush()?;
@@ -95,12 +110,15 @@ fn path(dir: &Path, name: &str) -> String {
 }
 
 /// Seconds that `iterations` forward passes (probabilities and diagnostics) took in drsn on
-/// libtorch.
+/// libtorch, on the device `xs` lives on (waiting for a GPU to finish).
 fn time_libtorch(model: &Model, xs: &Tensor, iterations: usize) -> anyhow::Result<f64> {
     let start = Instant::now();
     for _ in 0..iterations {
         let out = model.infer(xs, true)?;
         drop(std::hint::black_box(out.probabilities()));
+    }
+    if let Device::Cuda(index) = xs.device() {
+        tch::Cuda::synchronize(index as i64);
     }
     Ok(start.elapsed().as_secs_f64())
 }
@@ -123,8 +141,33 @@ fn time_fused(model: &FusedModel, xs: &[f32], n: usize, iterations: usize) -> an
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// The five sides, in the order of the table's columns.
-const SIDES: [&str; 5] = ["drsn libtorch", "drsn onnxruntime", "drsn fused", "PyTorch eager", "Python onnxruntime"];
+/// What is timed: drsn's backends and the twin's.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Libtorch,
+    Onnx,
+    Fused,
+    Eager,
+    Compiled,
+    PythonOnnx,
+}
+
+impl Side {
+    fn label(self) -> &'static str {
+        match self {
+            Side::Libtorch => "drsn libtorch",
+            Side::Onnx => "drsn onnxruntime",
+            Side::Fused => "drsn fused",
+            Side::Eager => "PyTorch eager",
+            Side::Compiled => "torch.compile",
+            Side::PythonOnnx => "Python onnxruntime",
+        }
+    }
+
+    fn is_drsn(self) -> bool {
+        matches!(self, Side::Libtorch | Side::Onnx | Side::Fused)
+    }
+}
 
 fn best(xs: &[f64]) -> f64 {
     xs.iter().copied().fold(0.0, f64::max)
@@ -147,6 +190,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tch::set_num_threads(args.threads);
     tch::manual_seed(0);
+    let device = drsn::device::parse(&args.device)?;
+    let mut sides = match device {
+        Device::Cpu => vec![Side::Libtorch, Side::Onnx, Side::Fused, Side::Eager, Side::PythonOnnx],
+        _ => vec![Side::Libtorch, Side::Eager, Side::Compiled],
+    };
+    if args.compile && !sides.contains(&Side::Compiled) {
+        sides.push(Side::Compiled);
+    }
     let spec = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10)?;
     let model = Model::new(&spec, Device::Cpu)?;
     // Realistic batch-norm statistics, as after training.
@@ -155,52 +206,67 @@ fn main() -> anyhow::Result<()> {
             model.forward_t(&Tensor::randn([32, 1, 2048], (Kind::Float, Device::Cpu)), true);
         }
     });
-    let inputs: Vec<(String, Tensor)> = BATCHES
+    let inputs: Vec<(String, Tensor)> = args
+        .batches
         .iter()
         .map(|&n| (format!("batch{n}"), Tensor::randn([n, 1, 2048], (Kind::Float, Device::Cpu))))
         .collect();
     let dir = tempfile::tempdir()?;
     export(&model, &inputs, dir.path())?;
-    drsn::onnx::init_from_env(args.threads as usize)?;
-    let mut onnx = OnnxModel::new(&model)?;
-    let fused = FusedModel::new(&model, args.threads as usize)?;
-    let mut twin = Twin::start(dir.path(), args.threads)?;
+    // The CPU backends only where they are timed (ONNX Runtime need not be installed on a GPU machine).
+    let (mut onnx, fused) = if device == Device::Cpu {
+        drsn::onnx::init_from_env(args.threads as usize)?;
+        (Some(OnnxModel::new(&model)?), Some(FusedModel::new(&model, args.threads as usize)?))
+    } else {
+        (None, None)
+    };
+    let model = if device == Device::Cpu {
+        model
+    } else {
+        Model::load(model.spec(), &dir.path().join("weights.safetensors"), device)?
+    };
+    let mut twin = Twin::start(dir.path(), args.threads, &args.device, sides.contains(&Side::Compiled))?;
 
     println!(
-        "paper-1d DRSN-CW, 10 classes, CPU, {} threads, {} interleaved rounds of about {} s",
+        "paper-1d DRSN-CW, 10 classes, {device:?}, {} threads, {} interleaved rounds of about {} s",
         args.threads, args.rounds, args.seconds
     );
     println!("windows/s of the best round (and the median round)");
     print!("{:>6}", "batch");
-    SIDES.iter().for_each(|side| print!(" {side:>20}"));
+    sides.iter().for_each(|side| print!(" {:>20}", side.label()));
     println!();
     let mut results = Vec::new();
-    for (batch, (_, xs)) in BATCHES.iter().zip(&inputs) {
+    for (batch, (_, xs)) in args.batches.iter().zip(&inputs) {
         let n = *batch as usize;
         let flat = Vec::<f32>::try_from(xs.flatten(0, -1))?;
-        let mut time = |side: usize, iterations: usize| -> anyhow::Result<f64> {
-            match side {
-                0 => time_libtorch(&model, xs, iterations),
-                1 => time_onnx(&mut onnx, &flat, n, iterations),
-                2 => time_fused(&fused, &flat, n, iterations),
-                3 => twin.time(*batch, iterations, "torch"),
-                _ => twin.time(*batch, iterations, "onnxruntime"),
+        let on_device = xs.to_device(device);
+        let mut time = |side: Side, iterations: usize| -> anyhow::Result<f64> {
+            match (side, &mut onnx, &fused) {
+                (Side::Libtorch, _, _) => time_libtorch(&model, &on_device, iterations),
+                (Side::Onnx, Some(onnx), _) => time_onnx(onnx, &flat, n, iterations),
+                (Side::Fused, _, Some(fused)) => time_fused(fused, &flat, n, iterations),
+                (Side::Eager, _, _) => twin.time(*batch, iterations, "torch"),
+                (Side::Compiled, _, _) => twin.time(*batch, iterations, "compiled"),
+                (Side::PythonOnnx, _, _) => twin.time(*batch, iterations, "onnxruntime"),
+                (side, _, _) => bail!("{} is not prepared on {device:?}", side.label()),
             }
         };
-        // Warm every side up, then size each side's round to take about `seconds`: a round
-        // of a fast side sized by the slowest would last a few milliseconds, short enough
-        // for the previous side's thread pools, still spinning, to weigh on it.
-        let mut iterations = Vec::with_capacity(SIDES.len());
-        for side in 0..SIDES.len() {
+        // Warm every side up (torch.compile compiles here), then size each side's round to
+        // take about `seconds`: a round of a fast side sized by the slowest would last a few
+        // milliseconds, short enough for the previous side's thread pools, still spinning,
+        // to weigh on it.
+        let mut iterations = Vec::with_capacity(sides.len());
+        for &side in &sides {
+            time(side, 1)?;
             let warm = time(side, 5)?;
             iterations.push(((args.seconds * 5.0 / warm).ceil() as usize).max(1));
         }
-        let mut rounds = vec![Vec::new(); SIDES.len()];
+        let mut rounds = vec![Vec::new(); sides.len()];
         for round in 0..args.rounds {
-            for k in 0..SIDES.len() {
-                let side = (round + k) % SIDES.len();
-                let seconds = time(side, iterations[side])?;
-                rounds[side].push((*batch as f64 * iterations[side] as f64) / seconds);
+            for k in 0..sides.len() {
+                let i = (round + k) % sides.len();
+                let seconds = time(sides[i], iterations[i])?;
+                rounds[i].push((*batch as f64 * iterations[i] as f64) / seconds);
             }
         }
         // Other processes can only slow a round down: the best round is the closest to
@@ -217,17 +283,21 @@ fn main() -> anyhow::Result<()> {
     twin.child.wait()?;
     println!("ratios of the best rounds:");
     for (batch, best) in results {
-        let [libtorch, onnx, fused, eager, python_onnx] = [best[0], best[1], best[2], best[3], best[4]];
-        println!(
-            "batch {batch:>2}: drsn fused / Python onnxruntime {:.2}, / drsn onnxruntime {:.2}, / PyTorch eager {:.2}; \
-             drsn onnxruntime / Python onnxruntime {:.2}, / PyTorch eager {:.2}; drsn libtorch / PyTorch eager {:.2}",
-            fused / python_onnx,
-            fused / onnx,
-            fused / eager,
-            onnx / python_onnx,
-            onnx / eager,
-            libtorch / eager
-        );
+        let lines: Vec<String> = sides
+            .iter()
+            .zip(&best)
+            .filter(|(side, _)| side.is_drsn())
+            .map(|(side, ours)| {
+                let to: Vec<String> = sides
+                    .iter()
+                    .zip(&best)
+                    .filter(|(peer, _)| !peer.is_drsn() || **peer == Side::Onnx && *side == Side::Fused)
+                    .map(|(peer, theirs)| format!("/ {} {:.2}", peer.label(), ours / theirs))
+                    .collect();
+                format!("{} {}", side.label(), to.join(", "))
+            })
+            .collect();
+        println!("batch {batch:>4}: {}", lines.join("; "));
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Training throughput (samples/s) of `drsn::train::train` against the PyTorch twin
 //! (`python/train_bench.py`) on the same network (paper-1d DRSN-CW, 10 classes), batch
-//! (128), optimiser (SGD momentum 0.9, L2 1e-4 on kernels), data and thread count, in one
+//! (128 by default), optimiser (SGD momentum 0.9, L2 1e-4 on kernels), data and thread count, in one
 //! run. Rounds alternate between the two so that load from elsewhere on the machine hits
 //! both alike; the medians of the paired rounds are compared, by wall-clock time and by
 //! CPU time (which a busy shared machine disturbs less).
@@ -8,8 +8,10 @@
 //!     cargo bench --bench train
 //!
 //! Environment: DRSN_BENCH_THREADS (default 1), DRSN_BENCH_BATCHES (batches per round,
-//! default 4), DRSN_BENCH_ROUNDS (default 5), DRSN_BENCH_DEVICE (cpu or cuda, default
-//! cpu), DRSN_PYTHON (a Python with torch; `scripts/libtorch.sh` exports it).
+//! default 4), DRSN_BENCH_BATCH (windows a batch, default 128), DRSN_BENCH_ROUNDS (default
+//! 5), DRSN_BENCH_DEVICE (cpu or cuda, default cpu), DRSN_BENCH_TWIN (`eager`, default, or
+//! `compile`: the twin's forward pass and loss through `torch.compile`), DRSN_PYTHON (a
+//! Python with torch; `scripts/libtorch.sh` exports it).
 //!
 //! One thread by default: on a small machine shared with other work, two intra-op
 //! threads made both sides about ten times slower (OpenMP threads spinning at barriers
@@ -29,7 +31,6 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use tch::Tensor;
 
-const BATCH: usize = 128;
 const LR: f64 = 0.01;
 const L2: f64 = 1e-4;
 
@@ -70,7 +71,7 @@ fn rust_round(model: &mut Model, data: &Dataset, config: &TrainConfig) -> anyhow
     let (wall, cpu) = (Instant::now(), cpu_seconds());
     let report = train(model, data, Normalization::ZScore, config, &mut |_| {}, &CancelToken::new())?;
     Ok(Timing {
-        samples: (report.steps * BATCH) as f64,
+        samples: (report.steps * config.batch_size) as f64,
         seconds: wall.elapsed().as_secs_f64(),
         cpu_seconds: cpu_seconds() - cpu,
     })
@@ -84,14 +85,24 @@ struct Twin {
 }
 
 impl Twin {
-    fn start(python: &str, dir: &Path, threads: usize, device: &str) -> anyhow::Result<Self> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/train_bench.py");
+    fn start(
+        python: &str,
+        dir: &Path,
+        threads: usize,
+        device: &str,
+        batch: usize,
+        compile: bool,
+    ) -> anyhow::Result<Self> {
+        // Relative to the package root, where cargo runs benchmarks (and scripts/gpu-check.sh
+        // runs them, built elsewhere).
+        let script = Path::new("python/train_bench.py");
         let mut child = Command::new(python)
-            .arg(&script)
+            .arg(script)
             .args(["--spec", &dir.join("spec.json").display().to_string()])
             .args(["--data", &dir.join("data.safetensors").display().to_string()])
-            .args(["--batch", &BATCH.to_string(), "--lr", &LR.to_string(), "--l2", &L2.to_string()])
+            .args(["--batch", &batch.to_string(), "--lr", &LR.to_string(), "--l2", &L2.to_string()])
             .args(["--threads", &threads.to_string(), "--device", device])
+            .args(compile.then_some("--compile"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -140,7 +151,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> anyhow::Result<()> {
     let threads: usize = env_or("DRSN_BENCH_THREADS", 1)?;
     let batches: usize = env_or("DRSN_BENCH_BATCHES", 4)?;
+    let batch: usize = env_or("DRSN_BENCH_BATCH", 128)?;
     let rounds: usize = env_or("DRSN_BENCH_ROUNDS", 5)?;
+    let twin_mode: String = env_or("DRSN_BENCH_TWIN", "eager".to_string())?;
+    let compile = match twin_mode.as_str() {
+        "eager" => false,
+        "compile" => true,
+        other => bail!("DRSN_BENCH_TWIN={other:?}: expected eager or compile"),
+    };
     let device_name: String = env_or("DRSN_BENCH_DEVICE", "cpu".to_string())?;
     let device = drsn::device::parse(&device_name)?;
     let python = std::env::var("DRSN_PYTHON")
@@ -148,7 +166,7 @@ fn main() -> anyhow::Result<()> {
 
     let spec = ModelSpec::preset("paper-1d", Arch::DrsnCw, 10)?;
     let len = spec.sample_len();
-    let train_set = samples(BATCH * batches, len, 1);
+    let train_set = samples(batch * batches, len, 1);
     let data =
         Dataset { classes: (0..10).map(|i| format!("c{i}")).collect(), train: train_set.clone(), ..Default::default() };
     // One epoch per round; no validation data, so nothing but training is timed.
@@ -158,7 +176,7 @@ fn main() -> anyhow::Result<()> {
         lr_milestones: vec![],
         lr_gamma: 0.1,
         epochs: 1,
-        batch_size: BATCH,
+        batch_size: batch,
         weight_decay: L2,
         seed: 0,
         augment: None,
@@ -173,10 +191,10 @@ fn main() -> anyhow::Result<()> {
     Tensor::write_safetensors(&[("x", &x), ("y", &y)], dir.path().join("data.safetensors"))?;
 
     println!(
-        "training throughput: paper-1d DRSN-CW, batch {BATCH}, SGD momentum 0.9, L2 {L2}, \
-         {batches} steps per round, {rounds} rounds, {threads} threads, {device_name}"
+        "training throughput: paper-1d DRSN-CW, batch {batch}, SGD momentum 0.9, L2 {L2}, \
+         {batches} steps per round, {rounds} rounds, {threads} threads, {device_name}, the twin {twin_mode}"
     );
-    let mut twin = Twin::start(&python, dir.path(), threads, &device_name)?;
+    let mut twin = Twin::start(&python, dir.path(), threads, &device_name, batch, compile)?;
     let mut model = init_model(&spec, device, 0)?;
     // Warm-up: first-touch allocations and kernel selection on both sides.
     rust_round(&mut model, &data, &config)?;
@@ -189,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         let (rc, pc) = (r.samples / r.cpu_seconds, p.samples / p.cpu_seconds);
         println!(
             "round {round}: drsn {rw:7.1} samples/s ({rc:6.1} per CPU-s)   \
-             pytorch twin {pw:7.1} samples/s ({pc:6.1} per CPU-s)   ratio {:.2} (CPU {:.2})",
+             pytorch twin ({twin_mode}) {pw:7.1} samples/s ({pc:6.1} per CPU-s)   ratio {:.2} (CPU {:.2})",
             rw / pw,
             rc / pc
         );

@@ -304,32 +304,45 @@ def onnx_session(model, x, threads, path):
 
 def bench(args):
     """Serves timing requests on stdin, one `BATCH ITERATIONS SIDE` per line (SIDE: `torch`,
-    the eager twin, or `onnxruntime`, its ONNX export), answering each with a JSON line
+    the eager twin; `compiled`, the twin through `torch.compile`, with `--compile`; or
+    `onnxruntime`, its ONNX export, on the CPU only), answering each with a JSON line
     holding the seconds that many forward passes took, so that a caller can interleave them
-    with its own timings."""
+    with its own timings. On CUDA the inputs wait on the GPU and each timing ends with a
+    synchronisation."""
     import tempfile
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     model = load_model(args.spec, args.weights)
     inputs = load_file(str(args.inputs))
-    with tempfile.TemporaryDirectory() as tmp:
-        session, worst = onnx_session(model, next(iter(inputs.values())), args.threads, Path(tmp) / "twin.onnx")
+    session, worst = None, None
+    if device.type == "cpu":
+        with tempfile.TemporaryDirectory() as tmp:
+            session, worst = onnx_session(model, next(iter(inputs.values())), args.threads, Path(tmp) / "twin.onnx")
     arrays = {name: x.numpy() for name, x in inputs.items()}
-    ready = {"ready": True, "threads": torch.get_num_threads(), "onnxruntime_max_diff": worst}
+    model = model.to(device)
+    on_device = {name: x.to(device) for name, x in inputs.items()}
+    compiled = torch.compile(model) if args.compile else None
+    ready = {"ready": True, "threads": torch.get_num_threads(), "onnxruntime_max_diff": worst, "device": str(device)}
     print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         batch, iterations, side = line.split()
         batch, iterations = int(batch), int(iterations)
         start = time.perf_counter()
-        if side == "onnxruntime":
+        if side == "onnxruntime" and session is not None:
             feed = {"x": arrays[f"batch{batch}"]}
             for _ in range(iterations):
                 session.run(None, feed)
-        else:
-            x = inputs[f"batch{batch}"]
+        elif side == "torch" or (side == "compiled" and compiled is not None):
+            run = compiled if side == "compiled" else model
+            x = on_device[f"batch{batch}"]
             with torch.inference_mode():
                 for _ in range(iterations):
-                    model(x)
+                    run(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        else:
+            raise ValueError(f"side {side!r} is not prepared in this run")
         seconds = time.perf_counter() - start
         print(json.dumps({"batch": batch, "iterations": iterations, "seconds": seconds}), flush=True)
 
@@ -344,6 +357,8 @@ def main():
     b.add_argument("--weights", type=Path, required=True, help=".safetensors weights")
     b.add_argument("--inputs", type=Path, required=True, help=".safetensors with `batch{N}` inputs")
     b.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    b.add_argument("--device", default="cpu", help="cpu or cuda (onnxruntime on the CPU only)")
+    b.add_argument("--compile", action="store_true", help="also prepare the `compiled` side (torch.compile)")
     args = parser.parse_args()
     try:
         if args.command == "parity":

@@ -7,7 +7,10 @@ cross-entropy, backward, SGD with momentum whose weight decay (2 * L2, the gradi
 `l2 * w^2`) is on the convolution and dense kernels only, as the Rust loop does; the loss
 and the batch accuracy are read back every step, as the Rust loop does for its progress.
 
-    python train_bench.py --spec spec.json --data data.safetensors --batch 128
+    python train_bench.py --spec spec.json --data data.safetensors --batch 128 [--compile]
+
+`--compile` runs the forward pass and the loss through `torch.compile` (backward through
+AOTAutograd), the other PyTorch a performance-minded user would try; the first round compiles.
 
 Serves timing requests on stdin so that a caller can interleave them with its own: each
 line holds a number of epochs; each answer is a JSON line with the samples trained, the
@@ -56,6 +59,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the forward pass and loss")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -70,6 +74,11 @@ def main():
         lr=args.lr,
         momentum=0.9,
     )
+    def forward_loss(xb, yb):
+        return loss_and_logits(model, xb, yb)
+
+    if args.compile:
+        forward_loss = torch.compile(forward_loss)
     data = load_file(str(args.data))
     x, y = data["x"], data["y"].long()
     n = len(y)
@@ -82,7 +91,7 @@ def main():
             idx = order[step * args.batch:(step + 1) * args.batch]
             xb = zscore(x[idx]).to(device)
             yb = y[idx].to(device)
-            loss, out = loss_and_logits(model, xb, yb)
+            loss, out = forward_loss(xb, yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -91,7 +100,7 @@ def main():
             samples += len(idx)
         return samples
 
-    print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
+    print(json.dumps({"ready": True, "threads": torch.get_num_threads(), "compile": args.compile}), flush=True)
     for line in sys.stdin:
         epochs = int(line)
         wall, cpu = time.perf_counter(), time.process_time()
