@@ -10,8 +10,8 @@
 //! With `--device cuda` (and say `--batches 256,4096`): drsn on libtorch on the GPU against
 //! the twin eager and through `torch.compile` on the same GPU (`scripts/gpu-check.sh`).
 //!
-//! The twin runs in a child process that times forward passes on request, so the five
-//! sides take turns (rotating which goes first) and share whatever noise the machine has.
+//! The twin runs in a child process that times forward passes on request, so the sides
+//! take turns (rotating which goes first) and share whatever noise the machine has.
 //! All report probabilities and every unit's diagnostics.
 
 use std::io::{BufRead, BufReader, Write};
@@ -225,7 +225,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         Model::load(model.spec(), &dir.path().join("weights.safetensors"), device)?
     };
-    let mut twin = Twin::start(dir.path(), args.threads, &args.device, sides.contains(&Side::Compiled))?;
+    let twin_device = if device == Device::Cpu { "cpu" } else { "cuda" };
+    let mut twin = Twin::start(dir.path(), args.threads, twin_device, sides.contains(&Side::Compiled))?;
 
     println!(
         "paper-1d DRSN-CW, 10 classes, {device:?}, {} threads, {} interleaved rounds of about {} s",

@@ -319,10 +319,11 @@ def bench(args):
     if device.type == "cpu":
         with tempfile.TemporaryDirectory() as tmp:
             session, worst = onnx_session(model, next(iter(inputs.values())), args.threads, Path(tmp) / "twin.onnx")
-    arrays = {name: x.numpy() for name, x in inputs.items()}
+    arrays = {name: x.numpy() for name, x in inputs.items()} if session is not None else {}
     model = model.to(device)
     on_device = {name: x.to(device) for name, x in inputs.items()}
-    compiled = torch.compile(model) if args.compile else None
+    # One static graph per batch size, as a user serving fixed batches would compile.
+    compiled = torch.compile(model, dynamic=False) if args.compile else None
     ready = {"ready": True, "threads": torch.get_num_threads(), "onnxruntime_max_diff": worst, "device": str(device)}
     print(json.dumps(ready), flush=True)
     for line in sys.stdin:

@@ -8,7 +8,8 @@
 # libtorch of scripts/libtorch.sh: PyPI's torch 2.11.0, a CUDA 13 build, so the same binaries
 # run on a CPU or a GPU) and copies them, stripped, into DIR (default .gpu-check, ignored by
 # git). `run` needs no cargo and no network: it takes libtorch from the machine's own
-# `python3 -c 'import torch'` (which must be torch 2.11.0), then
+# `python3 -c 'import torch'` (which must be torch 2.11.0, with numpy and safetensors beside
+# it, and a C compiler for torch.compile), then
 #   1. the CUDA parity test (tests/model/cuda.rs: every architecture, both dimensions, within
 #      1e-4 of the CPU, and a training step on the GPU); a skip fails the run;
 #   2. the forward benchmark on the GPU: drsn on libtorch against the PyTorch twin eager and
@@ -21,6 +22,7 @@
 # DRSN_GPU_CHECK_DEVICE=cpu runs the same steps on the CPU at small sizes (a rehearsal of the
 # script on a machine without a GPU; the parity test then says it skipped, as it should).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 mode="${1:-}"
 dir="${2:-.gpu-check}"
@@ -30,7 +32,9 @@ pack() {
   mkdir -p "$dir"
   eval "$(bash scripts/libtorch.sh)"
   local built
-  built="$( (cargo test --locked --release --test model --no-run --message-format=json;
+  rm -f "$dir/model" "$dir/forward" "$dir/train"
+  # `&&`: inside $( ... ) `set -e` is off, and a failed build must not leave an old binary.
+  built="$( (cargo test --locked --release --test model --no-run --message-format=json &&
              cargo bench --locked --bench forward --bench train --no-run --message-format=json) |
            python3 -c 'import json, sys
 for line in sys.stdin:
@@ -55,6 +59,9 @@ run() {
   : > "$log"
   step() { echo "== $*" | tee -a "$log"; }
   python="${DRSN_PYTHON:-python3}"
+  "$python" -c 'import numpy, safetensors, torch' ||
+    { echo "gpu-check: $python needs torch 2.11.0, numpy and safetensors (the twin reads safetensors files)" >&2; exit 1; }
+  command -v cc >/dev/null || echo "gpu-check: no C compiler: torch.compile (Triton) will fail" | tee -a "$log"
   torch_dir="$("$python" -c 'import os, torch; assert torch.__version__.startswith("2.11.0"), torch.__version__; print(os.path.dirname(torch.__file__))')"
   # The binaries look for libtorch where `pack` found it; here it is wherever pip put it.
   export LD_LIBRARY_PATH="$torch_dir/lib:$torch_dir/../nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -65,7 +72,7 @@ run() {
   fi
 
   step "machine: $(date -u +%FT%TZ), torch $("$python" -c 'import torch; print(torch.__version__, torch.cuda.is_available())')"
-  command -v nvidia-smi >/dev/null && nvidia-smi -L 2>&1 | tee -a "$log"
+  { command -v nvidia-smi >/dev/null && nvidia-smi -L 2>&1 | tee -a "$log"; } || true
 
   local failed=0
   step "1. parity on $device (tests/model/cuda.rs)"
@@ -94,5 +101,5 @@ run() {
 case "$mode" in
   pack) pack ;;
   run) run "$@" ;;
-  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,25p' scripts/gpu-check.sh >&2; exit 2 ;;
 esac

@@ -35,8 +35,13 @@ pub(super) unsafe fn conv_block<const B: usize>(
     out_len: usize,
     relu: bool,
 ) -> Option<()> {
-    let reach = taps.iter().max()? + out_len.div_ceil(TILE) * TILE;
-    if reach > phases.len() || weights.len() < taps.len() * B || bias.len() < B || out.len() < B * out_len {
+    debug_assert!(super::fma_available(), "the AVX2 tile on a CPU without AVX2 and FMA");
+    let reach = taps.iter().max()?.checked_add(out_len.div_ceil(TILE).checked_mul(TILE)?)?;
+    if reach > phases.len()
+        || weights.len() < taps.len().checked_mul(B)?
+        || bias.len() < B
+        || out.len() < out_len.checked_mul(B)?
+    {
         return None;
     }
     let (src, w) = (phases.as_ptr(), weights.as_ptr());
@@ -95,6 +100,7 @@ pub(super) unsafe fn conv_block<const B: usize>(
 /// The CPU must have AVX2 (the caller's copy is compiled for it).
 #[inline(always)]
 pub(super) unsafe fn gather_even(dst: &mut [f32], src: &[f32], bn_relu: Option<(f32, f32)>) -> usize {
+    debug_assert!(super::fma_available(), "the AVX2 split on a CPU without AVX2");
     let mut done = 0;
     for (s, d) in src.chunks_exact(TILE).zip(dst.chunks_exact_mut(HALF)) {
         // SAFETY: `s` holds 16 values and `d` 8; the CPU has AVX2 (the caller).

@@ -294,7 +294,7 @@ impl Dense {
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
         let out = &mut out[..self.c_out];
         out.copy_from_slice(&self.bias);
-        for (&x, w) in x.iter().zip(self.by_input.chunks_exact(self.c_out)) {
+        for (&x, w) in x.iter().zip(self.by_input.chunks_exact(self.c_out.max(1))) {
             out.iter_mut().zip(w).for_each(|(o, &w)| *o += w * x);
         }
     }
