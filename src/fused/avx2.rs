@@ -13,29 +13,22 @@ use std::arch::x86_64::{
     _mm256_storeu_ps,
 };
 
-use super::layers::TILE;
+use super::layers::{Block, TILE};
 
 /// Eight lanes a register: a tile is two of them.
 const HALF: usize = TILE / 2;
 
-/// `B` output channels (`weights`: `taps x B`) over the whole length, a tile at a time, as
-/// `layers::conv_block`. Returns `None`, having written nothing, if some tap's tiles would
-/// read past `phases` (never, as `Conv::split_phases` sizes them).
+/// A block of `B` output channels, a tile at a time, as `layers::conv_block`. Returns
+/// `None`, having written nothing, if some tap's tiles would read past the phases (never, as
+/// `Conv::split_phases` sizes them).
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; inlined into a function compiled for them, the
 /// intrinsics become single instructions.
 #[inline(always)]
-pub(super) unsafe fn conv_block<const B: usize>(
-    weights: &[f32],
-    bias: &[f32],
-    taps: &[usize],
-    phases: &[f32],
-    out: &mut [f32],
-    out_len: usize,
-    relu: bool,
-) -> Option<()> {
+pub(super) unsafe fn conv_block<const B: usize>(block: &mut Block<'_>) -> Option<()> {
     debug_assert!(super::fma_available(), "the AVX2 tile on a CPU without AVX2 and FMA");
+    let Block { weights, bias, taps, phases, ref mut out, out_len, relu } = *block;
     let reach = taps.iter().max()?.checked_add(out_len.div_ceil(TILE).checked_mul(TILE)?)?;
     if reach > phases.len()
         || weights.len() < taps.len().checked_mul(B)?
@@ -123,7 +116,7 @@ pub(super) unsafe fn gather_even(dst: &mut [f32], src: &[f32], bn_relu: Option<(
 #[cfg(test)]
 mod tests {
     use super::super::fma_available;
-    use super::super::layers::{conv_tiles, gather, Conv, Phases};
+    use super::super::layers::{conv_tiles, gather, Block, Conv, Phases};
 
     /// Reproducible values in [-1, 1).
     fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -154,21 +147,14 @@ mod tests {
             let out_len = conv.out_len(len);
             let weights = values(taps.len() * 4, 4);
             for relu in [false, true] {
+                let bias = [0.5, -0.5, 0.0, 1.0];
+                let block =
+                    |out| Block { weights: &weights, bias: &bias, taps: &taps, phases: &phases, out, out_len, relu };
                 let mut portable = vec![f32::NAN; 4 * out_len];
-                conv_tiles::<true, 4>(&weights, &[0.5, -0.5, 0.0, 1.0], &taps, &phases, &mut portable, out_len, relu);
+                conv_tiles::<true, 4>(&mut block(&mut portable));
                 let mut intrinsics = vec![f32::NAN; 4 * out_len];
                 // SAFETY: the CPU has AVX2 and FMA (checked above).
-                let wrote = unsafe {
-                    super::conv_block::<4>(
-                        &weights,
-                        &[0.5, -0.5, 0.0, 1.0],
-                        &taps,
-                        &phases,
-                        &mut intrinsics,
-                        out_len,
-                        relu,
-                    )
-                };
+                let wrote = unsafe { super::conv_block::<4>(&mut block(&mut intrinsics)) };
                 assert!(wrote.is_some(), "c_in {c_in}, stride {stride}, len {len}: phases too short");
                 let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&portable), bits(&intrinsics), "c_in {c_in}, stride {stride}, len {len}, relu {relu}");
@@ -177,8 +163,17 @@ mod tests {
             let reach = taps.iter().max().unwrap() + out_len.div_ceil(16) * 16;
             let short = &phases[..reach - 1];
             let mut out = vec![0.0; 4 * out_len];
+            let mut block = Block {
+                weights: &weights,
+                bias: &[0.0; 4],
+                taps: &taps,
+                phases: short,
+                out: &mut out,
+                out_len,
+                relu: false,
+            };
             // SAFETY: as above.
-            let wrote = unsafe { super::conv_block::<4>(&weights, &[0.0; 4], &taps, short, &mut out, out_len, false) };
+            let wrote = unsafe { super::conv_block::<4>(&mut block) };
             assert!(wrote.is_none());
         }
         for n in [0, 7, 8, 16, 33, 1000] {

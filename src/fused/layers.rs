@@ -149,16 +149,22 @@ impl Conv {
         let per_out = taps.len();
         let mut co = 0;
         while co < self.c_out {
-            let block = self.block_at(co);
-            let weights = &self.blocked[co * per_out..(co + block) * per_out];
-            let bias = &self.bias[co..co + block];
-            let out = &mut out[co * out_len..(co + block) * out_len];
-            if block == BLOCK {
-                conv_block::<FMA, BLOCK>(weights, bias, taps, phases, out, out_len, relu);
+            let size = self.block_at(co);
+            let block = Block {
+                weights: &self.blocked[co * per_out..(co + size) * per_out],
+                bias: &self.bias[co..co + size],
+                taps,
+                phases,
+                out: &mut out[co * out_len..(co + size) * out_len],
+                out_len,
+                relu,
+            };
+            if size == BLOCK {
+                conv_block::<FMA, BLOCK>(block);
             } else {
-                conv_block::<FMA, 1>(weights, bias, taps, phases, out, out_len, relu);
+                conv_block::<FMA, 1>(block);
             }
-            co += block;
+            co += size;
         }
     }
 }
@@ -188,45 +194,45 @@ pub(super) fn gather<const FMA: bool>(dst: &mut [f32], src: &[f32], stride: usiz
         .for_each(|(d, &v)| *d = f(v));
 }
 
-/// `B` output channels (`weights`: `taps x B`) over the whole length, a tile at a time.
+/// `B` output channels of a convolution over the whole length: what a tile kernel reads and
+/// writes.
+pub(super) struct Block<'a> {
+    /// `taps x B`.
+    pub weights: &'a [f32],
+    pub bias: &'a [f32],
+    pub taps: &'a [usize],
+    pub phases: &'a [f32],
+    /// `B x out_len`.
+    pub out: &'a mut [f32],
+    pub out_len: usize,
+    /// Through ReLU.
+    pub relu: bool,
+}
+
+/// A block, a tile at a time.
 #[inline(always)]
-fn conv_block<const FMA: bool, const B: usize>(
-    weights: &[f32],
-    bias: &[f32],
-    taps: &[usize],
-    phases: &[f32],
-    out: &mut [f32],
-    out_len: usize,
-    relu: bool,
-) {
+fn conv_block<const FMA: bool, const B: usize>(mut block: Block<'_>) {
     // SAFETY: the FMA copies run only where the CPU has AVX2 and FMA (`fma_available`).
     #[cfg(target_arch = "x86_64")]
-    if FMA && unsafe { super::avx2::conv_block::<B>(weights, bias, taps, phases, out, out_len, relu) }.is_some() {
+    if FMA && unsafe { super::avx2::conv_block::<B>(&mut block) }.is_some() {
         return;
     }
-    conv_tiles::<FMA, B>(weights, bias, taps, phases, out, out_len, relu);
+    conv_tiles::<FMA, B>(&mut block);
 }
 
 /// [`conv_block`] in portable code.
 #[inline(always)]
-pub(super) fn conv_tiles<const FMA: bool, const B: usize>(
-    weights: &[f32],
-    bias: &[f32],
-    taps: &[usize],
-    phases: &[f32],
-    out: &mut [f32],
-    out_len: usize,
-    relu: bool,
-) {
+pub(super) fn conv_tiles<const FMA: bool, const B: usize>(block: &mut Block<'_>) {
+    let Block { weights, bias, taps, phases, ref mut out, out_len, relu } = *block;
     for t0 in (0..out_len).step_by(TILE) {
         let mut acc = [[0f32; TILE]; B];
         for (a, &b) in acc.iter_mut().zip(bias) {
             *a = [b; TILE];
         }
         for (&tap, w) in taps.iter().zip(weights.chunks_exact(B)) {
-            // Fixed-size views: the compiler keeps the tiles in vector registers. (The
-            // phases hold every tile's reach, by construction: the zeros are never read.
-            // A branch out of the loop instead would make the compiler store the tiles.)
+            // Fixed-size views: the compiler keeps the tiles in vector registers (and also
+            // stores them after every tap, hence the AVX2 copy in intrinsics). The phases
+            // hold every tile's reach, by construction: the zeros are never read.
             let src = phases.get(tap + t0..).and_then(|p| p.first_chunk::<TILE>()).unwrap_or(&[0.0; TILE]);
             let w = w.first_chunk::<B>().unwrap_or(&[0.0; B]);
             for (a, &w) in acc.iter_mut().zip(w) {
